@@ -1,0 +1,204 @@
+//! Command line: Litestream 0.3's verbs and flags. Litestream spells long flags with one dash (`-config`); both
+//! spellings are accepted.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "litecar",
+    version,
+    about = "SQLite replication sidecar; a drop-in for Litestream 0.3"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// Config file (default: $LITECAR_CONFIG, else /etc/litecar.yml).
+    #[arg(long = "config", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Do not expand $VAR and ${VAR} in the config file.
+    #[arg(long = "no-expand-env")]
+    pub no_expand_env: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replicate databases continuously, from the config file or from DB_PATH REPLICA_URL... arguments.
+    Replicate {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Run this command as a child process; replication stops when it exits and its exit code is returned.
+        #[arg(long = "exec", value_name = "CMD")]
+        exec: Option<String>,
+        /// Database path followed by one or more replica URLs (instead of a config file).
+        #[arg(value_name = "DB_PATH REPLICA_URL")]
+        args: Vec<String>,
+    },
+    /// Restore a database from a replica.
+    Restore(RestoreArgs),
+    /// List the generations of a database's replicas.
+    Generations(ListArgs),
+    /// List snapshots.
+    Snapshots(ListArgs),
+    /// List WAL segments.
+    Wal(ListArgs),
+    /// List the databases in the config file.
+    Databases {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Output path (default: the database path).
+    #[arg(short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Restore from this replica only.
+    #[arg(long = "replica", value_name = "NAME")]
+    pub replica: Option<String>,
+    /// Restore from this generation.
+    #[arg(long = "generation", value_name = "G")]
+    pub generation: Option<String>,
+    /// Restore up to and including this WAL index (hex).
+    #[arg(long = "index", value_name = "HEX")]
+    pub index: Option<String>,
+    /// Restore the state as of this time (RFC 3339).
+    #[arg(long = "timestamp", value_name = "RFC3339")]
+    pub timestamp: Option<String>,
+    /// Downloads in flight at once.
+    #[arg(long = "parallelism", value_name = "N", default_value_t = 8)]
+    pub parallelism: usize,
+    /// Do nothing (and succeed) if the output database already exists.
+    #[arg(long = "if-db-not-exists")]
+    pub if_db_not_exists: bool,
+    /// Do nothing (and succeed) if no backup exists.
+    #[arg(long = "if-replica-exists")]
+    pub if_replica_exists: bool,
+    /// Run the full `PRAGMA integrity_check` instead of `quick_check` on the result.
+    #[arg(long = "integrity-check")]
+    pub integrity_check: bool,
+    /// Database path (looked up in the config) or replica URL.
+    #[arg(value_name = "DB_PATH|REPLICA_URL")]
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Only this replica.
+    #[arg(long = "replica", value_name = "NAME")]
+    pub replica: Option<String>,
+    /// Only this generation.
+    #[arg(long = "generation", value_name = "G")]
+    pub generation: Option<String>,
+    /// Database path (looked up in the config) or replica URL.
+    #[arg(value_name = "DB_PATH|REPLICA_URL")]
+    pub target: String,
+}
+
+const LONG_FLAGS: &[&str] = &[
+    "config",
+    "no-expand-env",
+    "exec",
+    "replica",
+    "generation",
+    "index",
+    "timestamp",
+    "parallelism",
+    "if-db-not-exists",
+    "if-replica-exists",
+    "integrity-check",
+    "help",
+    "version",
+];
+
+/// Rewrite Litestream's `-flag` and `-flag=value` spellings of long flags as `--flag`.
+pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = vec![];
+    let mut rest_are_values = false;
+    for a in args {
+        if rest_are_values {
+            out.push(a);
+            continue;
+        }
+        let Some(s) = a.to_str() else {
+            out.push(a);
+            continue;
+        };
+        if s == "--" {
+            rest_are_values = true;
+            out.push(a);
+            continue;
+        }
+        if let Some(body) = s.strip_prefix('-').filter(|b| !b.starts_with('-')) {
+            let name = body.split_once('=').map_or(body, |(n, _)| n);
+            if LONG_FLAGS.contains(&name) {
+                out.push(OsString::from(format!("-{s}")));
+                continue;
+            }
+        }
+        out.push(a);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(normalize_args(args.iter().map(OsString::from))).expect("parses")
+    }
+
+    #[test]
+    fn litestream_single_dash_flags() {
+        let cli = parse(&[
+            "litecar",
+            "restore",
+            "-config",
+            "/c.yml",
+            "-o",
+            "/out.db",
+            "-if-db-not-exists",
+            "-index=1f",
+            "/data/app.db",
+        ]);
+        let Command::Restore(r) = cli.command else {
+            panic!("restore")
+        };
+        assert_eq!(r.config.config, Some(PathBuf::from("/c.yml")));
+        assert_eq!(r.output, Some(PathBuf::from("/out.db")));
+        assert!(r.if_db_not_exists);
+        assert_eq!(r.index.as_deref(), Some("1f"));
+        assert_eq!(r.target, "/data/app.db");
+    }
+
+    #[test]
+    fn replicate_with_arguments_and_exec() {
+        let cli = parse(&[
+            "litecar",
+            "replicate",
+            "-exec",
+            "myapp --port 80",
+            "a.db",
+            "file:///r",
+        ]);
+        let Command::Replicate { exec, args, .. } = cli.command else {
+            panic!("replicate")
+        };
+        assert_eq!(exec.as_deref(), Some("myapp --port 80"));
+        assert_eq!(args, ["a.db", "file:///r"]);
+    }
+}

@@ -1,0 +1,9 @@
+//! The `litecar` daemon: configuration, CLI commands and the process supervisor.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod exec;
+pub mod logging;
+pub mod replicas;
+pub mod supervisor;

@@ -1,0 +1,126 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use litecar::cli::{Cli, Command};
+use litecar::commands::{self, RestoreOutcome};
+use litecar::config::{Config, DbConfig, ReplicaConfig};
+use litecar::{logging, replicas, supervisor};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(litecar::cli::normalize_args(std::env::args_os()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Version => {
+            println!("litecar {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Command::Replicate { config, exec, args } => {
+            let (config_file, config_path) = if args.is_empty() {
+                let (c, p) = commands::load_config(&config)?;
+                let c = c.with_context(|| {
+                    format!(
+                        "no config file at {} and no DB_PATH REPLICA_URL arguments",
+                        p.display()
+                    )
+                })?;
+                (c, Some(p))
+            } else {
+                (config_from_args(&args)?, None)
+            };
+            logging::init(config_file.logging.as_ref());
+            if config_file.dbs.is_empty() {
+                bail!(
+                    "no databases to replicate in {}",
+                    config_path
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                );
+            }
+            let shutdown_timeout = config_file
+                .shutdown_timeout
+                .map(|g| g.0)
+                .unwrap_or(replicas::DEFAULT_SHUTDOWN_TIMEOUT);
+            let mut dbs = vec![];
+            for db in &config_file.dbs {
+                let reps = db
+                    .replicas
+                    .iter()
+                    .map(replicas::replica_options)
+                    .collect::<Result<Vec<_>>>()
+                    .with_context(|| format!("database {}", db.path))?;
+                if reps.is_empty() {
+                    bail!("database {} has no replicas", db.path);
+                }
+                dbs.push((replicas::db_options(db, shutdown_timeout), reps));
+            }
+            let exec = exec.or(config_file.exec.clone());
+            supervisor::run(supervisor::Plan {
+                dbs,
+                exec,
+                shutdown_timeout,
+            })
+            .await
+        }
+        Command::Restore(args) => {
+            logging::init(None);
+            match commands::restore(args).await? {
+                RestoreOutcome::Restored => Ok(0),
+                RestoreOutcome::Skipped(why) => {
+                    eprintln!("{why}");
+                    Ok(0)
+                }
+            }
+        }
+        Command::Generations(args) => commands::generations(args).await.map(|()| 0),
+        Command::Snapshots(args) => commands::snapshots(args).await.map(|()| 0),
+        Command::Wal(args) => commands::wal(args).await.map(|()| 0),
+        Command::Databases { config } => commands::databases(config).map(|()| 0),
+    }
+}
+
+/// `replicate DB_PATH REPLICA_URL...` without a config file.
+fn config_from_args(args: &[String]) -> Result<Config> {
+    let [db, urls @ ..] = args else {
+        bail!("expected DB_PATH REPLICA_URL...")
+    };
+    if urls.is_empty() {
+        bail!("replicate {db}: give at least one replica URL after the database path");
+    }
+    let db_path = PathBuf::from(db);
+    Ok(Config {
+        dbs: vec![DbConfig {
+            path: db_path.display().to_string(),
+            replicas: urls
+                .iter()
+                .map(|u| ReplicaConfig {
+                    url: Some(u.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}

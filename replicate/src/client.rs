@@ -1,0 +1,199 @@
+//! The replica-client abstraction. A backend stores opaque objects under keys relative to the replica's root; the
+//! Litestream layout on top of it ([`Replica`]) is written once for every backend.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::error::ReplicaError;
+use crate::layout::{self, Generation, Pos};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Last path component of the key.
+    pub name: String,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// One storage backend (file directory, S3 bucket prefix, ...). Keys are `/`-separated and relative to the root.
+#[async_trait]
+pub trait ObjectClient: Send + Sync + fmt::Debug {
+    /// A description for messages, such as `file:///backups/app` (never a credential).
+    fn describe(&self) -> String;
+    /// Backend type for metrics and messages: `file`, `s3`, `abs`, `gcs`.
+    fn kind(&self) -> &'static str;
+    /// Names of the immediate sub-"directories" of `prefix`.
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, ReplicaError>;
+    /// Objects directly under `prefix`. A missing prefix is an empty list.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ReplicaError>;
+    /// Store the file at `src` as `key`. `created` is the time the data was staged, which backends that can keep it
+    /// use as the object's timestamp. Returns only once the object is durable.
+    async fn put_file(
+        &self,
+        key: &str,
+        src: &Path,
+        created: SystemTime,
+    ) -> Result<(), ReplicaError>;
+    /// Copy object `key` into the local file `dst` (created or truncated); returns its size.
+    async fn get_file(&self, key: &str, dst: &Path) -> Result<u64, ReplicaError>;
+    /// Delete objects; keys that do not exist are not an error.
+    async fn delete(&self, keys: &[String]) -> Result<(), ReplicaError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub generation: Generation,
+    pub index: u32,
+    pub size: u64,
+    pub created: SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub generation: Generation,
+    pub pos: Pos,
+    pub size: u64,
+    pub created: SystemTime,
+}
+
+/// A named replica: a backend plus the Litestream layout.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    pub name: String,
+    pub client: Arc<dyn ObjectClient>,
+}
+
+impl Replica {
+    pub fn new(name: impl Into<String>, client: Arc<dyn ObjectClient>) -> Self {
+        Self {
+            name: name.into(),
+            client,
+        }
+    }
+
+    /// Generations present on the replica, sorted; entries that are not generation ids are ignored.
+    pub async fn generations(&self) -> Result<Vec<Generation>, ReplicaError> {
+        let mut gens: Vec<Generation> = self
+            .client
+            .list_dirs(layout::GENERATIONS_DIR)
+            .await?
+            .into_iter()
+            .filter_map(|d| Generation::parse(&d).ok())
+            .collect();
+        gens.sort();
+        Ok(gens)
+    }
+
+    /// Snapshots of a generation, by index.
+    pub async fn snapshots(
+        &self,
+        generation: &Generation,
+    ) -> Result<Vec<SnapshotInfo>, ReplicaError> {
+        let mut out: Vec<SnapshotInfo> = self
+            .client
+            .list(&layout::snapshots_dir(generation))
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                Some(SnapshotInfo {
+                    generation: generation.clone(),
+                    index: layout::parse_snapshot_file_name(&o.name)?,
+                    size: o.size,
+                    created: o.modified,
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| s.index);
+        Ok(out)
+    }
+
+    /// WAL segments of a generation, by position.
+    pub async fn segments(
+        &self,
+        generation: &Generation,
+    ) -> Result<Vec<SegmentInfo>, ReplicaError> {
+        let mut out: Vec<SegmentInfo> = self
+            .client
+            .list(&layout::wal_dir(generation))
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                Some(SegmentInfo {
+                    generation: generation.clone(),
+                    pos: layout::parse_wal_segment_file_name(&o.name)?,
+                    size: o.size,
+                    created: o.modified,
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| s.pos);
+        Ok(out)
+    }
+
+    pub async fn put_snapshot(
+        &self,
+        generation: &Generation,
+        index: u32,
+        src: &Path,
+        created: SystemTime,
+    ) -> Result<(), ReplicaError> {
+        self.client
+            .put_file(&layout::snapshot_key(generation, index), src, created)
+            .await
+    }
+
+    pub async fn put_segment(
+        &self,
+        generation: &Generation,
+        pos: Pos,
+        src: &Path,
+        created: SystemTime,
+    ) -> Result<(), ReplicaError> {
+        self.client
+            .put_file(&layout::wal_segment_key(generation, pos), src, created)
+            .await
+    }
+
+    pub async fn get_snapshot(
+        &self,
+        generation: &Generation,
+        index: u32,
+        dst: &Path,
+    ) -> Result<u64, ReplicaError> {
+        self.client
+            .get_file(&layout::snapshot_key(generation, index), dst)
+            .await
+    }
+
+    pub async fn get_segment(
+        &self,
+        generation: &Generation,
+        pos: Pos,
+        dst: &Path,
+    ) -> Result<u64, ReplicaError> {
+        self.client
+            .get_file(&layout::wal_segment_key(generation, pos), dst)
+            .await
+    }
+
+    /// Delete a whole generation: its snapshots and segments.
+    pub async fn delete_generation(&self, generation: &Generation) -> Result<(), ReplicaError> {
+        let mut keys: Vec<String> = self
+            .segments(generation)
+            .await?
+            .iter()
+            .map(|s| layout::wal_segment_key(generation, s.pos))
+            .collect();
+        keys.extend(
+            self.snapshots(generation)
+                .await?
+                .iter()
+                .map(|s| layout::snapshot_key(generation, s.index)),
+        );
+        self.client.delete(&keys).await
+    }
+}

@@ -1,0 +1,20 @@
+//! Replication core of litecar: WAL reading, the Litestream 0.3 replica layout, snapshots, retention and restore.
+
+pub mod client;
+pub mod compress;
+pub mod error;
+pub mod file;
+mod fsutil;
+pub mod layout;
+pub mod replicator;
+pub mod restore;
+pub mod retention;
+pub mod shipper;
+pub mod spool;
+pub mod state;
+pub mod wal;
+
+pub use client::{ObjectClient, ObjectInfo, Replica, SegmentInfo, SnapshotInfo};
+pub use error::{Error, ReplicaError, Result};
+pub use file::FileClient;
+pub use layout::{Generation, Pos};

@@ -1,0 +1,557 @@
+//! The async half of replication for one database: waits for the database, turns file-system events (or, where
+//! there are none, polling) into syncs on the shipper thread, and runs one uploader per replica plus snapshot and
+//! retention schedules. Cancelling the token makes a final sync and drains the spool within a deadline.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Replica;
+use crate::error::{Error, IoContext, Result};
+use crate::layout::Generation;
+use crate::shipper::{CheckpointPolicy, Shipper, SyncReport};
+use crate::spool::{Spool, SpoolEntry, SpoolKey};
+
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub path: PathBuf,
+    /// Polling fallback for file systems without change events.
+    pub monitor_interval: Duration,
+    pub checkpoint: CheckpointPolicy,
+    /// How long a shutdown may spend uploading what is still in the spool.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplicaOptions {
+    pub replica: Replica,
+    /// At most one upload round per interval; zero ships each commit as it happens.
+    pub sync_interval: Duration,
+    pub snapshot_interval: Option<Duration>,
+    pub retention: Option<Duration>,
+    pub retention_check_interval: Duration,
+}
+
+/// What the replicator has done so far, for status displays, metrics and tests.
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    pub generation: Option<Generation>,
+    pub index: u32,
+    pub offset: u64,
+    pub syncs: u64,
+    pub sync_errors: u64,
+    pub bytes_staged: u64,
+    pub last_sync: Option<SystemTime>,
+    pub snapshot_at: Option<SystemTime>,
+    /// Per replica (by position): last successful upload and consecutive failures.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ReplicaStatus {
+    pub name: String,
+    pub uploaded: u64,
+    pub last_upload: Option<SystemTime>,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+pub type SharedStatus = Arc<Mutex<Status>>;
+
+enum Command {
+    Sync(oneshot::Sender<Result<SyncReport>>),
+    Snapshot(oneshot::Sender<Result<SyncReport>>),
+}
+
+/// The directory next to the database that holds litecar's position and spool (`.<name>-litecar`).
+pub fn state_dir(db: &Path) -> PathBuf {
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    db.parent()
+        .unwrap_or(Path::new("."))
+        .join(format!(".{name}-litecar"))
+}
+
+pub struct DbReplicator {
+    opts: DbOptions,
+    replicas: Vec<ReplicaOptions>,
+    status: SharedStatus,
+}
+
+impl DbReplicator {
+    pub fn new(opts: DbOptions, replicas: Vec<ReplicaOptions>) -> Self {
+        let status = Status {
+            replicas: replicas
+                .iter()
+                .map(|r| ReplicaStatus {
+                    name: r.replica.name.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        Self {
+            opts,
+            replicas,
+            status: Arc::new(Mutex::new(status)),
+        }
+    }
+
+    pub fn status(&self) -> SharedStatus {
+        self.status.clone()
+    }
+
+    pub async fn run(self, cancel: CancellationToken) -> Result<()> {
+        let db = self.opts.path.clone();
+        if !wait_for_database(&db, self.opts.monitor_interval, &cancel).await {
+            return Ok(());
+        }
+        let dir = state_dir(&db);
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let spool = Arc::new(Spool::open(dir.join("spool"), self.replicas.len())?);
+        let shipper = {
+            let (db2, dir, spool, policy) = (
+                db.clone(),
+                dir.clone(),
+                spool.clone(),
+                self.opts.checkpoint.clone(),
+            );
+            tokio::task::spawn_blocking(move || Shipper::open(&db2, &dir, spool, policy))
+                .await
+                .map_err(|e| Error::Io {
+                    path: db.clone(),
+                    source: std::io::Error::other(e),
+                })??
+        };
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let shipper_thread = spawn_shipper(shipper, cmd_rx)?;
+
+        let wake = Arc::new(Notify::new());
+        let _watcher = watch_database(&db, wake.clone());
+        let upload_stop = CancellationToken::new();
+        let upload_wake: Vec<Arc<Notify>> = self
+            .replicas
+            .iter()
+            .map(|_| Arc::new(Notify::new()))
+            .collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, r) in self.replicas.iter().enumerate() {
+            tasks.spawn(upload_loop(
+                i,
+                r.clone(),
+                spool.clone(),
+                upload_wake[i].clone(),
+                self.status.clone(),
+                upload_stop.clone(),
+            ));
+        }
+        let maintenance_stop = cancel.child_token();
+        for r in self
+            .replicas
+            .iter()
+            .filter(|r| r.retention.is_some() || r.snapshot_interval.is_some())
+        {
+            tasks.spawn(maintenance_loop(
+                r.clone(),
+                cmd_tx.clone(),
+                self.status.clone(),
+                upload_wake.clone(),
+                maintenance_stop.clone(),
+            ));
+        }
+
+        let staging_interval = self
+            .replicas
+            .iter()
+            .map(|r| r.sync_interval)
+            .min()
+            .unwrap_or_default();
+        let mut last_sync = Instant::now() - staging_interval;
+        let mut backoff = Backoff::new();
+        let mut first = true;
+        loop {
+            let wait = if backoff.failures > 0 {
+                backoff.delay()
+            } else {
+                self.opts.monitor_interval
+            };
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            // Batch commits into one segment per sync interval.
+            let since = last_sync.elapsed();
+            if since < staging_interval {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(staging_interval - since) => {}
+                }
+            }
+            last_sync = Instant::now();
+            match request(&cmd_tx, Command::Sync).await {
+                Ok(report) => {
+                    backoff.reset();
+                    self.after_sync(&report, &upload_wake);
+                }
+                Err(e) => {
+                    backoff.fail();
+                    self.status
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .sync_errors += 1;
+                    tracing::error!(db = %db.display(), error = %e, "sync failed");
+                }
+            }
+        }
+
+        // Final sync, then give the uploaders until the deadline to empty the spool.
+        maintenance_stop.cancel();
+        match request(&cmd_tx, Command::Sync).await {
+            Ok(report) => self.after_sync(&report, &upload_wake),
+            Err(e) => tracing::error!(db = %db.display(), error = %e, "final sync failed"),
+        }
+        drop(cmd_tx);
+        let deadline = Instant::now() + self.opts.shutdown_timeout;
+        while !spool.is_empty() && Instant::now() < deadline {
+            for w in &upload_wake {
+                w.notify_one();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !spool.is_empty() {
+            tracing::warn!(db = %db.display(), pending_bytes = spool.pending_bytes(), "shutdown deadline reached with uploads pending; they are kept in the spool and sent on the next start");
+        }
+        upload_stop.cancel();
+        while tasks.join_next().await.is_some() {}
+        let _ = tokio::task::spawn_blocking(move || shipper_thread.join()).await;
+        Ok(())
+    }
+
+    fn after_sync(&self, report: &SyncReport, upload_wake: &[Arc<Notify>]) {
+        {
+            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            s.syncs += 1;
+            s.bytes_staged += report.bytes;
+            s.last_sync = Some(SystemTime::now());
+            if let Some((generation, pos, snapshot_at)) = &report.position {
+                s.generation = Some(generation.clone());
+                s.index = pos.index;
+                s.offset = pos.offset;
+                s.snapshot_at = Some(*snapshot_at);
+            }
+        }
+        if report.staged > 0 {
+            for w in upload_wake {
+                w.notify_one();
+            }
+        }
+    }
+}
+
+async fn request(
+    tx: &mpsc::UnboundedSender<Command>,
+    make: impl FnOnce(oneshot::Sender<Result<SyncReport>>) -> Command,
+) -> Result<SyncReport> {
+    let (reply, rx) = oneshot::channel();
+    tx.send(make(reply)).map_err(|_| Error::Cancelled)?;
+    rx.await.map_err(|_| Error::Cancelled)?
+}
+
+fn spawn_shipper(
+    mut shipper: Shipper,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let name = format!(
+        "litecar-ship-{}",
+        shipper
+            .db_path()
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    let db = shipper.db_path().to_owned();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            while let Some(cmd) = rx.blocking_recv() {
+                match cmd {
+                    Command::Sync(reply) => {
+                        // Coalesce a burst of queued syncs into this one.
+                        let mut replies = vec![reply];
+                        let mut snapshot = vec![];
+                        while let Ok(more) = rx.try_recv() {
+                            match more {
+                                Command::Sync(r) => replies.push(r),
+                                Command::Snapshot(r) => snapshot.push(r),
+                            }
+                        }
+                        let mut result = shipper.sync();
+                        if result.is_ok() && shipper.snapshot_due_by_size() {
+                            result = shipper.snapshot();
+                        }
+                        send_all(replies, &result);
+                        if !snapshot.is_empty() {
+                            let result = shipper.snapshot();
+                            send_all(snapshot, &result);
+                        }
+                    }
+                    Command::Snapshot(reply) => {
+                        let _ = reply.send(shipper.snapshot());
+                    }
+                }
+            }
+            if let Err(e) = shipper.close() {
+                tracing::warn!(db = %db.display(), error = %e, "releasing the read lock failed");
+            }
+        })
+        .map_err(|e| Error::Io {
+            path: PathBuf::from("shipper thread"),
+            source: e,
+        })
+}
+
+fn send_all(replies: Vec<oneshot::Sender<Result<SyncReport>>>, result: &Result<SyncReport>) {
+    for r in replies {
+        let copy = match result {
+            Ok(report) => Ok(report.clone()),
+            Err(e) => Err(Error::Wal {
+                path: PathBuf::new(),
+                message: e.to_string(),
+            }),
+        };
+        let _ = r.send(copy);
+    }
+}
+
+/// Wait until the database file exists and is not empty. `false` if cancelled first.
+async fn wait_for_database(db: &Path, interval: Duration, cancel: &CancellationToken) -> bool {
+    let mut logged = false;
+    loop {
+        if std::fs::metadata(db).is_ok_and(|m| m.len() > 0) {
+            return true;
+        }
+        if !logged {
+            tracing::info!(db = %db.display(), "waiting for the database to be created");
+            logged = true;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            _ = tokio::time::sleep(interval.min(Duration::from_millis(250))) => {}
+        }
+    }
+}
+
+/// Wake on changes to the database or its WAL. Returns the watcher, which must be kept alive; `None` (polling only)
+/// where the file system offers no events.
+fn watch_database(db: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let name = db.file_name()?.to_owned();
+    let mut wal_name = name.clone();
+    wal_name.push("-wal");
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if event
+                .paths
+                .iter()
+                .any(|p| p.file_name().is_some_and(|n| n == wal_name || n == name))
+            {
+                wake.notify_one();
+            }
+        }
+    });
+    match watcher {
+        Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "no file-system events; polling at monitor-interval");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no file-system events; polling at monitor-interval");
+            None
+        }
+    }
+}
+
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { failures: 0 }
+    }
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+    fn fail(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+    }
+    /// Exponential from 100 ms to 30 s, with jitter so that many pods do not retry in step.
+    fn delay(&self) -> Duration {
+        let base = 100u64.saturating_mul(1 << self.failures.min(9)).min(30_000);
+        Duration::from_millis(base / 2 + rand::random_range(0..=base / 2))
+    }
+}
+
+async fn upload_loop(
+    i: usize,
+    opts: ReplicaOptions,
+    spool: Arc<Spool>,
+    wake: Arc<Notify>,
+    status: SharedStatus,
+    stop: CancellationToken,
+) {
+    let replica = &opts.replica;
+    let mut backoff = Backoff::new();
+    loop {
+        let pending = spool.pending(i);
+        if pending.is_empty() || backoff.failures > 0 {
+            let wait = if backoff.failures > 0 {
+                backoff.delay()
+            } else {
+                Duration::from_secs(3600)
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if pending.is_empty() {
+                continue;
+            }
+        }
+        let started = Instant::now();
+        for entry in spool.pending(i) {
+            let result = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = upload(replica, &entry) => r,
+            };
+            let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+            let rs = &mut s.replicas[i];
+            match result {
+                Ok(()) => {
+                    rs.uploaded += 1;
+                    rs.last_upload = Some(SystemTime::now());
+                    rs.last_error = None;
+                    drop(s);
+                    spool.mark_uploaded(i, &entry);
+                    backoff.reset();
+                }
+                Err(e) => {
+                    rs.errors += 1;
+                    rs.last_error = Some(e.to_string());
+                    drop(s);
+                    backoff.fail();
+                    tracing::error!(replica = %replica.describe(), key = %entry.key.object_key(), error = %e, permanent = e.is_permanent(), "upload failed");
+                    break;
+                }
+            }
+        }
+        // At most one upload round per sync interval.
+        if let Some(rest) = opts.sync_interval.checked_sub(started.elapsed()) {
+            if !rest.is_zero() && backoff.failures == 0 {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(rest) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn upload(
+    replica: &Replica,
+    entry: &SpoolEntry,
+) -> std::result::Result<(), crate::error::ReplicaError> {
+    match &entry.key {
+        SpoolKey::Snapshot { generation, index } => {
+            replica
+                .put_snapshot(generation, *index, &entry.path, entry.created)
+                .await
+        }
+        SpoolKey::Segment { generation, pos } => {
+            replica
+                .put_segment(generation, *pos, &entry.path, entry.created)
+                .await
+        }
+    }
+}
+
+/// Snapshots at `snapshot-interval`, and retention every `retention-check-interval`.
+async fn maintenance_loop(
+    opts: ReplicaOptions,
+    cmd: mpsc::UnboundedSender<Command>,
+    status: SharedStatus,
+    upload_wake: Vec<Arc<Notify>>,
+    stop: CancellationToken,
+) {
+    let mut next_snapshot = opts.snapshot_interval.map(|d| Instant::now() + d);
+    let mut next_retention = opts
+        .retention
+        .map(|_| Instant::now() + opts.retention_check_interval);
+    loop {
+        let next = [next_snapshot, next_retention].into_iter().flatten().min();
+        let Some(next) = next else { return };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(next.into()) => {}
+        }
+        let now = Instant::now();
+        if next_snapshot.is_some_and(|t| t <= now) {
+            next_snapshot = opts.snapshot_interval.map(|d| now + d);
+            match request(&cmd, Command::Snapshot).await {
+                Ok(_) => upload_wake.iter().for_each(|w| w.notify_one()),
+                Err(e) => {
+                    tracing::error!(replica = %opts.replica.describe(), error = %e, "snapshot failed")
+                }
+            }
+        }
+        if let (Some(retention), Some(t)) = (opts.retention, next_retention) {
+            if t <= now {
+                next_retention = Some(now + opts.retention_check_interval);
+                let (current, snapshot_at) = {
+                    let s = status.lock().unwrap_or_else(|p| p.into_inner());
+                    (s.generation.clone(), s.snapshot_at)
+                };
+                // Like Litestream: a snapshot older than the window is renewed first, so the window stays restorable.
+                if snapshot_at.is_some_and(|t| t.elapsed().unwrap_or_default() > retention) {
+                    if let Err(e) = request(&cmd, Command::Snapshot).await {
+                        tracing::error!(replica = %opts.replica.describe(), error = %e, "snapshot failed");
+                    }
+                }
+                if let Some(current) = current {
+                    match crate::retention::enforce(
+                        &opts.replica,
+                        &current,
+                        retention,
+                        SystemTime::now(),
+                    )
+                    .await
+                    {
+                        Ok(r) => {
+                            tracing::debug!(replica = %opts.replica.describe(), ?r, "retention enforced")
+                        }
+                        Err(e) => {
+                            tracing::error!(replica = %opts.replica.describe(), error = %e, "retention failed")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

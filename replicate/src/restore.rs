@@ -1,0 +1,496 @@
+//! Restore: choose a generation, the latest snapshot at or before the target, and every WAL segment after it;
+//! download them in parallel into a scratch directory, then rebuild the database one WAL index at a time, letting
+//! SQLite checkpoint each validated WAL. The result is checked and renamed into place; nothing temporary is left.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use futures::{StreamExt, TryStreamExt};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::client::{Replica, SegmentInfo, SnapshotInfo};
+use crate::compress::lz4_reader;
+use crate::error::{Error, IoContext, Result};
+use crate::layout::{self, Generation};
+use crate::shipper::{SQLITE_HEADER, wal_path};
+use crate::wal::{self, WAL_HEADER_SIZE, WalHeader};
+
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub generation: Option<Generation>,
+    /// Restore up to and including this WAL index.
+    pub index: Option<u32>,
+    /// Restore the state as of this time.
+    pub timestamp: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub replica: String,
+    pub generation: Generation,
+    pub snapshot: SnapshotInfo,
+    pub segments: Vec<SegmentInfo>,
+}
+
+impl Plan {
+    pub fn bytes(&self) -> u64 {
+        self.snapshot.size + self.segments.iter().map(|s| s.size).sum::<u64>()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationSummary {
+    pub generation: Generation,
+    pub first: Option<SystemTime>,
+    pub last: Option<SystemTime>,
+}
+
+/// When a generation's data starts and ends, for listing.
+pub async fn summarize(replica: &Replica, generation: &Generation) -> Result<GenerationSummary> {
+    let snaps = replica.snapshots(generation).await?;
+    let segs = replica.segments(generation).await?;
+    let times = snaps
+        .iter()
+        .map(|s| s.created)
+        .chain(segs.iter().map(|s| s.created));
+    let (first, last) = times.fold(
+        (None, None),
+        |(lo, hi): (Option<SystemTime>, Option<SystemTime>), t| {
+            (
+                Some(lo.map_or(t, |l| l.min(t))),
+                Some(hi.map_or(t, |h| h.max(t))),
+            )
+        },
+    );
+    Ok(GenerationSummary {
+        generation: generation.clone(),
+        first,
+        last,
+    })
+}
+
+/// Work out what to restore from `replica`; `Ok(None)` when it holds nothing that matches the target.
+pub async fn plan(replica: &Replica, target: &Target) -> Result<Option<Plan>> {
+    let generations = match &target.generation {
+        Some(g) => vec![g.clone()],
+        None => replica.generations().await?,
+    };
+    let mut best: Option<(SystemTime, Plan)> = None;
+    for generation in generations {
+        let Some(plan) = plan_generation(replica, &generation, target).await? else {
+            continue;
+        };
+        let updated = plan
+            .segments
+            .iter()
+            .map(|s| s.created)
+            .chain([plan.snapshot.created])
+            .max()
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        if best.as_ref().is_none_or(|(t, _)| updated >= *t) {
+            best = Some((updated, plan));
+        }
+    }
+    Ok(best.map(|(_, p)| p))
+}
+
+async fn plan_generation(
+    replica: &Replica,
+    generation: &Generation,
+    target: &Target,
+) -> Result<Option<Plan>> {
+    let snapshots = replica.snapshots(generation).await?;
+    let snapshot = snapshots
+        .into_iter()
+        .filter(|s| target.index.is_none_or(|i| s.index <= i))
+        .filter(|s| target.timestamp.is_none_or(|t| s.created <= t))
+        .max_by_key(|s| s.index);
+    let Some(snapshot) = snapshot else {
+        return Ok(None);
+    };
+    let mut segments = vec![];
+    for s in replica.segments(generation).await? {
+        if s.pos.index < snapshot.index {
+            continue;
+        }
+        if target.index.is_some_and(|i| s.pos.index > i)
+            || target.timestamp.is_some_and(|t| s.created > t)
+        {
+            break;
+        }
+        segments.push(s);
+    }
+    Ok(Some(Plan {
+        replica: replica.name.clone(),
+        generation: generation.clone(),
+        snapshot,
+        segments,
+    }))
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub output: PathBuf,
+    pub parallelism: usize,
+    /// Run `PRAGMA integrity_check` (slow, thorough) instead of `quick_check`.
+    pub full_integrity_check: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreSummary {
+    pub generation: Generation,
+    pub snapshot_index: u32,
+    pub last_index: u32,
+    pub segments: usize,
+    pub bytes_downloaded: u64,
+}
+
+/// Bytes downloaded so far, reported as restore goes (for progress displays).
+pub type Progress = dyn Fn(u64) + Send + Sync;
+
+/// Carry out `plan` into `opts.output`, which must not exist yet.
+pub async fn restore(
+    replica: &Replica,
+    plan: &Plan,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestoreSummary> {
+    if opts.output.exists() {
+        return Err(Error::OutputExists {
+            path: opts.output.clone(),
+        });
+    }
+    let out_dir = match opts.output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&out_dir).at(&out_dir)?;
+    let file_name = opts
+        .output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let scratch = tempfile_dir(&out_dir, &file_name)?;
+    let result = restore_into(replica, plan, opts, progress, &scratch).await;
+    let _ = fs::remove_dir_all(&scratch);
+    result
+}
+
+fn tempfile_dir(dir: &Path, name: &str) -> Result<PathBuf> {
+    for _ in 0..16 {
+        let p = dir.join(format!(
+            ".{name}.litecar-restore-{:08x}",
+            rand::random::<u32>()
+        ));
+        match fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::Io { path: p, source: e }),
+        }
+    }
+    Err(Error::Io {
+        path: dir.to_owned(),
+        source: io::Error::other("could not create a scratch directory"),
+    })
+}
+
+async fn restore_into(
+    replica: &Replica,
+    plan: &Plan,
+    opts: &RestoreOptions,
+    progress: &Progress,
+    scratch: &Path,
+) -> Result<RestoreSummary> {
+    let downloaded = std::sync::atomic::AtomicU64::new(0);
+    let snapshot_file = scratch.join("snapshot.lz4");
+    let mut jobs: Vec<(String, PathBuf, Option<layout::Pos>)> = vec![(
+        layout::snapshot_key(&plan.generation, plan.snapshot.index),
+        snapshot_file.clone(),
+        None,
+    )];
+    for (i, s) in plan.segments.iter().enumerate() {
+        jobs.push((
+            layout::wal_segment_key(&plan.generation, s.pos),
+            scratch.join(format!("{i:08}.wal.lz4")),
+            Some(s.pos),
+        ));
+    }
+    futures::stream::iter(jobs.iter().map(|(_, dst, pos)| {
+        let downloaded = &downloaded;
+        async move {
+            let n = match pos {
+                None => {
+                    replica
+                        .get_snapshot(&plan.generation, plan.snapshot.index, dst)
+                        .await?
+                }
+                Some(p) => replica.get_segment(&plan.generation, *p, dst).await?,
+            };
+            let total = downloaded.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            progress(total);
+            Ok::<_, Error>(())
+        }
+    }))
+    .buffer_unordered(opts.parallelism.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+
+    let work_db = scratch.join("db");
+    let plan_owned = plan.clone();
+    let replica_name = replica.describe();
+    let full = opts.full_integrity_check;
+    let scratch_owned = scratch.to_owned();
+    let work = work_db.clone();
+    tokio::task::spawn_blocking(move || {
+        apply(
+            &replica_name,
+            &plan_owned,
+            &scratch_owned,
+            &snapshot_file,
+            &work,
+            full,
+        )
+    })
+    .await
+    .map_err(|e| Error::Io {
+        path: work_db.clone(),
+        source: io::Error::other(e),
+    })??;
+
+    fs::rename(&work_db, &opts.output).at(&opts.output)?;
+    if let Some(dir) = opts.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+    }
+    Ok(RestoreSummary {
+        generation: plan.generation.clone(),
+        snapshot_index: plan.snapshot.index,
+        last_index: plan
+            .segments
+            .last()
+            .map_or(plan.snapshot.index, |s| s.pos.index),
+        segments: plan.segments.len(),
+        bytes_downloaded: downloaded.into_inner(),
+    })
+}
+
+impl Replica {
+    pub fn describe(&self) -> String {
+        if self.name.is_empty() {
+            self.client.describe()
+        } else {
+            format!("{} ({})", self.name, self.client.describe())
+        }
+    }
+}
+
+fn apply(
+    replica: &str,
+    plan: &Plan,
+    scratch: &Path,
+    snapshot: &Path,
+    db: &Path,
+    full_check: bool,
+) -> Result<()> {
+    let snap_key = layout::snapshot_key(&plan.generation, plan.snapshot.index);
+    let corrupt = |key: &str, message: String| Error::Corrupt {
+        replica: replica.to_owned(),
+        key: key.to_owned(),
+        message,
+    };
+    {
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(db).at(db)?);
+        let mut r = lz4_reader(BufReader::with_capacity(
+            1 << 20,
+            File::open(snapshot).at(snapshot)?,
+        ));
+        let mut head = [0u8; 16];
+        r.read_exact(&mut head)
+            .map_err(|e| corrupt(&snap_key, e.to_string()))?;
+        if &head != SQLITE_HEADER {
+            return Err(corrupt(
+                &snap_key,
+                "the snapshot is not a SQLite database".into(),
+            ));
+        }
+        out.write_all(&head).at(db)?;
+        io::copy(&mut r, &mut out).map_err(|e| corrupt(&snap_key, e.to_string()))?;
+        out.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all())
+            .at(db)?;
+    }
+
+    // Group segments by WAL index, keeping their scratch files.
+    let mut by_index: BTreeMap<u32, Vec<(usize, &SegmentInfo)>> = BTreeMap::new();
+    for (i, s) in plan.segments.iter().enumerate() {
+        by_index.entry(s.pos.index).or_default().push((i, s));
+    }
+    let wal_file = wal_path(db);
+    for (index, segs) in by_index {
+        if segs[0].1.pos.offset != 0 {
+            let key = layout::wal_segment_key(&plan.generation, layout::Pos { index, offset: 0 });
+            return Err(Error::Restore {
+                replica: replica.to_owned(),
+                message: format!(
+                    "missing WAL segment {key}: WAL index {index:08x} does not start at offset 0"
+                ),
+            });
+        }
+        write_wal(replica, plan, scratch, &segs, &wal_file)?;
+        checkpoint_restored(db)?;
+    }
+    verify(db, full_check)
+}
+
+/// Concatenate one index's segments into a WAL file, checking that each segment starts where the previous one
+/// ended, that the checksum chain holds throughout, and that the WAL ends on a commit frame. SQLite would silently
+/// ignore a WAL that fails these checks, losing data without a word.
+fn write_wal(
+    replica: &str,
+    plan: &Plan,
+    scratch: &Path,
+    segs: &[(usize, &SegmentInfo)],
+    wal_file: &Path,
+) -> Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(wal_file).at(wal_file)?);
+    let mut header: Option<WalHeader> = None;
+    let mut expect_offset = 0u64;
+    let mut checksum = (0, 0);
+    for (i, seg) in segs {
+        let key = layout::wal_segment_key(&plan.generation, seg.pos);
+        let corrupt = |message: String| Error::Corrupt {
+            replica: replica.to_owned(),
+            key: key.clone(),
+            message,
+        };
+        if seg.pos.offset != expect_offset {
+            return Err(corrupt(format!(
+                "segment starts at offset {:#x}, expected {expect_offset:#x}",
+                seg.pos.offset
+            )));
+        }
+        let src = scratch.join(format!("{i:08}.wal.lz4"));
+        let mut r = lz4_reader(BufReader::with_capacity(
+            1 << 20,
+            File::open(&src).at(&src)?,
+        ));
+        let mut start = seg.pos.offset;
+        if seg.pos.offset == 0 {
+            let mut hb = [0u8; WAL_HEADER_SIZE as usize];
+            r.read_exact(&mut hb)
+                .map_err(|e| corrupt(format!("reading WAL header: {e}")))?;
+            let h = WalHeader::parse(&hb).map_err(|e| corrupt(e.to_string()))?;
+            out.write_all(&hb).at(wal_file)?;
+            checksum = h.checksum;
+            header = Some(h);
+            start = WAL_HEADER_SIZE;
+        }
+        let h = header.ok_or_else(|| corrupt("no WAL header".into()))?;
+        let mut counted = CountingReader { inner: r, n: 0 };
+        let mut write_err = None;
+        let c = wal::scan_with(&mut counted, &h, start, checksum, |frame| {
+            out.write_all(frame)
+                .inspect_err(|e| write_err = Some(io::Error::new(e.kind(), e.to_string())))
+        });
+        if let Some(e) = write_err {
+            return Err(Error::Io {
+                path: wal_file.to_owned(),
+                source: e,
+            });
+        }
+        let c = c.map_err(|e| corrupt(e.to_string()))?;
+        // Every byte of the segment must belong to a committed transaction.
+        io::copy(&mut counted, &mut io::sink()).map_err(|e| corrupt(e.to_string()))?;
+        if c.end - start != counted.n {
+            return Err(corrupt(format!(
+                "invalid WAL frames: only {} of {} bytes form committed transactions",
+                c.end - start,
+                counted.n
+            )));
+        }
+        if counted.n == 0 && seg.pos.offset != 0 {
+            return Err(corrupt("empty WAL segment".into()));
+        }
+        checksum = c.checksum;
+        expect_offset = c.end;
+    }
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .at(wal_file)?;
+    Ok(())
+}
+
+struct CountingReader<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+}
+
+fn open_restored(db: &Path) -> Result<Connection> {
+    Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| Error::Sqlite {
+        path: db.to_owned(),
+        source,
+    })
+}
+
+fn checkpoint_restored(db: &Path) -> Result<()> {
+    let conn = open_restored(db)?;
+    let sql = |source| Error::Sqlite {
+        path: db.to_owned(),
+        source,
+    };
+    let (busy, log, done): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(sql)?;
+    if busy != 0 || log != done {
+        return Err(Error::Integrity {
+            path: db.to_owned(),
+            message: format!("WAL checkpoint incomplete ({done} of {log} frames)"),
+        });
+    }
+    conn.close().map_err(|(_, e)| sql(e))
+}
+
+fn verify(db: &Path, full: bool) -> Result<()> {
+    let conn = open_restored(db)?;
+    let pragma = if full {
+        "PRAGMA integrity_check"
+    } else {
+        "PRAGMA quick_check"
+    };
+    let mut stmt = conn.prepare(pragma).map_err(|source| Error::Sqlite {
+        path: db.to_owned(),
+        source,
+    })?;
+    let rows: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|source| Error::Integrity {
+            path: db.to_owned(),
+            message: source.to_string(),
+        })?;
+    if rows != ["ok"] {
+        return Err(Error::Integrity {
+            path: db.to_owned(),
+            message: rows.join("; "),
+        });
+    }
+    Ok(())
+}

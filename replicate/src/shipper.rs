@@ -1,0 +1,729 @@
+//! The blocking half of replication: reads the application's WAL and stages whole committed transactions into the
+//! spool, takes snapshots, and runs lock-safe checkpoints. It owns three SQLite connections and runs on a dedicated
+//! thread.
+//!
+//! Safety rests on one SQLite fact: a WAL can only be restarted (overwritten from its start) when no reader holds a
+//! snapshot inside it. The `pin` connection keeps a read transaction open at all times except inside our own
+//! checkpoint, so the application's frames stay in place until they are copied. Any restart we did not see coming
+//! is detected from the WAL header (checkpoint sequence and salt), and what the old WAL still holds past our
+//! position is recovered under the write lock; when that cannot be proven complete, a new generation starts with a
+//! snapshot, so nothing committed is ever skipped silently.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::compress::Lz4Writer;
+use crate::error::{Error, IoContext, Result, SqlContext};
+use crate::fsutil::write_atomically;
+use crate::layout::{Generation, MAX_INDEX, Pos};
+use crate::spool::{Spool, SpoolKey};
+use crate::state::{Position, StateFile};
+use crate::wal::{self, Checksum, WAL_HEADER_SIZE, WalHeader};
+
+pub const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+#[derive(Debug, Clone)]
+pub struct CheckpointPolicy {
+    /// PASSIVE checkpoint once the current WAL holds this many frames.
+    pub min_page_count: u64,
+    /// Past this many frames in the WAL file, also restart and shrink the WAL (never by blocking the application).
+    pub max_page_count: u64,
+    /// PASSIVE checkpoint at least this often while there are new frames.
+    pub interval: Duration,
+    /// How long a checkpoint may wait for the application's write transaction to finish. Our own hold on the write
+    /// lock lasts only for the final copy of a few frames and a PASSIVE checkpoint of them.
+    pub lock_timeout: Duration,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        Self {
+            min_page_count: 1000,
+            max_page_count: 10_000,
+            interval: Duration::from_secs(60),
+            lock_timeout: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What one call to [`Shipper::sync`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    pub staged: usize,
+    pub bytes: u64,
+    pub new_generation: Option<String>,
+    pub checkpointed: Option<&'static str>,
+    /// Generation, position and last snapshot time after the call.
+    pub position: Option<(Generation, Pos, SystemTime)>,
+}
+
+pub struct Shipper {
+    db_path: PathBuf,
+    wal_path: PathBuf,
+    policy: CheckpointPolicy,
+    pin: Connection,
+    lock: Connection,
+    ckpt: Connection,
+    pinned: bool,
+    locked: bool,
+    state: StateFile,
+    position: Option<Position>,
+    spool: Arc<Spool>,
+    last_checkpoint: Instant,
+    /// The database file, opened once for snapshots. POSIX drops every lock a process holds on a file when any
+    /// descriptor of it is closed, so opening and closing the database ourselves would silently release SQLite's
+    /// locks (and our pin with them). Declared last so that it is closed after the connections.
+    db_file: File,
+}
+
+enum Restart {
+    Followed,
+    Lost(&'static str),
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Check that `file` holds a SQLite database (or is still empty).
+fn check_sqlite_header(file: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 16];
+    let mut n = 0;
+    while n < head.len() {
+        match file.read_at(&mut head[n..], n as u64).at(path)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    if n == 0 || (n == 16 && &head == SQLITE_HEADER) {
+        Ok(())
+    } else {
+        Err(Error::NotADatabase {
+            path: path.to_owned(),
+            reason: "the file does not start with the SQLite header".into(),
+        })
+    }
+}
+
+impl Shipper {
+    pub fn open(
+        db_path: &Path,
+        state_dir: &Path,
+        spool: Arc<Spool>,
+        policy: CheckpointPolicy,
+    ) -> Result<Self> {
+        let db_file = File::open(db_path).at(db_path)?;
+        check_sqlite_header(&db_file, db_path)?;
+        let open = || -> Result<Connection> {
+            let c = Connection::open_with_flags(
+                db_path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .db(db_path)?;
+            c.busy_timeout(Duration::from_secs(5)).db(db_path)?;
+            // Our connections never checkpoint on their own: checkpoints happen only where we decide.
+            c.pragma_update(None, "wal_autocheckpoint", 0).db(db_path)?;
+            Ok(c)
+        };
+        let pin = open()?;
+        let mode: String = pin
+            .query_row("PRAGMA journal_mode = wal", [], |r| r.get(0))
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(ErrorCode::NotADatabase) => Error::NotADatabase {
+                    path: db_path.to_owned(),
+                    reason: e.to_string(),
+                },
+                _ => Error::Sqlite {
+                    path: db_path.to_owned(),
+                    source: e,
+                },
+            })?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Wal {
+                path: db_path.to_owned(),
+                message: format!(
+                    "could not switch the database to WAL mode (journal_mode is {mode})"
+                ),
+            });
+        }
+        let lock = open()?;
+        // A restart written by this connection truncates the WAL file to what that commit needs.
+        lock.pragma_update(None, "journal_size_limit", 0)
+            .db(db_path)?;
+        let ckpt = open()?;
+        let state = StateFile::new(state_dir.join("position.json"));
+        let position = state.load()?;
+        Ok(Self {
+            wal_path: wal_path(db_path),
+            db_path: db_path.to_owned(),
+            policy,
+            pin,
+            lock,
+            ckpt,
+            pinned: false,
+            locked: false,
+            state,
+            position,
+            spool,
+            last_checkpoint: Instant::now(),
+            db_file,
+        })
+    }
+
+    pub fn position(&self) -> Option<&Position> {
+        self.position.as_ref()
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// Copy whatever has been committed since the last call, then checkpoint if the policy says so.
+    pub fn sync(&mut self) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        self.pin()?;
+        let header = self.read_wal_header()?;
+        let reason = match (&self.position, header) {
+            (None, _) => Some("no saved replication position"),
+            (Some(_), None) => {
+                Some("the WAL was removed or truncated while litecar was not watching it")
+            }
+            (Some(p), Some(h)) if h == p.header => match self.ship(&mut report) {
+                Ok(()) => None,
+                Err(ShipError::Mismatch) => {
+                    Some("the WAL no longer matches the replicated position")
+                }
+                Err(ShipError::Other(e)) => return Err(e),
+            },
+            (Some(p), Some(h)) if p.header.is_followed_by(&h) => {
+                match self.follow_restart(h, &mut report)? {
+                    Some(Restart::Followed) => None,
+                    Some(Restart::Lost(why)) => Some(why),
+                    // The application holds the write lock; try again on the next event.
+                    None => return Ok(report),
+                }
+            }
+            (Some(_), Some(_)) => Some("the WAL was restarted more than once between two reads"),
+        };
+        if let Some(reason) = reason {
+            self.start_generation(reason, &mut report)?;
+        }
+        self.maybe_checkpoint(&mut report)?;
+        report.position = self
+            .position
+            .as_ref()
+            .map(|p| (p.generation.clone(), p.pos, p.snapshot_at));
+        Ok(report)
+    }
+
+    /// Take a snapshot at the current WAL index (after copying everything committed so far).
+    pub fn snapshot(&mut self) -> Result<SyncReport> {
+        let mut report = self.sync()?;
+        if let Some(p) = &self.position {
+            let (generation, index, header) = (p.generation.clone(), p.pos.index, p.header);
+            if self.stage_snapshot(&generation, index, &mut report)?
+                && self.read_wal_header()? == Some(header)
+            {
+                let p = self.position_mut()?;
+                p.snapshot_index = index;
+                p.snapshot_at = SystemTime::now();
+                p.wal_bytes_since_snapshot = 0;
+                report.position = Some((p.generation.clone(), p.pos, p.snapshot_at));
+                self.save()?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Whether the WAL shipped since the last snapshot has outgrown the database, so a restore would replay more
+    /// than about one database's worth of WAL.
+    pub fn snapshot_due_by_size(&self) -> bool {
+        let db_size = std::fs::metadata(&self.db_path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        self.position
+            .as_ref()
+            .is_some_and(|p| p.wal_bytes_since_snapshot > db_size.max(4 << 20))
+    }
+
+    /// Release the read lock: the final call before the process lets go of the database.
+    pub fn close(mut self) -> Result<()> {
+        self.unpin()
+    }
+
+    fn position_mut(&mut self) -> Result<&mut Position> {
+        self.position.as_mut().ok_or_else(|| Error::Wal {
+            path: self.wal_path.clone(),
+            message: "no replication position".into(),
+        })
+    }
+
+    fn save(&self) -> Result<()> {
+        match &self.position {
+            Some(p) => self.state.save(p),
+            None => Ok(()),
+        }
+    }
+
+    fn pin(&mut self) -> Result<()> {
+        if !self.pinned {
+            self.pin.execute_batch("BEGIN").db(&self.db_path)?;
+            self.pin
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+                .db(&self.db_path)?;
+            self.pinned = true;
+        }
+        Ok(())
+    }
+
+    fn unpin(&mut self) -> Result<()> {
+        if self.pinned {
+            self.pin.execute_batch("COMMIT").db(&self.db_path)?;
+            self.pinned = false;
+        }
+        Ok(())
+    }
+
+    /// Take the database's write lock, waiting at most `timeout` for the application's writer. `Ok(false)` if the
+    /// application still holds it.
+    fn try_write_lock(&mut self, timeout: Duration) -> Result<bool> {
+        self.lock.busy_timeout(timeout).db(&self.db_path)?;
+        match self.lock.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {
+                self.locked = true;
+                Ok(true)
+            }
+            Err(e) if is_busy(&e) => Ok(false),
+            Err(e) => Err(Error::Sqlite {
+                path: self.db_path.clone(),
+                source: e,
+            }),
+        }
+    }
+
+    fn write_unlock(&mut self) -> Result<()> {
+        if self.locked {
+            self.locked = false;
+            self.lock.execute_batch("ROLLBACK").db(&self.db_path)?;
+        }
+        Ok(())
+    }
+
+    /// Commit a write that changes nothing (`user_version` set to its own value). It gives the WAL a frame, and if
+    /// the WAL was fully checkpointed it makes this connection restart it.
+    fn touch_and_commit(&mut self) -> Result<()> {
+        let v: i64 = self
+            .lock
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .db(&self.db_path)?;
+        self.lock
+            .pragma_update(None, "user_version", v)
+            .db(&self.db_path)?;
+        self.locked = false;
+        self.lock.execute_batch("COMMIT").db(&self.db_path)
+    }
+
+    fn read_wal_header(&self) -> Result<Option<WalHeader>> {
+        let mut f = match File::open(&self.wal_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(Error::Io {
+                    path: self.wal_path.clone(),
+                    source: e,
+                });
+            }
+        };
+        let mut buf = [0u8; WAL_HEADER_SIZE as usize];
+        match f.read_exact(&mut buf) {
+            Ok(()) => Ok(WalHeader::parse(&buf).ok()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(Error::Io {
+                path: self.wal_path.clone(),
+                source: e,
+            }),
+        }
+    }
+
+    /// Stage everything committed past the current position of the current WAL.
+    fn ship(&mut self, report: &mut SyncReport) -> Result<(), ShipError> {
+        let p = self.position.as_ref().ok_or(ShipError::Mismatch)?;
+        let header = p.header;
+        let (start, seed) = shipping_start(p);
+        let mut f = File::open(&self.wal_path).at(&self.wal_path)?;
+        if start > WAL_HEADER_SIZE {
+            // The frame just before our position must still be the one we shipped.
+            let mut fh = [0u8; wal::FRAME_HEADER_SIZE as usize];
+            f.seek(SeekFrom::Start(start - header.frame_size()))
+                .at(&self.wal_path)?;
+            if f.read_exact(&mut fh).is_err() || wal::FrameHeader::parse(&fh).checksum != seed {
+                return Err(ShipError::Mismatch);
+            }
+        }
+        f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
+        let committed = wal::scan(
+            &mut BufReader::with_capacity(1 << 20, f),
+            &header,
+            start,
+            seed,
+        )
+        .at(&self.wal_path)?;
+        if committed.end > start {
+            self.stage_segment(&header, start, seed, committed, report)?;
+        }
+        Ok(())
+    }
+
+    /// Copy `[start, committed.end)` of the WAL (with the header first when the position is at 0) into the spool as
+    /// one segment, re-validating the checksum chain while copying, then advance and persist the position.
+    fn stage_segment(
+        &mut self,
+        header: &WalHeader,
+        start: u64,
+        seed: Checksum,
+        committed: wal::Committed,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let p = self.position.as_ref().ok_or_else(|| Error::Wal {
+            path: self.wal_path.clone(),
+            message: "no replication position".into(),
+        })?;
+        let pos = p.pos;
+        let key = SpoolKey::Segment {
+            generation: p.generation.clone(),
+            pos,
+        };
+        let path = self.spool.path_for(&key);
+        let created = SystemTime::now();
+        let wal_path = self.wal_path.clone();
+        let mut size = 0;
+        with_parent(&path)?;
+        write_atomically(&path, |out| {
+            let mut enc = Lz4Writer::new(BufWriter::with_capacity(1 << 20, &mut *out));
+            if pos.offset == 0 {
+                enc.write_all(&header.encode())?;
+            }
+            let mut f = File::open(&wal_path)?;
+            f.seek(SeekFrom::Start(start))?;
+            let mut r = BufReader::with_capacity(1 << 20, f).take(committed.end - start);
+            let copied = wal::scan_with(&mut r, header, start, seed, |frame| enc.write_all(frame))?;
+            if copied.end != committed.end || copied.checksum != committed.checksum {
+                return Err(io::Error::other(
+                    "the WAL changed while it was being copied",
+                ));
+            }
+            enc.finish()?.into_inner().map_err(|e| e.into_error())?;
+            size = out.metadata()?.len();
+            Ok(())
+        })
+        .at(&path)?;
+        let shipped = committed.end - pos.offset;
+        let p = self.position_mut()?;
+        p.pos.offset = committed.end;
+        p.checksum = committed.checksum;
+        p.wal_bytes_since_snapshot += shipped;
+        self.save()?;
+        self.spool.insert(key, path, size, created);
+        report.staged += 1;
+        report.bytes += shipped;
+        Ok(())
+    }
+
+    /// The WAL was restarted once since we last read it. Under the write lock, recover the old WAL's committed tail
+    /// if the new WAL has not overwritten it, then continue with the next index.
+    fn follow_restart(
+        &mut self,
+        new: WalHeader,
+        report: &mut SyncReport,
+    ) -> Result<Option<Restart>> {
+        if !self.try_write_lock(self.policy.lock_timeout)? {
+            return Ok(None);
+        }
+        let outcome = self.recover_old_tail(new, report);
+        if matches!(outcome, Ok(Restart::Followed)) {
+            // Re-take the read lock inside the new WAL while no one can write, so it stays pinned.
+            let repin = self.unpin().and_then(|()| self.pin());
+            self.write_unlock()?;
+            repin?;
+        } else {
+            self.write_unlock()?;
+        }
+        outcome.map(Some)
+    }
+
+    fn recover_old_tail(&mut self, new: WalHeader, report: &mut SyncReport) -> Result<Restart> {
+        if self.read_wal_header()? != Some(new) {
+            return Ok(Restart::Lost(
+                "the WAL was restarted more than once between two reads",
+            ));
+        }
+        let p = self.position.as_ref().ok_or_else(|| Error::Wal {
+            path: self.wal_path.clone(),
+            message: "no replication position".into(),
+        })?;
+        let old = p.header;
+        let (start, seed) = shipping_start(p);
+        if p.pos.index >= MAX_INDEX {
+            return Ok(Restart::Lost("the WAL index reached its maximum"));
+        }
+        let overwritten = overwritten_extent(&self.wal_path, &new)?;
+        if overwritten > start {
+            return Ok(Restart::Lost(
+                "the WAL was restarted and overwritten before litecar copied its end",
+            ));
+        }
+        let mut f = File::open(&self.wal_path).at(&self.wal_path)?;
+        f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
+        let committed = wal::scan(&mut BufReader::with_capacity(1 << 20, f), &old, start, seed)
+            .at(&self.wal_path)?;
+        if committed.end > start {
+            tracing::debug!(db = %self.db_path.display(), bytes = committed.end - start, "copied the end of a restarted WAL");
+            self.stage_segment(&old, start, seed, committed, report)?;
+        }
+        let p = self.position_mut()?;
+        p.pos = Pos {
+            index: p.pos.index + 1,
+            offset: 0,
+        };
+        p.header = new;
+        p.checksum = new.checksum;
+        self.save()?;
+        match self.ship(report) {
+            Ok(()) => Ok(Restart::Followed),
+            Err(ShipError::Mismatch) => Ok(Restart::Lost("the new WAL did not validate")),
+            Err(ShipError::Other(e)) => Err(e),
+        }
+    }
+
+    fn start_generation(&mut self, reason: &str, report: &mut SyncReport) -> Result<()> {
+        tracing::info!(db = %self.db_path.display(), reason, "starting a new generation");
+        self.unpin()?;
+        // Give the WAL a frame before pinning it, so the read lock we take next holds a snapshot inside the WAL
+        // (a reader of a fully checkpointed WAL reads the database file and would not stop a restart).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.try_write_lock(self.policy.lock_timeout.max(Duration::from_millis(500)))? {
+            if Instant::now() > deadline {
+                self.pin()?;
+                return Err(Error::Wal {
+                    path: self.db_path.clone(),
+                    message: "could not take the write lock to start a generation: the application holds it".into(),
+                });
+            }
+        }
+        let touched = self.touch_and_commit();
+        if touched.is_err() {
+            self.write_unlock()?;
+        }
+        touched?;
+        self.pin()?;
+        let header = self.read_wal_header()?.ok_or_else(|| Error::Wal {
+            path: self.wal_path.clone(),
+            message: "no valid WAL header after a write".into(),
+        })?;
+        let generation = Generation::random();
+        if !self.stage_snapshot(&generation, 0, report)? {
+            return Err(Error::Wal {
+                path: self.db_path.clone(),
+                message: "the WAL restarted while the first snapshot was taken".into(),
+            });
+        }
+        self.position = Some(Position {
+            generation: generation.clone(),
+            pos: Pos {
+                index: 0,
+                offset: 0,
+            },
+            header,
+            checksum: header.checksum,
+            snapshot_index: 0,
+            snapshot_at: SystemTime::now(),
+            wal_bytes_since_snapshot: 0,
+        });
+        self.save()?;
+        report.new_generation = Some(generation.to_string());
+        match self.ship(report) {
+            Ok(()) => Ok(()),
+            Err(ShipError::Mismatch) => Err(Error::Wal {
+                path: self.wal_path.clone(),
+                message: "the WAL changed while a new generation was started".into(),
+            }),
+            Err(ShipError::Other(e)) => Err(e),
+        }
+    }
+
+    /// Stream the database file into the spool as a snapshot. Must be called while pinned: the pages a checkpoint
+    /// may write meanwhile all come from the current WAL, which a restore replays on top. Returns false (and stages
+    /// nothing) if the WAL restarted during the copy.
+    fn stage_snapshot(
+        &mut self,
+        generation: &Generation,
+        index: u32,
+        report: &mut SyncReport,
+    ) -> Result<bool> {
+        let before = self.read_wal_header()?;
+        let key = SpoolKey::Snapshot {
+            generation: generation.clone(),
+            index,
+        };
+        let path = self.spool.path_for(&key);
+        let created = SystemTime::now();
+        with_parent(&path)?;
+        let mut size = 0;
+        let mut db_file = &self.db_file;
+        write_atomically(&path, |out| {
+            let mut enc = Lz4Writer::new(BufWriter::with_capacity(1 << 20, &mut *out));
+            db_file.seek(SeekFrom::Start(0))?;
+            io::copy(
+                &mut BufReader::with_capacity(1 << 20, &mut db_file),
+                &mut enc,
+            )?;
+            enc.finish()?.into_inner().map_err(|e| e.into_error())?;
+            size = out.metadata()?.len();
+            Ok(())
+        })
+        .at(&path)?;
+        if self.read_wal_header()? != before {
+            let _ = std::fs::remove_file(&path);
+            return Ok(false);
+        }
+        self.spool.insert(key, path, size, created);
+        report.staged += 1;
+        tracing::info!(db = %self.db_path.display(), %generation, index, size, "snapshot staged");
+        Ok(true)
+    }
+
+    fn maybe_checkpoint(&mut self, report: &mut SyncReport) -> Result<()> {
+        let Some(p) = &self.position else {
+            return Ok(());
+        };
+        let frame_size = p.header.frame_size();
+        let frames = p.pos.offset.saturating_sub(WAL_HEADER_SIZE) / frame_size;
+        let file_frames = std::fs::metadata(&self.wal_path)
+            .map(|m| m.len().saturating_sub(WAL_HEADER_SIZE) / frame_size)
+            .unwrap_or(0);
+        let force_restart = file_frames >= self.policy.max_page_count;
+        let due = frames >= self.policy.min_page_count
+            || (frames > 0 && self.last_checkpoint.elapsed() >= self.policy.interval);
+        if due || force_restart {
+            self.checkpoint(force_restart, report)?;
+        }
+        Ok(())
+    }
+
+    /// PASSIVE checkpoint with the write lock held from the final copy through the checkpoint, so no frame can be
+    /// checkpointed (and later overwritten) before it is copied. With `restart`, a WAL that ends up fully
+    /// checkpointed is also restarted by our connection, whose `journal_size_limit` shrinks the file.
+    pub fn checkpoint(&mut self, restart: bool, report: &mut SyncReport) -> Result<()> {
+        let timeout = if restart {
+            self.policy.lock_timeout * 5
+        } else {
+            self.policy.lock_timeout
+        };
+        if !self.try_write_lock(timeout)? {
+            tracing::debug!(db = %self.db_path.display(), "checkpoint skipped: the application holds the write lock");
+            return Ok(());
+        }
+        let result = self.checkpoint_locked(report);
+        let unlocked = self.write_unlock();
+        let complete = match result {
+            Ok(c) => c,
+            Err(e) => {
+                self.pin()?;
+                return Err(e);
+            }
+        };
+        unlocked?;
+        if complete && restart && self.try_write_lock(self.policy.lock_timeout)? {
+            let touched = self.touch_and_commit();
+            if touched.is_err() {
+                self.write_unlock()?;
+            }
+            touched?;
+        }
+        self.pin()?;
+        self.last_checkpoint = Instant::now();
+        report.checkpointed = Some(if restart { "truncate" } else { "passive" });
+        Ok(())
+    }
+
+    fn checkpoint_locked(&mut self, report: &mut SyncReport) -> Result<bool> {
+        let current = self.position.as_ref().map(|p| p.header);
+        if self.read_wal_header()? != current {
+            // A restart we have not followed yet; the next sync deals with it.
+            return Ok(false);
+        }
+        match self.ship(report) {
+            Ok(()) => {}
+            Err(ShipError::Mismatch) => return Ok(false),
+            Err(ShipError::Other(e)) => return Err(e),
+        }
+        self.unpin()?;
+        let (busy, log, done): (i64, i64, i64) = self
+            .ckpt
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .db(&self.db_path)?;
+        tracing::debug!(db = %self.db_path.display(), busy, log, done, "passive checkpoint");
+        Ok(busy == 0 && log == done)
+    }
+}
+
+enum ShipError {
+    Mismatch,
+    Other(Error),
+}
+
+impl From<Error> for ShipError {
+    fn from(e: Error) -> Self {
+        ShipError::Other(e)
+    }
+}
+
+fn shipping_start(p: &Position) -> (u64, Checksum) {
+    if p.pos.offset == 0 {
+        (WAL_HEADER_SIZE, p.header.checksum)
+    } else {
+        (p.pos.offset, p.checksum)
+    }
+}
+
+/// How far the WAL file has been written over by the WAL that `header` starts: the end of the contiguous run of
+/// frames carrying its salts (valid or not, since even a frame that fails its checksum has overwritten the bytes).
+fn overwritten_extent(wal_path: &Path, header: &WalHeader) -> Result<u64> {
+    let f = File::open(wal_path).at(wal_path)?;
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    r.seek(SeekFrom::Start(WAL_HEADER_SIZE)).at(wal_path)?;
+    let mut frame = vec![0u8; header.frame_size() as usize];
+    let mut end = WAL_HEADER_SIZE;
+    while r.read_exact(&mut frame).is_ok() {
+        let fh = wal::FrameHeader::parse(&frame);
+        if fh.salt1 != header.salt1 || fh.salt2 != header.salt2 {
+            break;
+        }
+        end += header.frame_size();
+    }
+    Ok(end)
+}
+
+fn with_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).at(dir),
+        None => Ok(()),
+    }
+}
+
+pub fn wal_path(db_path: &Path) -> PathBuf {
+    let mut s = db_path.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}

@@ -1,0 +1,218 @@
+//! The local spool: each snapshot and WAL segment is compressed once into a directory next to the database, laid
+//! out exactly as on a replica. Every replica uploads from it; an entry goes when all replicas have it. The spool,
+//! not the application's WAL, absorbs a replica outage.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use crate::error::{IoContext, Result};
+use crate::layout::{self, Generation, Pos};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SpoolKey {
+    // Declared first so that, within a generation, a snapshot sorts (and uploads) before the segments after it.
+    Snapshot { generation: Generation, index: u32 },
+    Segment { generation: Generation, pos: Pos },
+}
+
+impl SpoolKey {
+    pub fn generation(&self) -> &Generation {
+        match self {
+            SpoolKey::Snapshot { generation, .. } | SpoolKey::Segment { generation, .. } => {
+                generation
+            }
+        }
+    }
+
+    pub fn object_key(&self) -> String {
+        match self {
+            SpoolKey::Snapshot { generation, index } => layout::snapshot_key(generation, *index),
+            SpoolKey::Segment { generation, pos } => layout::wal_segment_key(generation, *pos),
+        }
+    }
+
+    fn sort_key(&self) -> (Generation, u8, Pos) {
+        match self {
+            SpoolKey::Snapshot { generation, index } => (
+                generation.clone(),
+                0,
+                Pos {
+                    index: *index,
+                    offset: 0,
+                },
+            ),
+            SpoolKey::Segment { generation, pos } => (generation.clone(), 1, *pos),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SpoolEntry {
+    pub key: SpoolKey,
+    pub path: PathBuf,
+    pub size: u64,
+    pub created: SystemTime,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Pending entries in staging order, with the replicas (by position) that still need each.
+    entries: BTreeMap<u64, (SpoolEntry, Vec<bool>)>,
+    next_seq: u64,
+}
+
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    replicas: usize,
+    inner: Mutex<Inner>,
+}
+
+impl Spool {
+    /// Open the spool at `dir`, taking every entry already there as pending for every replica (uploads are
+    /// idempotent, so re-sending after a restart is harmless).
+    pub fn open(dir: PathBuf, replicas: usize) -> Result<Self> {
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let mut found = vec![];
+        let gens_dir = dir.join(layout::GENERATIONS_DIR);
+        for gen_entry in read_dir(&gens_dir)? {
+            let Ok(generation) = Generation::parse(&gen_entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            for f in read_dir(&gen_entry.path().join("snapshots"))? {
+                if let Some(index) =
+                    layout::parse_snapshot_file_name(&f.file_name().to_string_lossy())
+                {
+                    found.push((
+                        SpoolKey::Snapshot {
+                            generation: generation.clone(),
+                            index,
+                        },
+                        f.path(),
+                    ));
+                }
+            }
+            for f in read_dir(&gen_entry.path().join("wal"))? {
+                if let Some(pos) =
+                    layout::parse_wal_segment_file_name(&f.file_name().to_string_lossy())
+                {
+                    found.push((
+                        SpoolKey::Segment {
+                            generation: generation.clone(),
+                            pos,
+                        },
+                        f.path(),
+                    ));
+                }
+            }
+        }
+        found.sort_by(|a, b| a.0.sort_key().cmp(&b.0.sort_key()));
+        let spool = Self {
+            dir,
+            replicas,
+            inner: Mutex::new(Inner {
+                entries: BTreeMap::new(),
+                next_seq: 0,
+            }),
+        };
+        for (key, path) in found {
+            let meta = std::fs::metadata(&path).at(&path)?;
+            spool.insert(
+                key,
+                path,
+                meta.len(),
+                meta.modified().unwrap_or_else(|_| SystemTime::now()),
+            );
+        }
+        Ok(spool)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where a staged object lives in the spool.
+    pub fn path_for(&self, key: &SpoolKey) -> PathBuf {
+        key.object_key()
+            .split('/')
+            .fold(self.dir.clone(), |p, c| p.join(c))
+    }
+
+    /// Register a file already written (atomically) at [`Spool::path_for`].
+    pub fn insert(&self, key: SpoolKey, path: PathBuf, size: u64, created: SystemTime) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let entry = SpoolEntry {
+            key,
+            path,
+            size,
+            created,
+            seq,
+        };
+        inner
+            .entries
+            .insert(seq, (entry, vec![true; self.replicas]));
+    }
+
+    /// Entries replica `replica` still has to upload, oldest first.
+    pub fn pending(&self, replica: usize) -> Vec<SpoolEntry> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .entries
+            .values()
+            .filter(|(_, need)| need[replica])
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
+    /// Total bytes of entries some replica still needs.
+    pub fn pending_bytes(&self) -> u64 {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.entries.values().map(|(e, _)| e.size).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries
+            .is_empty()
+    }
+
+    /// Record that `replica` has `entry`; the file goes once every replica has it.
+    pub fn mark_uploaded(&self, replica: usize, entry: &SpoolEntry) {
+        let remove = {
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let Some((_, need)) = inner.entries.get_mut(&entry.seq) else {
+                return;
+            };
+            need[replica] = false;
+            if need.iter().any(|n| *n) {
+                false
+            } else {
+                inner.entries.remove(&entry.seq);
+                true
+            }
+        };
+        if remove {
+            if let Err(e) = std::fs::remove_file(&entry.path) {
+                tracing::warn!(path = %entry.path.display(), error = %e, "could not remove uploaded spool file");
+            }
+        }
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd.collect::<std::io::Result<Vec<_>>>().at(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+        Err(e) => Err(crate::error::Error::Io {
+            path: dir.to_owned(),
+            source: e,
+        }),
+    }
+}
