@@ -7,11 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "litecar",
-    version,
-    about = "SQLite replication sidecar; a drop-in for Litestream 0.3"
-)]
+#[command(name = "litecar", version, about = "SQLite replication sidecar; a drop-in for Litestream 0.3")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -175,9 +171,7 @@ mod tests {
             "-index=1f",
             "/data/app.db",
         ]);
-        let Command::Restore(r) = cli.command else {
-            panic!("restore")
-        };
+        let Command::Restore(r) = cli.command else { panic!("restore") };
         assert_eq!(r.config.config, Some(PathBuf::from("/c.yml")));
         assert_eq!(r.output, Some(PathBuf::from("/out.db")));
         assert!(r.if_db_not_exists);
@@ -187,17 +181,8 @@ mod tests {
 
     #[test]
     fn replicate_with_arguments_and_exec() {
-        let cli = parse(&[
-            "litecar",
-            "replicate",
-            "-exec",
-            "myapp --port 80",
-            "a.db",
-            "file:///r",
-        ]);
-        let Command::Replicate { exec, args, .. } = cli.command else {
-            panic!("replicate")
-        };
+        let cli = parse(&["litecar", "replicate", "-exec", "myapp --port 80", "a.db", "file:///r"]);
+        let Command::Replicate { exec, args, .. } = cli.command else { panic!("replicate") };
         assert_eq!(exec.as_deref(), Some("myapp --port 80"));
         assert_eq!(args, ["a.db", "file:///r"]);
     }

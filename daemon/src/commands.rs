@@ -34,8 +34,7 @@ pub fn load_config(args: &ConfigArgs) -> Result<(Option<Config>, PathBuf)> {
 }
 
 fn time(t: Option<SystemTime>) -> String {
-    t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
-        .unwrap_or_else(|| "-".into())
+    t.map(|t| humantime::format_rfc3339_seconds(t).to_string()).unwrap_or_else(|| "-".into())
 }
 
 /// Exit status of a restore that did or did not do anything, for scripts.
@@ -58,11 +57,7 @@ pub async fn restore(args: RestoreArgs) -> Result<RestoreOutcome> {
         bail!(litecar_replicate::Error::OutputExists { path: output });
     }
     let target = Target {
-        generation: args
-            .generation
-            .as_deref()
-            .map(Generation::parse)
-            .transpose()?,
+        generation: args.generation.as_deref().map(Generation::parse).transpose()?,
         index: args
             .index
             .as_deref()
@@ -73,17 +68,10 @@ pub async fn restore(args: RestoreArgs) -> Result<RestoreOutcome> {
             .transpose()?,
         timestamp: args.timestamp.as_deref().map(parse_timestamp).transpose()?,
     };
-    let replicas = replicas::for_target(
-        &args.target,
-        config.as_ref(),
-        &config_path,
-        args.replica.as_deref(),
-    )?;
+    let replicas = replicas::for_target(&args.target, config.as_ref(), &config_path, args.replica.as_deref())?;
     let Some((replica, plan)) = best_plan(&replicas, &target).await? else {
         if args.if_replica_exists {
-            return Ok(RestoreOutcome::Skipped(
-                "no matching backups found, skipping",
-            ));
+            return Ok(RestoreOutcome::Skipped("no matching backups found, skipping"));
         }
         bail!(litecar_replicate::Error::NoBackups(args.target.clone()));
     };
@@ -108,21 +96,14 @@ pub async fn restore(args: RestoreArgs) -> Result<RestoreOutcome> {
 pub fn parse_timestamp(s: &str) -> Result<SystemTime> {
     humantime::parse_rfc3339_weak(s.trim_end_matches('Z').trim_end_matches("+00:00"))
         .or_else(|_| humantime::parse_rfc3339(s))
-        .with_context(|| {
-            format!("--timestamp {s:?} is not an RFC 3339 UTC time such as 2026-01-02T15:04:05Z")
-        })
+        .with_context(|| format!("--timestamp {s:?} is not an RFC 3339 UTC time such as 2026-01-02T15:04:05Z"))
 }
 
 /// Across replicas, the plan with the newest data (as Litestream picks among replicas).
-async fn best_plan<'a>(
-    replicas: &'a [Replica],
-    target: &Target,
-) -> Result<Option<(&'a Replica, Plan)>> {
+async fn best_plan<'a>(replicas: &'a [Replica], target: &Target) -> Result<Option<(&'a Replica, Plan)>> {
     let mut best: Option<(&Replica, Plan, SystemTime)> = None;
     for r in replicas {
-        let plan = restore::plan(r, target)
-            .await
-            .with_context(|| format!("reading replica {}", r.describe()))?;
+        let plan = restore::plan(r, target).await.with_context(|| format!("reading replica {}", r.describe()))?;
         if let Some(plan) = plan {
             let updated = plan
                 .segments
@@ -141,19 +122,11 @@ async fn best_plan<'a>(
 
 fn list_replicas(args: &ListArgs) -> Result<Vec<Replica>> {
     let (config, path) = load_config(&args.config)?;
-    replicas::for_target(
-        &args.target,
-        config.as_ref(),
-        &path,
-        args.replica.as_deref(),
-    )
+    replicas::for_target(&args.target, config.as_ref(), &path, args.replica.as_deref())
 }
 
 async fn generations_of(r: &Replica, only: Option<&str>) -> Result<Vec<Generation>> {
-    let gens = r
-        .generations()
-        .await
-        .with_context(|| format!("listing {}", r.describe()))?;
+    let gens = r.generations().await.with_context(|| format!("listing {}", r.describe()))?;
     Ok(match only {
         Some(g) => gens.into_iter().filter(|x| x.as_str() == g).collect(),
         None => gens,
@@ -161,60 +134,34 @@ async fn generations_of(r: &Replica, only: Option<&str>) -> Result<Vec<Generatio
 }
 
 fn print_table(rows: Vec<Vec<String>>) -> Result<()> {
-    let widths: Vec<usize> = (0..rows.first().map_or(0, |r| r.len()))
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> =
+        (0..rows.first().map_or(0, |r| r.len())).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     let mut out = std::io::stdout().lock();
     for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, v)| format!("{v:<w$}", w = widths[i]))
-            .collect();
+        let line: Vec<String> = row.iter().enumerate().map(|(i, v)| format!("{v:<w$}", w = widths[i])).collect();
         writeln!(out, "{}", line.join("  ").trim_end())?;
     }
     Ok(())
 }
 
 pub async fn generations(args: ListArgs) -> Result<()> {
-    let mut rows = vec![vec![
-        "name".into(),
-        "generation".into(),
-        "lag".into(),
-        "start".into(),
-        "end".into(),
-    ]];
+    let mut rows = vec![vec!["name".into(), "generation".into(), "lag".into(), "start".into(), "end".into()]];
     for r in list_replicas(&args)? {
         for g in generations_of(&r, args.generation.as_deref()).await? {
             let s = restore::summarize(&r, &g).await?;
             let lag = s
                 .last
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .map(|d| {
-                    humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
-                        .to_string()
-                })
+                .map(|d| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string())
                 .unwrap_or_else(|| "-".into());
-            rows.push(vec![
-                r.name.clone(),
-                g.to_string(),
-                lag,
-                time(s.first),
-                time(s.last),
-            ]);
+            rows.push(vec![r.name.clone(), g.to_string(), lag, time(s.first), time(s.last)]);
         }
     }
     print_table(rows)
 }
 
 pub async fn snapshots(args: ListArgs) -> Result<()> {
-    let mut rows = vec![vec![
-        "replica".into(),
-        "generation".into(),
-        "index".into(),
-        "size".into(),
-        "created".into(),
-    ]];
+    let mut rows = vec![vec!["replica".into(), "generation".into(), "index".into(), "size".into(), "created".into()]];
     for r in list_replicas(&args)? {
         for g in generations_of(&r, args.generation.as_deref()).await? {
             for s in r.snapshots(&g).await? {
@@ -263,10 +210,7 @@ pub fn databases(args: ConfigArgs) -> Result<()> {
     let mut rows = vec![vec!["path".into(), "replicas".into()]];
     for db in &config.dbs {
         let names: Vec<String> = db.replicas.iter().map(|r| r.display_name()).collect();
-        rows.push(vec![
-            Path::new(&db.path).display().to_string(),
-            names.join(","),
-        ]);
+        rows.push(vec![Path::new(&db.path).display().to_string(), names.join(",")]);
     }
     print_table(rows)
 }

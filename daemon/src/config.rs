@@ -20,11 +20,7 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config file {path}: {key}: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
+    Invalid { path: PathBuf, key: String, message: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -160,21 +156,13 @@ impl GoDuration {
         let mut total = 0f64;
         let mut rest = s;
         while !rest.is_empty() {
-            let num_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(rest.len());
+            let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
             if num_len == 0 {
-                return Err(format!(
-                    "invalid duration {s:?}: expected a number at {rest:?}"
-                ));
+                return Err(format!("invalid duration {s:?}: expected a number at {rest:?}"));
             }
-            let value: f64 = rest[..num_len]
-                .parse()
-                .map_err(|_| format!("invalid duration {s:?}"))?;
+            let value: f64 = rest[..num_len].parse().map_err(|_| format!("invalid duration {s:?}"))?;
             rest = &rest[num_len..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
+            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
             let seconds = match &rest[..unit_len] {
                 "ns" => 1e-9,
                 "us" | "µs" => 1e-6,
@@ -183,14 +171,10 @@ impl GoDuration {
                 "m" => 60.0,
                 "h" => 3600.0,
                 "" => {
-                    return Err(format!(
-                        "invalid duration {s:?}: missing unit (ns, us, ms, s, m, h)"
-                    ));
+                    return Err(format!("invalid duration {s:?}: missing unit (ns, us, ms, s, m, h)"));
                 }
                 u => {
-                    return Err(format!(
-                        "invalid duration {s:?}: unknown unit {u:?} (ns, us, ms, s, m, h)"
-                    ));
+                    return Err(format!("invalid duration {s:?}: unknown unit {u:?} (ns, us, ms, s, m, h)"));
                 }
             };
             total += value * seconds;
@@ -251,9 +235,7 @@ pub fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Stri
                 continue;
             }
         }
-        let len = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(rest.len());
+        let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
         if len == 0 || rest.starts_with(|c: char| c.is_ascii_digit()) {
             out.push('$');
             continue;
@@ -269,41 +251,27 @@ pub fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Stri
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path, expand: bool) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(path, &text, expand)
     }
 
     pub fn parse(path: &Path, text: &str, expand: bool) -> Result<Self, ConfigError> {
-        let text = if expand {
-            expand_env(text)
-        } else {
-            text.to_owned()
-        };
+        let text = if expand { expand_env(text) } else { text.to_owned() };
         let config: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?
+            serde_saphyr::from_str(&text)
+                .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?
         };
         config.validate(path)?;
         Ok(config)
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: String, message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            message,
-        };
+        let invalid = |key: String, message: String| ConfigError::Invalid { path: path.to_owned(), key, message };
         if let Some(level) = self.logging.as_ref().and_then(|l| l.level.as_deref()) {
-            if !["trace", "debug", "info", "warn", "error"]
-                .contains(&level.to_ascii_lowercase().as_str())
-            {
+            if !["trace", "debug", "info", "warn", "error"].contains(&level.to_ascii_lowercase().as_str()) {
                 return Err(invalid(
                     "logging.level".into(),
                     format!("unknown level {level:?} (trace, debug, info, warn, error)"),
@@ -313,20 +281,12 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for (i, db) in self.dbs.iter().enumerate() {
             if db.path.trim().is_empty() {
-                return Err(invalid(
-                    format!("dbs[{i}].path"),
-                    "must not be empty".into(),
-                ));
+                return Err(invalid(format!("dbs[{i}].path"), "must not be empty".into()));
             }
             if !seen.insert(db.path.clone()) {
-                return Err(invalid(
-                    format!("dbs[{i}].path"),
-                    format!("{} is listed twice", db.path),
-                ));
+                return Err(invalid(format!("dbs[{i}].path"), format!("{} is listed twice", db.path)));
             }
-            if let (Some(min), Some(max)) =
-                (db.min_checkpoint_page_count, db.max_checkpoint_page_count)
-            {
+            if let (Some(min), Some(max)) = (db.min_checkpoint_page_count, db.max_checkpoint_page_count) {
                 if min > max {
                     return Err(invalid(
                         format!("dbs[{i}].min-checkpoint-page-count"),
@@ -338,10 +298,7 @@ impl Config {
             for (j, r) in db.replicas.iter().enumerate() {
                 let key = format!("dbs[{i}].replicas[{j}]");
                 if r.url.is_some() && (r.path.is_some() || r.bucket.is_some()) {
-                    return Err(invalid(
-                        key,
-                        "set either url, or type with path/bucket, not both".into(),
-                    ));
+                    return Err(invalid(key, "set either url, or type with path/bucket, not both".into()));
                 }
                 if r.url.is_none() && r.path.is_none() && r.bucket.is_none() {
                     return Err(invalid(key, "needs a url, or a type with a path".into()));
@@ -349,10 +306,7 @@ impl Config {
                 if !names.insert(r.display_name()) {
                     return Err(invalid(
                         format!("{key}.name"),
-                        format!(
-                            "replica name {:?} is used twice; give each replica a distinct name",
-                            r.display_name()
-                        ),
+                        format!("replica name {:?} is used twice; give each replica a distinct name", r.display_name()),
                     ));
                 }
             }
@@ -363,9 +317,7 @@ impl Config {
     /// The database entry for `path`, matched after making both absolute.
     pub fn find_db(&self, path: &Path) -> Option<&DbConfig> {
         let want = absolute(path);
-        self.dbs
-            .iter()
-            .find(|d| absolute(Path::new(&d.path)) == want)
+        self.dbs.iter().find(|d| absolute(Path::new(&d.path)) == want)
     }
 }
 
@@ -379,34 +331,14 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        assert_eq!(
-            GoDuration::parse("1s"),
-            Ok(GoDuration(Duration::from_secs(1)))
-        );
-        assert_eq!(
-            GoDuration::parse("1h30m"),
-            Ok(GoDuration(Duration::from_secs(5400)))
-        );
-        assert_eq!(
-            GoDuration::parse("500ms"),
-            Ok(GoDuration(Duration::from_millis(500)))
-        );
-        assert_eq!(
-            GoDuration::parse("1.5h"),
-            Ok(GoDuration(Duration::from_secs(5400)))
-        );
+        assert_eq!(GoDuration::parse("1s"), Ok(GoDuration(Duration::from_secs(1))));
+        assert_eq!(GoDuration::parse("1h30m"), Ok(GoDuration(Duration::from_secs(5400))));
+        assert_eq!(GoDuration::parse("500ms"), Ok(GoDuration(Duration::from_millis(500))));
+        assert_eq!(GoDuration::parse("1.5h"), Ok(GoDuration(Duration::from_secs(5400))));
         assert_eq!(GoDuration::parse("0"), Ok(GoDuration(Duration::ZERO)));
-        assert!(
-            GoDuration::parse("10")
-                .unwrap_err()
-                .contains("missing unit")
-        );
+        assert!(GoDuration::parse("10").unwrap_err().contains("missing unit"));
         assert!(GoDuration::parse("3 days").is_err());
-        assert!(
-            GoDuration::parse("1d")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
+        assert!(GoDuration::parse("1d").unwrap_err().contains("unknown unit"));
     }
 
     #[test]
@@ -417,10 +349,7 @@ mod tests {
             _ => None,
         };
         assert_eq!(expand_with("$A ${B_2} $MISSING-${A}", env), "x y -x");
-        assert_eq!(
-            expand_with("cost $5 and $ alone", env),
-            "cost $5 and $ alone"
-        );
+        assert_eq!(expand_with("cost $5 and $ alone", env), "cost $5 and $ alone");
     }
 
     #[test]
@@ -443,10 +372,7 @@ dbs:
 ";
         let c = Config::parse(Path::new("t.yml"), text, false).expect("valid config");
         assert_eq!(c.dbs[0].replicas.len(), 2);
-        assert_eq!(
-            c.dbs[0].replicas[0].retention,
-            Some(GoDuration(Duration::from_secs(86400)))
-        );
+        assert_eq!(c.dbs[0].replicas[0].retention, Some(GoDuration(Duration::from_secs(86400))));
         assert_eq!(c.dbs[0].replicas[0].display_name(), "file");
         assert_eq!(c.dbs[0].replicas[1].display_name(), "second");
     }
@@ -454,27 +380,18 @@ dbs:
     #[test]
     fn errors_name_key_and_line() {
         let text = "dbs:\n  - path: /a.db\n    replicas:\n      - url: file:///b\n        retention: 3 days\n";
-        let err = Config::parse(Path::new("/etc/litecar.yml"), text, false)
-            .expect_err("bad duration")
-            .to_string();
+        let err = Config::parse(Path::new("/etc/litecar.yml"), text, false).expect_err("bad duration").to_string();
         assert!(err.contains("/etc/litecar.yml"), "{err}");
-        assert!(
-            err.contains("line 5") || err.contains(":5:") || err.contains("5:"),
-            "{err}"
-        );
+        assert!(err.contains("line 5") || err.contains(":5:") || err.contains("5:"), "{err}");
         assert!(err.contains("3 days"), "{err}");
 
         let text = "dbs:\n  - path: /a.db\n    replicass: []\n";
-        let err = Config::parse(Path::new("c.yml"), text, false)
-            .expect_err("unknown key")
-            .to_string();
+        let err = Config::parse(Path::new("c.yml"), text, false).expect_err("unknown key").to_string();
         assert!(err.contains("replicass"), "{err}");
         assert!(err.contains('3'), "{err}");
 
         let text = "dbs:\n  - path: /a.db\n    replicas:\n      - name: x\n";
-        let err = Config::parse(Path::new("c.yml"), text, false)
-            .expect_err("no url")
-            .to_string();
+        let err = Config::parse(Path::new("c.yml"), text, false).expect_err("no url").to_string();
         assert!(err.contains("dbs[0].replicas[0]"), "{err}");
     }
 }

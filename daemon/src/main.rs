@@ -10,11 +10,7 @@ use litecar::{logging, replicas, supervisor};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(litecar::cli::normalize_args(std::env::args_os()));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -40,10 +36,7 @@ async fn run(cli: Cli) -> Result<i32> {
             let (config_file, config_path) = if args.is_empty() {
                 let (c, p) = commands::load_config(&config)?;
                 let c = c.with_context(|| {
-                    format!(
-                        "no config file at {} and no DB_PATH REPLICA_URL arguments",
-                        p.display()
-                    )
+                    format!("no config file at {} and no DB_PATH REPLICA_URL arguments", p.display())
                 })?;
                 (c, Some(p))
             } else {
@@ -53,15 +46,11 @@ async fn run(cli: Cli) -> Result<i32> {
             if config_file.dbs.is_empty() {
                 bail!(
                     "no databases to replicate in {}",
-                    config_path
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
+                    config_path.map(|p| p.display().to_string()).unwrap_or_default()
                 );
             }
-            let shutdown_timeout = config_file
-                .shutdown_timeout
-                .map(|g| g.0)
-                .unwrap_or(replicas::DEFAULT_SHUTDOWN_TIMEOUT);
+            let shutdown_timeout =
+                config_file.shutdown_timeout.map(|g| g.0).unwrap_or(replicas::DEFAULT_SHUTDOWN_TIMEOUT);
             let mut dbs = vec![];
             for db in &config_file.dbs {
                 let reps = db
@@ -76,12 +65,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 dbs.push((replicas::db_options(db, shutdown_timeout), reps));
             }
             let exec = exec.or(config_file.exec.clone());
-            supervisor::run(supervisor::Plan {
-                dbs,
-                exec,
-                shutdown_timeout,
-            })
-            .await
+            supervisor::run(supervisor::Plan { dbs, exec, shutdown_timeout }).await
         }
         Command::Restore(args) => {
             logging::init(None);
@@ -102,9 +86,7 @@ async fn run(cli: Cli) -> Result<i32> {
 
 /// `replicate DB_PATH REPLICA_URL...` without a config file.
 fn config_from_args(args: &[String]) -> Result<Config> {
-    let [db, urls @ ..] = args else {
-        bail!("expected DB_PATH REPLICA_URL...")
-    };
+    let [db, urls @ ..] = args else { bail!("expected DB_PATH REPLICA_URL...") };
     if urls.is_empty() {
         bail!("replicate {db}: give at least one replica URL after the database path");
     }
@@ -112,13 +94,7 @@ fn config_from_args(args: &[String]) -> Result<Config> {
     Ok(Config {
         dbs: vec![DbConfig {
             path: db_path.display().to_string(),
-            replicas: urls
-                .iter()
-                .map(|u| ReplicaConfig {
-                    url: Some(u.clone()),
-                    ..Default::default()
-                })
-                .collect(),
+            replicas: urls.iter().map(|u| ReplicaConfig { url: Some(u.clone()), ..Default::default() }).collect(),
             ..Default::default()
         }],
         ..Default::default()

@@ -30,10 +30,9 @@ pub fn parse_url(url: &str) -> Result<Location> {
             }
             Ok(Location::File(PathBuf::from(rest)))
         }
-        Some((scheme @ ("s3" | "abs" | "gcs" | "gs" | "sftp"), _)) => Ok(Location::Unsupported {
-            scheme: scheme.to_owned(),
-            url: url.to_owned(),
-        }),
+        Some((scheme @ ("s3" | "abs" | "gcs" | "gs" | "sftp"), _)) => {
+            Ok(Location::Unsupported { scheme: scheme.to_owned(), url: url.to_owned() })
+        }
         Some((scheme, _)) => {
             bail!("replica URL {url:?}: unknown scheme {scheme:?} (file, s3, abs, gcs)")
         }
@@ -49,13 +48,8 @@ fn location(cfg: &ReplicaConfig) -> Result<Location> {
         return parse_url(url);
     }
     match cfg.kind.as_deref().unwrap_or("file") {
-        "file" => Ok(Location::File(PathBuf::from(
-            cfg.path.as_deref().unwrap_or_default(),
-        ))),
-        other => Ok(Location::Unsupported {
-            scheme: other.to_owned(),
-            url: format!("type: {other}"),
-        }),
+        "file" => Ok(Location::File(PathBuf::from(cfg.path.as_deref().unwrap_or_default()))),
+        other => Ok(Location::Unsupported { scheme: other.to_owned(), url: format!("type: {other}") }),
     }
 }
 
@@ -63,9 +57,7 @@ pub fn build(name: &str, loc: &Location) -> Result<Replica> {
     match loc {
         Location::File(path) => Ok(Replica::new(name, Arc::new(FileClient::new(path.clone())))),
         Location::Unsupported { scheme, url } => {
-            bail!(
-                "replica {name} ({url}): replica type {scheme:?} is not supported by this build (supported: file)"
-            )
+            bail!("replica {name} ({url}): replica type {scheme:?} is not supported by this build (supported: file)")
         }
     }
 }
@@ -89,16 +81,10 @@ pub fn replica_options(cfg: &ReplicaConfig) -> Result<ReplicaOptions> {
     let d = |v: Option<crate::config::GoDuration>| v.map(|g| g.0);
     Ok(ReplicaOptions {
         replica,
-        sync_interval: d(cfg.sync_interval).unwrap_or(if is_file {
-            Duration::ZERO
-        } else {
-            Duration::from_secs(1)
-        }),
+        sync_interval: d(cfg.sync_interval).unwrap_or(if is_file { Duration::ZERO } else { Duration::from_secs(1) }),
         snapshot_interval: d(cfg.snapshot_interval).filter(|d| !d.is_zero()),
-        retention: Some(d(cfg.retention).unwrap_or(Duration::from_secs(24 * 3600)))
-            .filter(|d| !d.is_zero()),
-        retention_check_interval: d(cfg.retention_check_interval)
-            .unwrap_or(Duration::from_secs(3600)),
+        retention: Some(d(cfg.retention).unwrap_or(Duration::from_secs(24 * 3600))).filter(|d| !d.is_zero()),
+        retention_check_interval: d(cfg.retention_check_interval).unwrap_or(Duration::from_secs(3600)),
     })
 }
 
@@ -106,21 +92,11 @@ pub fn db_options(cfg: &DbConfig, shutdown_timeout: Duration) -> DbOptions {
     let defaults = CheckpointPolicy::default();
     DbOptions {
         path: PathBuf::from(&cfg.path),
-        monitor_interval: cfg
-            .monitor_interval
-            .map(|g| g.0)
-            .unwrap_or(Duration::from_secs(1)),
+        monitor_interval: cfg.monitor_interval.map(|g| g.0).unwrap_or(Duration::from_secs(1)),
         checkpoint: CheckpointPolicy {
-            min_page_count: cfg
-                .min_checkpoint_page_count
-                .unwrap_or(defaults.min_page_count),
-            max_page_count: cfg
-                .max_checkpoint_page_count
-                .unwrap_or(defaults.max_page_count),
-            interval: cfg
-                .checkpoint_interval
-                .map(|g| g.0)
-                .unwrap_or(defaults.interval),
+            min_page_count: cfg.min_checkpoint_page_count.unwrap_or(defaults.min_page_count),
+            max_page_count: cfg.max_checkpoint_page_count.unwrap_or(defaults.max_page_count),
+            interval: cfg.checkpoint_interval.map(|g| g.0).unwrap_or(defaults.interval),
             lock_timeout: defaults.lock_timeout,
         },
         shutdown_timeout,
@@ -144,16 +120,10 @@ pub fn for_target(
                 config_path.display()
             )
         })?;
-        let db = config.find_db(Path::new(target)).with_context(|| {
-            format!(
-                "database {target} is not in config file {}",
-                config_path.display()
-            )
-        })?;
-        db.replicas
-            .iter()
-            .map(from_config)
-            .collect::<Result<Vec<_>>>()?
+        let db = config
+            .find_db(Path::new(target))
+            .with_context(|| format!("database {target} is not in config file {}", config_path.display()))?;
+        db.replicas.iter().map(from_config).collect::<Result<Vec<_>>>()?
     };
     match only {
         None => Ok(replicas),
@@ -161,10 +131,7 @@ pub fn for_target(
             let names: Vec<String> = replicas.iter().map(|r| r.name.clone()).collect();
             let found: Vec<Replica> = replicas.into_iter().filter(|r| r.name == name).collect();
             if found.is_empty() {
-                bail!(
-                    "no replica named {name:?} for {target} (replicas: {})",
-                    names.join(", ")
-                );
+                bail!("no replica named {name:?} for {target} (replicas: {})", names.join(", "));
             }
             Ok(found)
         }
@@ -177,27 +144,11 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(
-            parse_url("file:///backups/app").expect("ok"),
-            Location::File("/backups/app".into())
-        );
-        assert_eq!(
-            parse_url("file://./data/replica").expect("ok"),
-            Location::File("./data/replica".into())
-        );
-        assert_eq!(
-            parse_url("/plain/path").expect("ok"),
-            Location::File("/plain/path".into())
-        );
-        assert!(
-            parse_url("ftp://x/y")
-                .expect_err("unknown")
-                .to_string()
-                .contains("ftp")
-        );
-        let err = from_url("s3://bucket/app")
-            .expect_err("not yet")
-            .to_string();
+        assert_eq!(parse_url("file:///backups/app").expect("ok"), Location::File("/backups/app".into()));
+        assert_eq!(parse_url("file://./data/replica").expect("ok"), Location::File("./data/replica".into()));
+        assert_eq!(parse_url("/plain/path").expect("ok"), Location::File("/plain/path".into()));
+        assert!(parse_url("ftp://x/y").expect_err("unknown").to_string().contains("ftp"));
+        let err = from_url("s3://bucket/app").expect_err("not yet").to_string();
         assert!(err.contains("s3://bucket/app"), "{err}");
     }
 }

@@ -74,9 +74,7 @@ pub async fn run(plan: Plan) -> Result<i32> {
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(
-            "shutdown timeout reached; exiting with work pending (the spool keeps it for the next start)"
-        );
+        tracing::warn!("shutdown timeout reached; exiting with work pending (the spool keeps it for the next start)");
     }
     match fatal {
         Some(e) => Err(e),

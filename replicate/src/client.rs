@@ -32,12 +32,7 @@ pub trait ObjectClient: Send + Sync + fmt::Debug {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ReplicaError>;
     /// Store the file at `src` as `key`. `created` is the time the data was staged, which backends that can keep it
     /// use as the object's timestamp. Returns only once the object is durable.
-    async fn put_file(
-        &self,
-        key: &str,
-        src: &Path,
-        created: SystemTime,
-    ) -> Result<(), ReplicaError>;
+    async fn put_file(&self, key: &str, src: &Path, created: SystemTime) -> Result<(), ReplicaError>;
     /// Copy object `key` into the local file `dst` (created or truncated); returns its size.
     async fn get_file(&self, key: &str, dst: &Path) -> Result<u64, ReplicaError>;
     /// Delete objects; keys that do not exist are not an error.
@@ -69,10 +64,7 @@ pub struct Replica {
 
 impl Replica {
     pub fn new(name: impl Into<String>, client: Arc<dyn ObjectClient>) -> Self {
-        Self {
-            name: name.into(),
-            client,
-        }
+        Self { name: name.into(), client }
     }
 
     /// Generations present on the replica, sorted; entries that are not generation ids are ignored.
@@ -89,10 +81,7 @@ impl Replica {
     }
 
     /// Snapshots of a generation, by index.
-    pub async fn snapshots(
-        &self,
-        generation: &Generation,
-    ) -> Result<Vec<SnapshotInfo>, ReplicaError> {
+    pub async fn snapshots(&self, generation: &Generation) -> Result<Vec<SnapshotInfo>, ReplicaError> {
         let mut out: Vec<SnapshotInfo> = self
             .client
             .list(&layout::snapshots_dir(generation))
@@ -112,10 +101,7 @@ impl Replica {
     }
 
     /// WAL segments of a generation, by position.
-    pub async fn segments(
-        &self,
-        generation: &Generation,
-    ) -> Result<Vec<SegmentInfo>, ReplicaError> {
+    pub async fn segments(&self, generation: &Generation) -> Result<Vec<SegmentInfo>, ReplicaError> {
         let mut out: Vec<SegmentInfo> = self
             .client
             .list(&layout::wal_dir(generation))
@@ -141,9 +127,7 @@ impl Replica {
         src: &Path,
         created: SystemTime,
     ) -> Result<(), ReplicaError> {
-        self.client
-            .put_file(&layout::snapshot_key(generation, index), src, created)
-            .await
+        self.client.put_file(&layout::snapshot_key(generation, index), src, created).await
     }
 
     pub async fn put_segment(
@@ -153,47 +137,22 @@ impl Replica {
         src: &Path,
         created: SystemTime,
     ) -> Result<(), ReplicaError> {
-        self.client
-            .put_file(&layout::wal_segment_key(generation, pos), src, created)
-            .await
+        self.client.put_file(&layout::wal_segment_key(generation, pos), src, created).await
     }
 
-    pub async fn get_snapshot(
-        &self,
-        generation: &Generation,
-        index: u32,
-        dst: &Path,
-    ) -> Result<u64, ReplicaError> {
-        self.client
-            .get_file(&layout::snapshot_key(generation, index), dst)
-            .await
+    pub async fn get_snapshot(&self, generation: &Generation, index: u32, dst: &Path) -> Result<u64, ReplicaError> {
+        self.client.get_file(&layout::snapshot_key(generation, index), dst).await
     }
 
-    pub async fn get_segment(
-        &self,
-        generation: &Generation,
-        pos: Pos,
-        dst: &Path,
-    ) -> Result<u64, ReplicaError> {
-        self.client
-            .get_file(&layout::wal_segment_key(generation, pos), dst)
-            .await
+    pub async fn get_segment(&self, generation: &Generation, pos: Pos, dst: &Path) -> Result<u64, ReplicaError> {
+        self.client.get_file(&layout::wal_segment_key(generation, pos), dst).await
     }
 
     /// Delete a whole generation: its snapshots and segments.
     pub async fn delete_generation(&self, generation: &Generation) -> Result<(), ReplicaError> {
-        let mut keys: Vec<String> = self
-            .segments(generation)
-            .await?
-            .iter()
-            .map(|s| layout::wal_segment_key(generation, s.pos))
-            .collect();
-        keys.extend(
-            self.snapshots(generation)
-                .await?
-                .iter()
-                .map(|s| layout::snapshot_key(generation, s.index)),
-        );
+        let mut keys: Vec<String> =
+            self.segments(generation).await?.iter().map(|s| layout::wal_segment_key(generation, s.pos)).collect();
+        keys.extend(self.snapshots(generation).await?.iter().map(|s| layout::snapshot_key(generation, s.index)));
         self.client.delete(&keys).await
     }
 }

@@ -6,10 +6,7 @@ use std::io::{self, Read, Write};
 use lz4_flex::frame::{BlockMode, BlockSize, FrameDecoder, FrameEncoder, FrameInfo};
 
 fn frame_info() -> FrameInfo {
-    FrameInfo::new()
-        .block_size(BlockSize::Max4MB)
-        .block_mode(BlockMode::Independent)
-        .content_checksum(true)
+    FrameInfo::new().block_size(BlockSize::Max4MB).block_mode(BlockMode::Independent).content_checksum(true)
 }
 
 /// A writer that compresses into one LZ4 frame; call [`Lz4Writer::finish`] to write the frame trailer.

@@ -15,13 +15,7 @@ pub enum ReplicaError {
         source: io::Error,
     },
     #[error("replica {replica}: {op} {key}: {message}")]
-    Backend {
-        replica: String,
-        op: &'static str,
-        key: String,
-        message: String,
-        permanent: bool,
-    },
+    Backend { replica: String, op: &'static str, key: String, message: String, permanent: bool },
     #[error("replica {replica}: operation cancelled")]
     Cancelled { replica: String },
 }
@@ -33,9 +27,7 @@ impl ReplicaError {
             ReplicaError::NotFound { .. } => true,
             ReplicaError::Io { source, .. } => matches!(
                 source.kind(),
-                io::ErrorKind::PermissionDenied
-                    | io::ErrorKind::NotFound
-                    | io::ErrorKind::InvalidInput
+                io::ErrorKind::PermissionDenied | io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
             ),
             ReplicaError::Backend { permanent, .. } => *permanent,
             ReplicaError::Cancelled { .. } => true,
@@ -67,16 +59,10 @@ pub enum Error {
     #[error("replica {replica}: {message}")]
     Restore { replica: String, message: String },
     #[error("replica {replica}: corrupt {key}: {message}")]
-    Corrupt {
-        replica: String,
-        key: String,
-        message: String,
-    },
+    Corrupt { replica: String, key: String, message: String },
     #[error("{path}: restored database failed its integrity check: {message}")]
     Integrity { path: PathBuf, message: String },
-    #[error(
-        "{path} already exists; remove it, pass -o with another path, or use --if-db-not-exists"
-    )]
+    #[error("{path} already exists; remove it, pass -o with another path, or use --if-db-not-exists")]
     OutputExists { path: PathBuf },
     #[error("no backups found for {0}")]
     NoBackups(String),
@@ -94,10 +80,7 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })
+        self.map_err(|source| Error::Io { path: path.into(), source })
     }
 }
 
@@ -107,9 +90,6 @@ pub(crate) trait SqlContext<T> {
 
 impl<T> SqlContext<T> for rusqlite::Result<T> {
     fn db(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Sqlite {
-            path: path.into(),
-            source,
-        })
+        self.map_err(|source| Error::Sqlite { path: path.into(), source })
     }
 }

@@ -26,24 +26,14 @@ impl FileClient {
     }
 
     fn path(&self, key: &str) -> PathBuf {
-        key.split('/')
-            .filter(|c| !c.is_empty())
-            .fold(self.root.clone(), |p, c| p.join(c))
+        key.split('/').filter(|c| !c.is_empty()).fold(self.root.clone(), |p, c| p.join(c))
     }
 
     fn io_err(&self, op: &'static str, key: &str, source: io::Error) -> ReplicaError {
         if source.kind() == io::ErrorKind::NotFound && op == "get" {
-            return ReplicaError::NotFound {
-                replica: self.describe(),
-                key: key.to_owned(),
-            };
+            return ReplicaError::NotFound { replica: self.describe(), key: key.to_owned() };
         }
-        ReplicaError::Io {
-            replica: self.describe(),
-            op,
-            key: key.to_owned(),
-            source,
-        }
+        ReplicaError::Io { replica: self.describe(), op, key: key.to_owned(), source }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -119,18 +109,11 @@ impl ObjectClient for FileClient {
         .await
     }
 
-    async fn put_file(
-        &self,
-        key: &str,
-        src: &Path,
-        created: SystemTime,
-    ) -> Result<(), ReplicaError> {
+    async fn put_file(&self, key: &str, src: &Path, created: SystemTime) -> Result<(), ReplicaError> {
         let dst = self.path(key);
         let src = src.to_owned();
         self.blocking("put", key, move || {
-            let dir = dst
-                .parent()
-                .ok_or_else(|| io::Error::other("key has no parent directory"))?;
+            let dir = dst.parent().ok_or_else(|| io::Error::other("key has no parent directory"))?;
             fs::create_dir_all(dir)?;
             let mut tmp_name = dst.file_name().unwrap_or_default().to_owned();
             tmp_name.push(".tmp");
@@ -164,8 +147,7 @@ impl ObjectClient for FileClient {
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), ReplicaError> {
-        let paths: Vec<(String, PathBuf)> =
-            keys.iter().map(|k| (k.clone(), self.path(k))).collect();
+        let paths: Vec<(String, PathBuf)> = keys.iter().map(|k| (k.clone(), self.path(k))).collect();
         let first = keys.first().cloned().unwrap_or_default();
         self.blocking("delete", &first, move || {
             let mut dirs = std::collections::BTreeSet::new();

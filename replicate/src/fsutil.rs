@@ -5,13 +5,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 /// Write `dst` through a temporary sibling: write, fsync, rename, fsync the directory.
-pub fn write_atomically(
-    dst: &Path,
-    fill: impl FnOnce(&mut File) -> io::Result<()>,
-) -> io::Result<()> {
-    let dir = dst
-        .parent()
-        .ok_or_else(|| io::Error::other(format!("{} has no parent directory", dst.display())))?;
+pub fn write_atomically(dst: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
+    let dir = dst.parent().ok_or_else(|| io::Error::other(format!("{} has no parent directory", dst.display())))?;
     let mut tmp_name = dst.file_name().unwrap_or_default().to_owned();
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);

@@ -11,9 +11,7 @@ pub const MAX_INDEX: u32 = 0x7FFF_FFFF;
 pub struct BadGeneration(pub String);
 
 /// A generation id: 8 random bytes written as 16 lowercase hex characters.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Generation(String);
 
@@ -23,10 +21,7 @@ impl Generation {
     }
 
     pub fn parse(s: &str) -> Result<Self, BadGeneration> {
-        if s.len() == 16
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             Ok(Self(s.to_owned()))
         } else {
             Err(BadGeneration(s.to_owned()))
@@ -58,9 +53,7 @@ impl fmt::Display for Generation {
 }
 
 /// A position in a generation's WAL stream: which WAL (restart count) and the byte offset within it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Pos {
     pub index: u32,
     pub offset: u64,
@@ -87,11 +80,7 @@ pub fn wal_dir(generation: &Generation) -> String {
 }
 
 pub fn snapshot_key(generation: &Generation, index: u32) -> String {
-    format!(
-        "{}/{}",
-        snapshots_dir(generation),
-        snapshot_file_name(index)
-    )
+    format!("{}/{}", snapshots_dir(generation), snapshot_file_name(index))
 }
 
 pub fn wal_segment_key(generation: &Generation, pos: Pos) -> String {
@@ -125,10 +114,7 @@ pub fn parse_snapshot_file_name(name: &str) -> Option<u32> {
 pub fn parse_wal_segment_file_name(name: &str) -> Option<Pos> {
     let stem = name.strip_suffix(".wal.lz4")?;
     let (index, offset) = stem.split_once('_')?;
-    Some(Pos {
-        index: u32::try_from(parse_hex(index)?).ok()?,
-        offset: parse_hex(offset)?,
-    })
+    Some(Pos { index: u32::try_from(parse_hex(index)?).ok()?, offset: parse_hex(offset)? })
 }
 
 #[cfg(test)]
@@ -138,18 +124,9 @@ mod tests {
     #[test]
     fn names_match_litestream() {
         let g = Generation::parse("0123456789abcdef").expect("valid");
+        assert_eq!(snapshot_key(&g, 1), "generations/0123456789abcdef/snapshots/00000001.snapshot.lz4");
         assert_eq!(
-            snapshot_key(&g, 1),
-            "generations/0123456789abcdef/snapshots/00000001.snapshot.lz4"
-        );
-        assert_eq!(
-            wal_segment_key(
-                &g,
-                Pos {
-                    index: 0x1a,
-                    offset: 0x2040
-                }
-            ),
+            wal_segment_key(&g, Pos { index: 0x1a, offset: 0x2040 }),
             "generations/0123456789abcdef/wal/0000001a_00002040.wal.lz4"
         );
     }
@@ -157,27 +134,15 @@ mod tests {
     #[test]
     fn parsing_accepts_8_to_16_hex_digits_only() {
         assert_eq!(parse_snapshot_file_name("0000000a.snapshot.lz4"), Some(10));
-        assert_eq!(
-            parse_snapshot_file_name("000000000000000a.snapshot.lz4"),
-            Some(10)
-        );
+        assert_eq!(parse_snapshot_file_name("000000000000000a.snapshot.lz4"), Some(10));
         assert_eq!(parse_snapshot_file_name("a.snapshot.lz4"), None);
         assert_eq!(parse_snapshot_file_name("0000000a.snapshot.lz4.tmp"), None);
         assert_eq!(
             parse_wal_segment_file_name("00000001_0000000000001000.wal.lz4"),
-            Some(Pos {
-                index: 1,
-                offset: 0x1000
-            })
+            Some(Pos { index: 1, offset: 0x1000 })
         );
-        assert_eq!(
-            parse_wal_segment_file_name("00000001-00001000.wal.lz4"),
-            None
-        );
-        assert_eq!(
-            parse_wal_segment_file_name("zzzzzzzz_00001000.wal.lz4"),
-            None
-        );
+        assert_eq!(parse_wal_segment_file_name("00000001-00001000.wal.lz4"), None);
+        assert_eq!(parse_wal_segment_file_name("zzzzzzzz_00001000.wal.lz4"), None);
     }
 
     #[test]

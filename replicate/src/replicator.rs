@@ -69,13 +69,8 @@ enum Command {
 
 /// The directory next to the database that holds litecar's position and spool (`.<name>-litecar`).
 pub fn state_dir(db: &Path) -> PathBuf {
-    let name = db
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    db.parent()
-        .unwrap_or(Path::new("."))
-        .join(format!(".{name}-litecar"))
+    let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    db.parent().unwrap_or(Path::new(".")).join(format!(".{name}-litecar"))
 }
 
 pub struct DbReplicator {
@@ -89,18 +84,11 @@ impl DbReplicator {
         let status = Status {
             replicas: replicas
                 .iter()
-                .map(|r| ReplicaStatus {
-                    name: r.replica.name.clone(),
-                    ..Default::default()
-                })
+                .map(|r| ReplicaStatus { name: r.replica.name.clone(), ..Default::default() })
                 .collect(),
             ..Default::default()
         };
-        Self {
-            opts,
-            replicas,
-            status: Arc::new(Mutex::new(status)),
-        }
+        Self { opts, replicas, status: Arc::new(Mutex::new(status)) }
     }
 
     pub fn status(&self) -> SharedStatus {
@@ -116,18 +104,10 @@ impl DbReplicator {
         std::fs::create_dir_all(&dir).at(&dir)?;
         let spool = Arc::new(Spool::open(dir.join("spool"), self.replicas.len())?);
         let shipper = {
-            let (db2, dir, spool, policy) = (
-                db.clone(),
-                dir.clone(),
-                spool.clone(),
-                self.opts.checkpoint.clone(),
-            );
+            let (db2, dir, spool, policy) = (db.clone(), dir.clone(), spool.clone(), self.opts.checkpoint.clone());
             tokio::task::spawn_blocking(move || Shipper::open(&db2, &dir, spool, policy))
                 .await
-                .map_err(|e| Error::Io {
-                    path: db.clone(),
-                    source: std::io::Error::other(e),
-                })??
+                .map_err(|e| Error::Io { path: db.clone(), source: std::io::Error::other(e) })??
         };
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let shipper_thread = spawn_shipper(shipper, cmd_rx)?;
@@ -135,11 +115,7 @@ impl DbReplicator {
         let wake = Arc::new(Notify::new());
         let _watcher = watch_database(&db, wake.clone());
         let upload_stop = CancellationToken::new();
-        let upload_wake: Vec<Arc<Notify>> = self
-            .replicas
-            .iter()
-            .map(|_| Arc::new(Notify::new()))
-            .collect();
+        let upload_wake: Vec<Arc<Notify>> = self.replicas.iter().map(|_| Arc::new(Notify::new())).collect();
         let mut tasks = tokio::task::JoinSet::new();
         for (i, r) in self.replicas.iter().enumerate() {
             tasks.spawn(upload_loop(
@@ -152,11 +128,7 @@ impl DbReplicator {
             ));
         }
         let maintenance_stop = cancel.child_token();
-        for r in self
-            .replicas
-            .iter()
-            .filter(|r| r.retention.is_some() || r.snapshot_interval.is_some())
-        {
+        for r in self.replicas.iter().filter(|r| r.retention.is_some() || r.snapshot_interval.is_some()) {
             tasks.spawn(maintenance_loop(
                 r.clone(),
                 cmd_tx.clone(),
@@ -166,21 +138,12 @@ impl DbReplicator {
             ));
         }
 
-        let staging_interval = self
-            .replicas
-            .iter()
-            .map(|r| r.sync_interval)
-            .min()
-            .unwrap_or_default();
+        let staging_interval = self.replicas.iter().map(|r| r.sync_interval).min().unwrap_or_default();
         let mut last_sync = Instant::now() - staging_interval;
         let mut backoff = Backoff::new();
         let mut first = true;
         loop {
-            let wait = if backoff.failures > 0 {
-                backoff.delay()
-            } else {
-                self.opts.monitor_interval
-            };
+            let wait = if backoff.failures > 0 { backoff.delay() } else { self.opts.monitor_interval };
             if !std::mem::take(&mut first) {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
@@ -204,10 +167,7 @@ impl DbReplicator {
                 }
                 Err(e) => {
                     backoff.fail();
-                    self.status
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .sync_errors += 1;
+                    self.status.lock().unwrap_or_else(|p| p.into_inner()).sync_errors += 1;
                     tracing::error!(db = %db.display(), error = %e, "sync failed");
                 }
             }
@@ -270,14 +230,8 @@ fn spawn_shipper(
     mut shipper: Shipper,
     mut rx: mpsc::UnboundedReceiver<Command>,
 ) -> Result<std::thread::JoinHandle<()>> {
-    let name = format!(
-        "litecar-ship-{}",
-        shipper
-            .db_path()
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    );
+    let name =
+        format!("litecar-ship-{}", shipper.db_path().file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
     let db = shipper.db_path().to_owned();
     std::thread::Builder::new()
         .name(name)
@@ -313,20 +267,14 @@ fn spawn_shipper(
                 tracing::warn!(db = %db.display(), error = %e, "releasing the read lock failed");
             }
         })
-        .map_err(|e| Error::Io {
-            path: PathBuf::from("shipper thread"),
-            source: e,
-        })
+        .map_err(|e| Error::Io { path: PathBuf::from("shipper thread"), source: e })
 }
 
 fn send_all(replies: Vec<oneshot::Sender<Result<SyncReport>>>, result: &Result<SyncReport>) {
     for r in replies {
         let copy = match result {
             Ok(report) => Ok(report.clone()),
-            Err(e) => Err(Error::Wal {
-                path: PathBuf::new(),
-                message: e.to_string(),
-            }),
+            Err(e) => Err(Error::Wal { path: PathBuf::new(), message: e.to_string() }),
         };
         let _ = r.send(copy);
     }
@@ -353,21 +301,13 @@ async fn wait_for_database(db: &Path, interval: Duration, cancel: &CancellationT
 /// Wake on changes to the database or its WAL. Returns the watcher, which must be kept alive; `None` (polling only)
 /// where the file system offers no events.
 fn watch_database(db: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
-    let dir = db
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
     let name = db.file_name()?.to_owned();
     let mut wal_name = name.clone();
     wal_name.push("-wal");
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            if event
-                .paths
-                .iter()
-                .any(|p| p.file_name().is_some_and(|n| n == wal_name || n == name))
-            {
+            if event.paths.iter().any(|p| p.file_name().is_some_and(|n| n == wal_name || n == name)) {
                 wake.notify_one();
             }
         }
@@ -421,11 +361,7 @@ async fn upload_loop(
     loop {
         let pending = spool.pending(i);
         if pending.is_empty() || backoff.failures > 0 {
-            let wait = if backoff.failures > 0 {
-                backoff.delay()
-            } else {
-                Duration::from_secs(3600)
-            };
+            let wait = if backoff.failures > 0 { backoff.delay() } else { Duration::from_secs(3600) };
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = wake.notified() => {}
@@ -474,20 +410,13 @@ async fn upload_loop(
     }
 }
 
-async fn upload(
-    replica: &Replica,
-    entry: &SpoolEntry,
-) -> std::result::Result<(), crate::error::ReplicaError> {
+async fn upload(replica: &Replica, entry: &SpoolEntry) -> std::result::Result<(), crate::error::ReplicaError> {
     match &entry.key {
         SpoolKey::Snapshot { generation, index } => {
-            replica
-                .put_snapshot(generation, *index, &entry.path, entry.created)
-                .await
+            replica.put_snapshot(generation, *index, &entry.path, entry.created).await
         }
         SpoolKey::Segment { generation, pos } => {
-            replica
-                .put_segment(generation, *pos, &entry.path, entry.created)
-                .await
+            replica.put_segment(generation, *pos, &entry.path, entry.created).await
         }
     }
 }
@@ -501,9 +430,7 @@ async fn maintenance_loop(
     stop: CancellationToken,
 ) {
     let mut next_snapshot = opts.snapshot_interval.map(|d| Instant::now() + d);
-    let mut next_retention = opts
-        .retention
-        .map(|_| Instant::now() + opts.retention_check_interval);
+    let mut next_retention = opts.retention.map(|_| Instant::now() + opts.retention_check_interval);
     loop {
         let next = [next_snapshot, next_retention].into_iter().flatten().min();
         let Some(next) = next else { return };
@@ -535,14 +462,7 @@ async fn maintenance_loop(
                     }
                 }
                 if let Some(current) = current {
-                    match crate::retention::enforce(
-                        &opts.replica,
-                        &current,
-                        retention,
-                        SystemTime::now(),
-                    )
-                    .await
-                    {
+                    match crate::retention::enforce(&opts.replica, &current, retention, SystemTime::now()).await {
                         Ok(r) => {
                             tracing::debug!(replica = %opts.replica.describe(), ?r, "retention enforced")
                         }

@@ -52,24 +52,11 @@ pub struct GenerationSummary {
 pub async fn summarize(replica: &Replica, generation: &Generation) -> Result<GenerationSummary> {
     let snaps = replica.snapshots(generation).await?;
     let segs = replica.segments(generation).await?;
-    let times = snaps
-        .iter()
-        .map(|s| s.created)
-        .chain(segs.iter().map(|s| s.created));
-    let (first, last) = times.fold(
-        (None, None),
-        |(lo, hi): (Option<SystemTime>, Option<SystemTime>), t| {
-            (
-                Some(lo.map_or(t, |l| l.min(t))),
-                Some(hi.map_or(t, |h| h.max(t))),
-            )
-        },
-    );
-    Ok(GenerationSummary {
-        generation: generation.clone(),
-        first,
-        last,
-    })
+    let times = snaps.iter().map(|s| s.created).chain(segs.iter().map(|s| s.created));
+    let (first, last) = times.fold((None, None), |(lo, hi): (Option<SystemTime>, Option<SystemTime>), t| {
+        (Some(lo.map_or(t, |l| l.min(t))), Some(hi.map_or(t, |h| h.max(t))))
+    });
+    Ok(GenerationSummary { generation: generation.clone(), first, last })
 }
 
 /// Work out what to restore from `replica`; `Ok(None)` when it holds nothing that matches the target.
@@ -97,11 +84,7 @@ pub async fn plan(replica: &Replica, target: &Target) -> Result<Option<Plan>> {
     Ok(best.map(|(_, p)| p))
 }
 
-async fn plan_generation(
-    replica: &Replica,
-    generation: &Generation,
-    target: &Target,
-) -> Result<Option<Plan>> {
+async fn plan_generation(replica: &Replica, generation: &Generation, target: &Target) -> Result<Option<Plan>> {
     let snapshots = replica.snapshots(generation).await?;
     let snapshot = snapshots
         .into_iter()
@@ -116,19 +99,12 @@ async fn plan_generation(
         if s.pos.index < snapshot.index {
             continue;
         }
-        if target.index.is_some_and(|i| s.pos.index > i)
-            || target.timestamp.is_some_and(|t| s.created > t)
-        {
+        if target.index.is_some_and(|i| s.pos.index > i) || target.timestamp.is_some_and(|t| s.created > t) {
             break;
         }
         segments.push(s);
     }
-    Ok(Some(Plan {
-        replica: replica.name.clone(),
-        generation: generation.clone(),
-        snapshot,
-        segments,
-    }))
+    Ok(Some(Plan { replica: replica.name.clone(), generation: generation.clone(), snapshot, segments }))
 }
 
 #[derive(Debug, Clone)]
@@ -159,20 +135,14 @@ pub async fn restore(
     progress: &Progress,
 ) -> Result<RestoreSummary> {
     if opts.output.exists() {
-        return Err(Error::OutputExists {
-            path: opts.output.clone(),
-        });
+        return Err(Error::OutputExists { path: opts.output.clone() });
     }
     let out_dir = match opts.output.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&out_dir).at(&out_dir)?;
-    let file_name = opts
-        .output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file_name = opts.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let scratch = tempfile_dir(&out_dir, &file_name)?;
     let result = restore_into(replica, plan, opts, progress, &scratch).await;
     let _ = fs::remove_dir_all(&scratch);
@@ -181,20 +151,14 @@ pub async fn restore(
 
 fn tempfile_dir(dir: &Path, name: &str) -> Result<PathBuf> {
     for _ in 0..16 {
-        let p = dir.join(format!(
-            ".{name}.litecar-restore-{:08x}",
-            rand::random::<u32>()
-        ));
+        let p = dir.join(format!(".{name}.litecar-restore-{:08x}", rand::random::<u32>()));
         match fs::create_dir(&p) {
             Ok(()) => return Ok(p),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::Io { path: p, source: e }),
         }
     }
-    Err(Error::Io {
-        path: dir.to_owned(),
-        source: io::Error::other("could not create a scratch directory"),
-    })
+    Err(Error::Io { path: dir.to_owned(), source: io::Error::other("could not create a scratch directory") })
 }
 
 async fn restore_into(
@@ -206,11 +170,8 @@ async fn restore_into(
 ) -> Result<RestoreSummary> {
     let downloaded = std::sync::atomic::AtomicU64::new(0);
     let snapshot_file = scratch.join("snapshot.lz4");
-    let mut jobs: Vec<(String, PathBuf, Option<layout::Pos>)> = vec![(
-        layout::snapshot_key(&plan.generation, plan.snapshot.index),
-        snapshot_file.clone(),
-        None,
-    )];
+    let mut jobs: Vec<(String, PathBuf, Option<layout::Pos>)> =
+        vec![(layout::snapshot_key(&plan.generation, plan.snapshot.index), snapshot_file.clone(), None)];
     for (i, s) in plan.segments.iter().enumerate() {
         jobs.push((
             layout::wal_segment_key(&plan.generation, s.pos),
@@ -222,11 +183,7 @@ async fn restore_into(
         let downloaded = &downloaded;
         async move {
             let n = match pos {
-                None => {
-                    replica
-                        .get_snapshot(&plan.generation, plan.snapshot.index, dst)
-                        .await?
-                }
+                None => replica.get_snapshot(&plan.generation, plan.snapshot.index, dst).await?,
                 Some(p) => replica.get_segment(&plan.generation, *p, dst).await?,
             };
             let total = downloaded.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
@@ -244,21 +201,9 @@ async fn restore_into(
     let full = opts.full_integrity_check;
     let scratch_owned = scratch.to_owned();
     let work = work_db.clone();
-    tokio::task::spawn_blocking(move || {
-        apply(
-            &replica_name,
-            &plan_owned,
-            &scratch_owned,
-            &snapshot_file,
-            &work,
-            full,
-        )
-    })
-    .await
-    .map_err(|e| Error::Io {
-        path: work_db.clone(),
-        source: io::Error::other(e),
-    })??;
+    tokio::task::spawn_blocking(move || apply(&replica_name, &plan_owned, &scratch_owned, &snapshot_file, &work, full))
+        .await
+        .map_err(|e| Error::Io { path: work_db.clone(), source: io::Error::other(e) })??;
 
     fs::rename(&work_db, &opts.output).at(&opts.output)?;
     if let Some(dir) = opts.output.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -267,10 +212,7 @@ async fn restore_into(
     Ok(RestoreSummary {
         generation: plan.generation.clone(),
         snapshot_index: plan.snapshot.index,
-        last_index: plan
-            .segments
-            .last()
-            .map_or(plan.snapshot.index, |s| s.pos.index),
+        last_index: plan.segments.last().map_or(plan.snapshot.index, |s| s.pos.index),
         segments: plan.segments.len(),
         bytes_downloaded: downloaded.into_inner(),
     })
@@ -286,41 +228,21 @@ impl Replica {
     }
 }
 
-fn apply(
-    replica: &str,
-    plan: &Plan,
-    scratch: &Path,
-    snapshot: &Path,
-    db: &Path,
-    full_check: bool,
-) -> Result<()> {
+fn apply(replica: &str, plan: &Plan, scratch: &Path, snapshot: &Path, db: &Path, full_check: bool) -> Result<()> {
     let snap_key = layout::snapshot_key(&plan.generation, plan.snapshot.index);
-    let corrupt = |key: &str, message: String| Error::Corrupt {
-        replica: replica.to_owned(),
-        key: key.to_owned(),
-        message,
-    };
+    let corrupt =
+        |key: &str, message: String| Error::Corrupt { replica: replica.to_owned(), key: key.to_owned(), message };
     {
         let mut out = BufWriter::with_capacity(1 << 20, File::create(db).at(db)?);
-        let mut r = lz4_reader(BufReader::with_capacity(
-            1 << 20,
-            File::open(snapshot).at(snapshot)?,
-        ));
+        let mut r = lz4_reader(BufReader::with_capacity(1 << 20, File::open(snapshot).at(snapshot)?));
         let mut head = [0u8; 16];
-        r.read_exact(&mut head)
-            .map_err(|e| corrupt(&snap_key, e.to_string()))?;
+        r.read_exact(&mut head).map_err(|e| corrupt(&snap_key, e.to_string()))?;
         if &head != SQLITE_HEADER {
-            return Err(corrupt(
-                &snap_key,
-                "the snapshot is not a SQLite database".into(),
-            ));
+            return Err(corrupt(&snap_key, "the snapshot is not a SQLite database".into()));
         }
         out.write_all(&head).at(db)?;
         io::copy(&mut r, &mut out).map_err(|e| corrupt(&snap_key, e.to_string()))?;
-        out.into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .at(db)?;
+        out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).at(db)?;
     }
 
     // Group segments by WAL index, keeping their scratch files.
@@ -334,9 +256,7 @@ fn apply(
             let key = layout::wal_segment_key(&plan.generation, layout::Pos { index, offset: 0 });
             return Err(Error::Restore {
                 replica: replica.to_owned(),
-                message: format!(
-                    "missing WAL segment {key}: WAL index {index:08x} does not start at offset 0"
-                ),
+                message: format!("missing WAL segment {key}: WAL index {index:08x} does not start at offset 0"),
             });
         }
         write_wal(replica, plan, scratch, &segs, &wal_file)?;
@@ -361,11 +281,7 @@ fn write_wal(
     let mut checksum = (0, 0);
     for (i, seg) in segs {
         let key = layout::wal_segment_key(&plan.generation, seg.pos);
-        let corrupt = |message: String| Error::Corrupt {
-            replica: replica.to_owned(),
-            key: key.clone(),
-            message,
-        };
+        let corrupt = |message: String| Error::Corrupt { replica: replica.to_owned(), key: key.clone(), message };
         if seg.pos.offset != expect_offset {
             return Err(corrupt(format!(
                 "segment starts at offset {:#x}, expected {expect_offset:#x}",
@@ -373,15 +289,11 @@ fn write_wal(
             )));
         }
         let src = scratch.join(format!("{i:08}.wal.lz4"));
-        let mut r = lz4_reader(BufReader::with_capacity(
-            1 << 20,
-            File::open(&src).at(&src)?,
-        ));
+        let mut r = lz4_reader(BufReader::with_capacity(1 << 20, File::open(&src).at(&src)?));
         let mut start = seg.pos.offset;
         if seg.pos.offset == 0 {
             let mut hb = [0u8; WAL_HEADER_SIZE as usize];
-            r.read_exact(&mut hb)
-                .map_err(|e| corrupt(format!("reading WAL header: {e}")))?;
+            r.read_exact(&mut hb).map_err(|e| corrupt(format!("reading WAL header: {e}")))?;
             let h = WalHeader::parse(&hb).map_err(|e| corrupt(e.to_string()))?;
             out.write_all(&hb).at(wal_file)?;
             checksum = h.checksum;
@@ -392,14 +304,10 @@ fn write_wal(
         let mut counted = CountingReader { inner: r, n: 0 };
         let mut write_err = None;
         let c = wal::scan_with(&mut counted, &h, start, checksum, |frame| {
-            out.write_all(frame)
-                .inspect_err(|e| write_err = Some(io::Error::new(e.kind(), e.to_string())))
+            out.write_all(frame).inspect_err(|e| write_err = Some(io::Error::new(e.kind(), e.to_string())))
         });
         if let Some(e) = write_err {
-            return Err(Error::Io {
-                path: wal_file.to_owned(),
-                source: e,
-            });
+            return Err(Error::Io { path: wal_file.to_owned(), source: e });
         }
         let c = c.map_err(|e| corrupt(e.to_string()))?;
         // Every byte of the segment must belong to a committed transaction.
@@ -417,10 +325,7 @@ fn write_wal(
         checksum = c.checksum;
         expect_offset = c.end;
     }
-    out.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .at(wal_file)?;
+    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).at(wal_file)?;
     Ok(())
 }
 
@@ -438,26 +343,15 @@ impl<R: Read> Read for CountingReader<R> {
 }
 
 fn open_restored(db: &Path) -> Result<Connection> {
-    Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| Error::Sqlite {
-        path: db.to_owned(),
-        source,
-    })
+    Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|source| Error::Sqlite { path: db.to_owned(), source })
 }
 
 fn checkpoint_restored(db: &Path) -> Result<()> {
     let conn = open_restored(db)?;
-    let sql = |source| Error::Sqlite {
-        path: db.to_owned(),
-        source,
-    };
+    let sql = |source| Error::Sqlite { path: db.to_owned(), source };
     let (busy, log, done): (i64, i64, i64) = conn
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .map_err(sql)?;
     if busy != 0 || log != done {
         return Err(Error::Integrity {
@@ -470,27 +364,14 @@ fn checkpoint_restored(db: &Path) -> Result<()> {
 
 fn verify(db: &Path, full: bool) -> Result<()> {
     let conn = open_restored(db)?;
-    let pragma = if full {
-        "PRAGMA integrity_check"
-    } else {
-        "PRAGMA quick_check"
-    };
-    let mut stmt = conn.prepare(pragma).map_err(|source| Error::Sqlite {
-        path: db.to_owned(),
-        source,
-    })?;
+    let pragma = if full { "PRAGMA integrity_check" } else { "PRAGMA quick_check" };
+    let mut stmt = conn.prepare(pragma).map_err(|source| Error::Sqlite { path: db.to_owned(), source })?;
     let rows: Vec<String> = stmt
         .query_map([], |r| r.get(0))
         .and_then(|rows| rows.collect())
-        .map_err(|source| Error::Integrity {
-            path: db.to_owned(),
-            message: source.to_string(),
-        })?;
+        .map_err(|source| Error::Integrity { path: db.to_owned(), message: source.to_string() })?;
     if rows != ["ok"] {
-        return Err(Error::Integrity {
-            path: db.to_owned(),
-            message: rows.join("; "),
-        });
+        return Err(Error::Integrity { path: db.to_owned(), message: rows.join("; ") });
     }
     Ok(())
 }

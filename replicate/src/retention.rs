@@ -24,11 +24,7 @@ pub async fn enforce(
     let mut report = RetentionReport::default();
     for generation in replica.generations().await? {
         let snapshots = replica.snapshots(&generation).await?;
-        let mut keep_from = snapshots
-            .iter()
-            .filter(|s| s.created >= cutoff)
-            .map(|s| s.index)
-            .min();
+        let mut keep_from = snapshots.iter().filter(|s| s.created >= cutoff).map(|s| s.index).min();
         if &generation == current {
             // The newest snapshot of the live generation always stays, whatever its age.
             let newest = snapshots.iter().map(|s| s.index).max();
@@ -49,12 +45,7 @@ pub async fn enforce(
             keys.push(layout::snapshot_key(&generation, s.index));
             report.snapshots_deleted += 1;
         }
-        for s in replica
-            .segments(&generation)
-            .await?
-            .iter()
-            .filter(|s| s.pos.index < keep_from)
-        {
+        for s in replica.segments(&generation).await?.iter().filter(|s| s.pos.index < keep_from) {
             keys.push(layout::wal_segment_key(&generation, s.pos));
             report.segments_deleted += 1;
         }

@@ -75,6 +75,8 @@ pub struct Shipper {
     position: Option<Position>,
     spool: Arc<Spool>,
     last_checkpoint: Instant,
+    /// Position right after our own restart frame; a WAL holding nothing else needs no checkpoint.
+    idle_mark: Option<Pos>,
     /// The database file, opened once for snapshots. POSIX drops every lock a process holds on a file when any
     /// descriptor of it is closed, so opening and closing the database ourselves would silently release SQLite's
     /// locks (and our pin with them). Declared last so that it is closed after the connections.
@@ -87,10 +89,7 @@ enum Restart {
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
 /// Check that `file` holds a SQLite database (or is still empty).
@@ -115,12 +114,7 @@ fn check_sqlite_header(file: &File, path: &Path) -> Result<()> {
 }
 
 impl Shipper {
-    pub fn open(
-        db_path: &Path,
-        state_dir: &Path,
-        spool: Arc<Spool>,
-        policy: CheckpointPolicy,
-    ) -> Result<Self> {
+    pub fn open(db_path: &Path, state_dir: &Path, spool: Arc<Spool>, policy: CheckpointPolicy) -> Result<Self> {
         let db_file = File::open(db_path).at(db_path)?;
         check_sqlite_header(&db_file, db_path)?;
         let open = || -> Result<Connection> {
@@ -135,30 +129,25 @@ impl Shipper {
             Ok(c)
         };
         let pin = open()?;
-        let mode: String = pin
-            .query_row("PRAGMA journal_mode = wal", [], |r| r.get(0))
-            .map_err(|e| match e.sqlite_error_code() {
-                Some(ErrorCode::NotADatabase) => Error::NotADatabase {
-                    path: db_path.to_owned(),
-                    reason: e.to_string(),
-                },
-                _ => Error::Sqlite {
-                    path: db_path.to_owned(),
-                    source: e,
-                },
+        let mode: String =
+            pin.query_row("PRAGMA journal_mode = wal", [], |r| r.get(0)).map_err(|e| match e.sqlite_error_code() {
+                Some(ErrorCode::NotADatabase) => {
+                    Error::NotADatabase { path: db_path.to_owned(), reason: e.to_string() }
+                }
+                _ => Error::Sqlite { path: db_path.to_owned(), source: e },
             })?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::Wal {
                 path: db_path.to_owned(),
-                message: format!(
-                    "could not switch the database to WAL mode (journal_mode is {mode})"
-                ),
+                message: format!("could not switch the database to WAL mode (journal_mode is {mode})"),
             });
         }
         let lock = open()?;
-        // A restart written by this connection truncates the WAL file to what that commit needs.
-        lock.pragma_update(None, "journal_size_limit", 0)
-            .db(db_path)?;
+        // A restart written by this connection truncates the WAL file to about `min_page_count` frames, which bounds
+        // the disk the WAL keeps without making the application grow the file again after every checkpoint.
+        let page_size: i64 = lock.query_row("PRAGMA page_size", [], |r| r.get(0)).db(db_path)?;
+        let limit = (policy.min_page_count as i64).saturating_mul(page_size + wal::FRAME_HEADER_SIZE as i64);
+        lock.pragma_update(None, "journal_size_limit", limit).db(db_path)?;
         let ckpt = open()?;
         let state = StateFile::new(state_dir.join("position.json"));
         let position = state.load()?;
@@ -175,6 +164,7 @@ impl Shipper {
             position,
             spool,
             last_checkpoint: Instant::now(),
+            idle_mark: None,
             db_file,
         })
     }
@@ -194,14 +184,10 @@ impl Shipper {
         let header = self.read_wal_header()?;
         let reason = match (&self.position, header) {
             (None, _) => Some("no saved replication position"),
-            (Some(_), None) => {
-                Some("the WAL was removed or truncated while litecar was not watching it")
-            }
+            (Some(_), None) => Some("the WAL was removed or truncated while litecar was not watching it"),
             (Some(p), Some(h)) if h == p.header => match self.ship(&mut report) {
                 Ok(()) => None,
-                Err(ShipError::Mismatch) => {
-                    Some("the WAL no longer matches the replicated position")
-                }
+                Err(ShipError::Mismatch) => Some("the WAL no longer matches the replicated position"),
                 Err(ShipError::Other(e)) => return Err(e),
             },
             (Some(p), Some(h)) if p.header.is_followed_by(&h) => {
@@ -218,10 +204,7 @@ impl Shipper {
             self.start_generation(reason, &mut report)?;
         }
         self.maybe_checkpoint(&mut report)?;
-        report.position = self
-            .position
-            .as_ref()
-            .map(|p| (p.generation.clone(), p.pos, p.snapshot_at));
+        report.position = self.position.as_ref().map(|p| (p.generation.clone(), p.pos, p.snapshot_at));
         Ok(report)
     }
 
@@ -230,9 +213,7 @@ impl Shipper {
         let mut report = self.sync()?;
         if let Some(p) = &self.position {
             let (generation, index, header) = (p.generation.clone(), p.pos.index, p.header);
-            if self.stage_snapshot(&generation, index, &mut report)?
-                && self.read_wal_header()? == Some(header)
-            {
+            if self.stage_snapshot(&generation, index, &mut report)? && self.read_wal_header()? == Some(header) {
                 let p = self.position_mut()?;
                 p.snapshot_index = index;
                 p.snapshot_at = SystemTime::now();
@@ -247,12 +228,8 @@ impl Shipper {
     /// Whether the WAL shipped since the last snapshot has outgrown the database, so a restore would replay more
     /// than about one database's worth of WAL.
     pub fn snapshot_due_by_size(&self) -> bool {
-        let db_size = std::fs::metadata(&self.db_path)
-            .map(|m| m.len())
-            .unwrap_or(0);
-        self.position
-            .as_ref()
-            .is_some_and(|p| p.wal_bytes_since_snapshot > db_size.max(4 << 20))
+        let db_size = std::fs::metadata(&self.db_path).map(|m| m.len()).unwrap_or(0);
+        self.position.as_ref().is_some_and(|p| p.wal_bytes_since_snapshot > db_size.max(4 << 20))
     }
 
     /// Release the read lock: the final call before the process lets go of the database.
@@ -261,10 +238,9 @@ impl Shipper {
     }
 
     fn position_mut(&mut self) -> Result<&mut Position> {
-        self.position.as_mut().ok_or_else(|| Error::Wal {
-            path: self.wal_path.clone(),
-            message: "no replication position".into(),
-        })
+        self.position
+            .as_mut()
+            .ok_or_else(|| Error::Wal { path: self.wal_path.clone(), message: "no replication position".into() })
     }
 
     fn save(&self) -> Result<()> {
@@ -277,9 +253,7 @@ impl Shipper {
     fn pin(&mut self) -> Result<()> {
         if !self.pinned {
             self.pin.execute_batch("BEGIN").db(&self.db_path)?;
-            self.pin
-                .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-                .db(&self.db_path)?;
+            self.pin.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())).db(&self.db_path)?;
             self.pinned = true;
         }
         Ok(())
@@ -303,10 +277,7 @@ impl Shipper {
                 Ok(true)
             }
             Err(e) if is_busy(&e) => Ok(false),
-            Err(e) => Err(Error::Sqlite {
-                path: self.db_path.clone(),
-                source: e,
-            }),
+            Err(e) => Err(Error::Sqlite { path: self.db_path.clone(), source: e }),
         }
     }
 
@@ -321,13 +292,8 @@ impl Shipper {
     /// Commit a write that changes nothing (`user_version` set to its own value). It gives the WAL a frame, and if
     /// the WAL was fully checkpointed it makes this connection restart it.
     fn touch_and_commit(&mut self) -> Result<()> {
-        let v: i64 = self
-            .lock
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .db(&self.db_path)?;
-        self.lock
-            .pragma_update(None, "user_version", v)
-            .db(&self.db_path)?;
+        let v: i64 = self.lock.query_row("PRAGMA user_version", [], |r| r.get(0)).db(&self.db_path)?;
+        self.lock.pragma_update(None, "user_version", v).db(&self.db_path)?;
         self.locked = false;
         self.lock.execute_batch("COMMIT").db(&self.db_path)
     }
@@ -337,20 +303,14 @@ impl Shipper {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(Error::Io {
-                    path: self.wal_path.clone(),
-                    source: e,
-                });
+                return Err(Error::Io { path: self.wal_path.clone(), source: e });
             }
         };
         let mut buf = [0u8; WAL_HEADER_SIZE as usize];
         match f.read_exact(&mut buf) {
             Ok(()) => Ok(WalHeader::parse(&buf).ok()),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(Error::Io {
-                path: self.wal_path.clone(),
-                source: e,
-            }),
+            Err(e) => Err(Error::Io { path: self.wal_path.clone(), source: e }),
         }
     }
 
@@ -360,23 +320,12 @@ impl Shipper {
         let header = p.header;
         let (start, seed) = shipping_start(p);
         let mut f = File::open(&self.wal_path).at(&self.wal_path)?;
-        if start > WAL_HEADER_SIZE {
-            // The frame just before our position must still be the one we shipped.
-            let mut fh = [0u8; wal::FRAME_HEADER_SIZE as usize];
-            f.seek(SeekFrom::Start(start - header.frame_size()))
-                .at(&self.wal_path)?;
-            if f.read_exact(&mut fh).is_err() || wal::FrameHeader::parse(&fh).checksum != seed {
-                return Err(ShipError::Mismatch);
-            }
+        // The frame just before our position must still be the one we shipped.
+        if !frame_before_matches(&self.wal_path, &header, start, seed)? {
+            return Err(ShipError::Mismatch);
         }
         f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
-        let committed = wal::scan(
-            &mut BufReader::with_capacity(1 << 20, f),
-            &header,
-            start,
-            seed,
-        )
-        .at(&self.wal_path)?;
+        let committed = wal::scan(&mut BufReader::with_capacity(1 << 20, f), &header, start, seed).at(&self.wal_path)?;
         if committed.end > start {
             self.stage_segment(&header, start, seed, committed, report)?;
         }
@@ -393,15 +342,12 @@ impl Shipper {
         committed: wal::Committed,
         report: &mut SyncReport,
     ) -> Result<()> {
-        let p = self.position.as_ref().ok_or_else(|| Error::Wal {
-            path: self.wal_path.clone(),
-            message: "no replication position".into(),
-        })?;
+        let p = self
+            .position
+            .as_ref()
+            .ok_or_else(|| Error::Wal { path: self.wal_path.clone(), message: "no replication position".into() })?;
         let pos = p.pos;
-        let key = SpoolKey::Segment {
-            generation: p.generation.clone(),
-            pos,
-        };
+        let key = SpoolKey::Segment { generation: p.generation.clone(), pos };
         let path = self.spool.path_for(&key);
         let created = SystemTime::now();
         let wal_path = self.wal_path.clone();
@@ -417,9 +363,7 @@ impl Shipper {
             let mut r = BufReader::with_capacity(1 << 20, f).take(committed.end - start);
             let copied = wal::scan_with(&mut r, header, start, seed, |frame| enc.write_all(frame))?;
             if copied.end != committed.end || copied.checksum != committed.checksum {
-                return Err(io::Error::other(
-                    "the WAL changed while it was being copied",
-                ));
+                return Err(io::Error::other("the WAL changed while it was being copied"));
             }
             enc.finish()?.into_inner().map_err(|e| e.into_error())?;
             size = out.metadata()?.len();
@@ -440,11 +384,7 @@ impl Shipper {
 
     /// The WAL was restarted once since we last read it. Under the write lock, recover the old WAL's committed tail
     /// if the new WAL has not overwritten it, then continue with the next index.
-    fn follow_restart(
-        &mut self,
-        new: WalHeader,
-        report: &mut SyncReport,
-    ) -> Result<Option<Restart>> {
+    fn follow_restart(&mut self, new: WalHeader, report: &mut SyncReport) -> Result<Option<Restart>> {
         if !self.try_write_lock(self.policy.lock_timeout)? {
             return Ok(None);
         }
@@ -462,38 +402,33 @@ impl Shipper {
 
     fn recover_old_tail(&mut self, new: WalHeader, report: &mut SyncReport) -> Result<Restart> {
         if self.read_wal_header()? != Some(new) {
-            return Ok(Restart::Lost(
-                "the WAL was restarted more than once between two reads",
-            ));
+            return Ok(Restart::Lost("the WAL was restarted more than once between two reads"));
         }
-        let p = self.position.as_ref().ok_or_else(|| Error::Wal {
-            path: self.wal_path.clone(),
-            message: "no replication position".into(),
-        })?;
+        let p = self
+            .position
+            .as_ref()
+            .ok_or_else(|| Error::Wal { path: self.wal_path.clone(), message: "no replication position".into() })?;
         let old = p.header;
         let (start, seed) = shipping_start(p);
         if p.pos.index >= MAX_INDEX {
             return Ok(Restart::Lost("the WAL index reached its maximum"));
         }
         let overwritten = overwritten_extent(&self.wal_path, &new)?;
-        if overwritten > start {
-            return Ok(Restart::Lost(
-                "the WAL was restarted and overwritten before litecar copied its end",
-            ));
+        // The old WAL's tail is only readable if the new WAL has not reached our position and the file was not
+        // truncated (TRUNCATE checkpoints, journal_size_limit) below it: the frame ending at our position must still
+        // be the one we shipped.
+        if overwritten > start || !frame_before_matches(&self.wal_path, &old, start, seed)? {
+            return Ok(Restart::Lost("the WAL was restarted and overwritten before litecar copied its end"));
         }
         let mut f = File::open(&self.wal_path).at(&self.wal_path)?;
         f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
-        let committed = wal::scan(&mut BufReader::with_capacity(1 << 20, f), &old, start, seed)
-            .at(&self.wal_path)?;
+        let committed = wal::scan(&mut BufReader::with_capacity(1 << 20, f), &old, start, seed).at(&self.wal_path)?;
         if committed.end > start {
             tracing::debug!(db = %self.db_path.display(), bytes = committed.end - start, "copied the end of a restarted WAL");
             self.stage_segment(&old, start, seed, committed, report)?;
         }
         let p = self.position_mut()?;
-        p.pos = Pos {
-            index: p.pos.index + 1,
-            offset: 0,
-        };
+        p.pos = Pos { index: p.pos.index + 1, offset: 0 };
         p.header = new;
         p.checksum = new.checksum;
         self.save()?;
@@ -538,10 +473,7 @@ impl Shipper {
         }
         self.position = Some(Position {
             generation: generation.clone(),
-            pos: Pos {
-                index: 0,
-                offset: 0,
-            },
+            pos: Pos { index: 0, offset: 0 },
             header,
             checksum: header.checksum,
             snapshot_index: 0,
@@ -563,17 +495,9 @@ impl Shipper {
     /// Stream the database file into the spool as a snapshot. Must be called while pinned: the pages a checkpoint
     /// may write meanwhile all come from the current WAL, which a restore replays on top. Returns false (and stages
     /// nothing) if the WAL restarted during the copy.
-    fn stage_snapshot(
-        &mut self,
-        generation: &Generation,
-        index: u32,
-        report: &mut SyncReport,
-    ) -> Result<bool> {
+    fn stage_snapshot(&mut self, generation: &Generation, index: u32, report: &mut SyncReport) -> Result<bool> {
         let before = self.read_wal_header()?;
-        let key = SpoolKey::Snapshot {
-            generation: generation.clone(),
-            index,
-        };
+        let key = SpoolKey::Snapshot { generation: generation.clone(), index };
         let path = self.spool.path_for(&key);
         let created = SystemTime::now();
         with_parent(&path)?;
@@ -582,10 +506,7 @@ impl Shipper {
         write_atomically(&path, |out| {
             let mut enc = Lz4Writer::new(BufWriter::with_capacity(1 << 20, &mut *out));
             db_file.seek(SeekFrom::Start(0))?;
-            io::copy(
-                &mut BufReader::with_capacity(1 << 20, &mut db_file),
-                &mut enc,
-            )?;
+            io::copy(&mut BufReader::with_capacity(1 << 20, &mut db_file), &mut enc)?;
             enc.finish()?.into_inner().map_err(|e| e.into_error())?;
             size = out.metadata()?.len();
             Ok(())
@@ -610,24 +531,25 @@ impl Shipper {
         let file_frames = std::fs::metadata(&self.wal_path)
             .map(|m| m.len().saturating_sub(WAL_HEADER_SIZE) / frame_size)
             .unwrap_or(0);
-        let force_restart = file_frames >= self.policy.max_page_count;
+        if Some(p.pos) == self.idle_mark {
+            // Only our own restart frame is in the WAL: nothing to checkpoint while the database is idle.
+            return Ok(());
+        }
+        let urgent = file_frames >= self.policy.max_page_count;
         let due = frames >= self.policy.min_page_count
             || (frames > 0 && self.last_checkpoint.elapsed() >= self.policy.interval);
-        if due || force_restart {
-            self.checkpoint(force_restart, report)?;
+        if due || urgent {
+            self.checkpoint(urgent, report)?;
         }
         Ok(())
     }
 
     /// PASSIVE checkpoint with the write lock held from the final copy through the checkpoint, so no frame can be
-    /// checkpointed (and later overwritten) before it is copied. With `restart`, a WAL that ends up fully
-    /// checkpointed is also restarted by our connection, whose `journal_size_limit` shrinks the file.
-    pub fn checkpoint(&mut self, restart: bool, report: &mut SyncReport) -> Result<()> {
-        let timeout = if restart {
-            self.policy.lock_timeout * 5
-        } else {
-            self.policy.lock_timeout
-        };
+    /// checkpointed (and later overwritten) before it is copied. When the checkpoint completes, the WAL is restarted
+    /// by our own connection under the write lock (a no-op commit), so the old WAL is known to be complete, its file
+    /// shrinks to `journal_size_limit`, and the read lock we take next sits inside the new WAL.
+    pub fn checkpoint(&mut self, urgent: bool, report: &mut SyncReport) -> Result<()> {
+        let timeout = if urgent { self.policy.lock_timeout * 5 } else { self.policy.lock_timeout };
         if !self.try_write_lock(timeout)? {
             tracing::debug!(db = %self.db_path.display(), "checkpoint skipped: the application holds the write lock");
             return Ok(());
@@ -642,16 +564,56 @@ impl Shipper {
             }
         };
         unlocked?;
-        if complete && restart && self.try_write_lock(self.policy.lock_timeout)? {
-            let touched = self.touch_and_commit();
-            if touched.is_err() {
-                self.write_unlock()?;
-            }
-            touched?;
-        }
-        self.pin()?;
         self.last_checkpoint = Instant::now();
-        report.checkpointed = Some(if restart { "truncate" } else { "passive" });
+        report.checkpointed = Some(if urgent { "truncate" } else { "passive" });
+        if complete {
+            self.restart_wal(report)?;
+        }
+        self.pin()
+    }
+
+    /// After a complete checkpoint (and with no read lock held): take the write lock, copy anything written since,
+    /// and commit a no-op so that this connection restarts the WAL. Nothing can be appended to the old WAL between
+    /// our last copy and the restart.
+    fn restart_wal(&mut self, report: &mut SyncReport) -> Result<()> {
+        if !self.try_write_lock(self.policy.lock_timeout)? {
+            return Ok(());
+        }
+        let old = self.position.as_ref().map(|p| p.header);
+        let shipped = match self.read_wal_header()? {
+            h if h == old => match self.ship(report) {
+                Ok(()) => true,
+                Err(ShipError::Mismatch) => false,
+                Err(ShipError::Other(e)) => {
+                    self.write_unlock()?;
+                    return Err(e);
+                }
+            },
+            // The application restarted it first; the next sync follows that restart.
+            _ => false,
+        };
+        if !shipped {
+            return self.write_unlock();
+        }
+        let touched = self.touch_and_commit();
+        if touched.is_err() {
+            self.write_unlock()?;
+        }
+        touched?;
+        let (Some(old), Some(new)) = (old, self.read_wal_header()?) else { return Ok(()) };
+        let p = self.position_mut()?;
+        if old.is_followed_by(&new) && p.pos.index < MAX_INDEX {
+            // Our commit restarted the WAL, so the old one ended exactly where we stopped copying.
+            p.pos = Pos { index: p.pos.index + 1, offset: 0 };
+            p.header = new;
+            p.checksum = new.checksum;
+            self.save()?;
+        }
+        let frame_size = new.frame_size();
+        self.idle_mark = self
+            .position
+            .as_ref()
+            .map(|p| Pos { index: p.pos.index, offset: p.pos.offset.max(WAL_HEADER_SIZE) + frame_size });
         Ok(())
     }
 
@@ -669,9 +631,7 @@ impl Shipper {
         self.unpin()?;
         let (busy, log, done): (i64, i64, i64) = self
             .ckpt
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .db(&self.db_path)?;
         tracing::debug!(db = %self.db_path.display(), busy, log, done, "passive checkpoint");
         Ok(busy == 0 && log == done)
@@ -689,12 +649,24 @@ impl From<Error> for ShipError {
     }
 }
 
-fn shipping_start(p: &Position) -> (u64, Checksum) {
-    if p.pos.offset == 0 {
-        (WAL_HEADER_SIZE, p.header.checksum)
-    } else {
-        (p.pos.offset, p.checksum)
+/// Whether the frame that ends at `end` is the one of the WAL described by `header` whose running checksum is
+/// `checksum` (trivially true at the header's end).
+fn frame_before_matches(wal_path: &Path, header: &WalHeader, end: u64, checksum: Checksum) -> Result<bool> {
+    if end <= WAL_HEADER_SIZE {
+        return Ok(true);
     }
+    let mut f = File::open(wal_path).at(wal_path)?;
+    let mut fh = [0u8; wal::FRAME_HEADER_SIZE as usize];
+    f.seek(SeekFrom::Start(end - header.frame_size())).at(wal_path)?;
+    if f.read_exact(&mut fh).is_err() {
+        return Ok(false);
+    }
+    let fh = wal::FrameHeader::parse(&fh);
+    Ok(fh.salt1 == header.salt1 && fh.salt2 == header.salt2 && fh.checksum == checksum)
+}
+
+fn shipping_start(p: &Position) -> (u64, Checksum) {
+    if p.pos.offset == 0 { (WAL_HEADER_SIZE, p.header.checksum) } else { (p.pos.offset, p.checksum) }
 }
 
 /// How far the WAL file has been written over by the WAL that `header` starts: the end of the contiguous run of

@@ -20,9 +20,7 @@ pub enum SpoolKey {
 impl SpoolKey {
     pub fn generation(&self) -> &Generation {
         match self {
-            SpoolKey::Snapshot { generation, .. } | SpoolKey::Segment { generation, .. } => {
-                generation
-            }
+            SpoolKey::Snapshot { generation, .. } | SpoolKey::Segment { generation, .. } => generation,
         }
     }
 
@@ -35,14 +33,7 @@ impl SpoolKey {
 
     fn sort_key(&self) -> (Generation, u8, Pos) {
         match self {
-            SpoolKey::Snapshot { generation, index } => (
-                generation.clone(),
-                0,
-                Pos {
-                    index: *index,
-                    offset: 0,
-                },
-            ),
+            SpoolKey::Snapshot { generation, index } => (generation.clone(), 0, Pos { index: *index, offset: 0 }),
             SpoolKey::Segment { generation, pos } => (generation.clone(), 1, *pos),
         }
     }
@@ -83,49 +74,21 @@ impl Spool {
                 continue;
             };
             for f in read_dir(&gen_entry.path().join("snapshots"))? {
-                if let Some(index) =
-                    layout::parse_snapshot_file_name(&f.file_name().to_string_lossy())
-                {
-                    found.push((
-                        SpoolKey::Snapshot {
-                            generation: generation.clone(),
-                            index,
-                        },
-                        f.path(),
-                    ));
+                if let Some(index) = layout::parse_snapshot_file_name(&f.file_name().to_string_lossy()) {
+                    found.push((SpoolKey::Snapshot { generation: generation.clone(), index }, f.path()));
                 }
             }
             for f in read_dir(&gen_entry.path().join("wal"))? {
-                if let Some(pos) =
-                    layout::parse_wal_segment_file_name(&f.file_name().to_string_lossy())
-                {
-                    found.push((
-                        SpoolKey::Segment {
-                            generation: generation.clone(),
-                            pos,
-                        },
-                        f.path(),
-                    ));
+                if let Some(pos) = layout::parse_wal_segment_file_name(&f.file_name().to_string_lossy()) {
+                    found.push((SpoolKey::Segment { generation: generation.clone(), pos }, f.path()));
                 }
             }
         }
         found.sort_by(|a, b| a.0.sort_key().cmp(&b.0.sort_key()));
-        let spool = Self {
-            dir,
-            replicas,
-            inner: Mutex::new(Inner {
-                entries: BTreeMap::new(),
-                next_seq: 0,
-            }),
-        };
+        let spool = Self { dir, replicas, inner: Mutex::new(Inner { entries: BTreeMap::new(), next_seq: 0 }) };
         for (key, path) in found {
             let meta = std::fs::metadata(&path).at(&path)?;
-            spool.insert(
-                key,
-                path,
-                meta.len(),
-                meta.modified().unwrap_or_else(|_| SystemTime::now()),
-            );
+            spool.insert(key, path, meta.len(), meta.modified().unwrap_or_else(|_| SystemTime::now()));
         }
         Ok(spool)
     }
@@ -136,9 +99,7 @@ impl Spool {
 
     /// Where a staged object lives in the spool.
     pub fn path_for(&self, key: &SpoolKey) -> PathBuf {
-        key.object_key()
-            .split('/')
-            .fold(self.dir.clone(), |p, c| p.join(c))
+        key.object_key().split('/').fold(self.dir.clone(), |p, c| p.join(c))
     }
 
     /// Register a file already written (atomically) at [`Spool::path_for`].
@@ -146,27 +107,14 @@ impl Spool {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let entry = SpoolEntry {
-            key,
-            path,
-            size,
-            created,
-            seq,
-        };
-        inner
-            .entries
-            .insert(seq, (entry, vec![true; self.replicas]));
+        let entry = SpoolEntry { key, path, size, created, seq };
+        inner.entries.insert(seq, (entry, vec![true; self.replicas]));
     }
 
     /// Entries replica `replica` still has to upload, oldest first.
     pub fn pending(&self, replica: usize) -> Vec<SpoolEntry> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner
-            .entries
-            .values()
-            .filter(|(_, need)| need[replica])
-            .map(|(e, _)| e.clone())
-            .collect()
+        inner.entries.values().filter(|(_, need)| need[replica]).map(|(e, _)| e.clone()).collect()
     }
 
     /// Total bytes of entries some replica still needs.
@@ -176,11 +124,7 @@ impl Spool {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entries
-            .is_empty()
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).entries.is_empty()
     }
 
     /// Record that `replica` has `entry`; the file goes once every replica has it.
@@ -210,9 +154,6 @@ fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
     match std::fs::read_dir(dir) {
         Ok(rd) => rd.collect::<std::io::Result<Vec<_>>>().at(dir),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
-        Err(e) => Err(crate::error::Error::Io {
-            path: dir.to_owned(),
-            source: e,
-        }),
+        Err(e) => Err(crate::error::Error::Io { path: dir.to_owned(), source: e }),
     }
 }

@@ -45,10 +45,7 @@ impl StateFile {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(Error::Io {
-                    path: self.path.clone(),
-                    source: e,
-                });
+                return Err(Error::Io { path: self.path.clone(), source: e });
             }
         };
         match serde_json::from_slice(&bytes) {
@@ -61,10 +58,8 @@ impl StateFile {
     }
 
     pub fn save(&self, position: &Position) -> Result<()> {
-        let json = serde_json::to_vec_pretty(position).map_err(|e| Error::State {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        let json = serde_json::to_vec_pretty(position)
+            .map_err(|e| Error::State { path: self.path.clone(), message: e.to_string() })?;
         write_atomically(&self.path, |f| std::io::Write::write_all(f, &json)).at(&self.path)
     }
 }

@@ -82,21 +82,13 @@ impl WalHeader {
     /// Whether `next` is what SQLite writes when it restarts this WAL exactly once (`walRestartHdr`: the checkpoint
     /// sequence and the first salt each go up by one).
     pub fn is_followed_by(&self, next: &WalHeader) -> bool {
-        next.checkpoint_seq == self.checkpoint_seq.wrapping_add(1)
-            && next.salt1 == self.salt1.wrapping_add(1)
+        next.checkpoint_seq == self.checkpoint_seq.wrapping_add(1) && next.salt1 == self.salt1.wrapping_add(1)
     }
 
     /// Serialise a header; used by tests and by tools that synthesise WALs.
     pub fn encode(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
-        out[0..4].copy_from_slice(
-            &(if self.big_endian_checksums {
-                MAGIC_BE
-            } else {
-                MAGIC_LE
-            })
-            .to_be_bytes(),
-        );
+        out[0..4].copy_from_slice(&(if self.big_endian_checksums { MAGIC_BE } else { MAGIC_LE }).to_be_bytes());
         out[4..8].copy_from_slice(&WAL_VERSION.to_be_bytes());
         out[8..12].copy_from_slice(&self.page_size.to_be_bytes());
         out[12..16].copy_from_slice(&self.checkpoint_seq.to_be_bytes());
@@ -168,12 +160,7 @@ pub struct Committed {
 /// Reading stops at end of input, at a frame whose salts differ from the header's (a frame left over from an earlier
 /// WAL cycle), or at a checksum mismatch (a torn or corrupt write). Frames after the last commit frame belong to a
 /// transaction still in progress or rolled back, and are not included.
-pub fn scan<R: Read>(
-    reader: &mut R,
-    header: &WalHeader,
-    start: u64,
-    seed: Checksum,
-) -> io::Result<Committed> {
+pub fn scan<R: Read>(reader: &mut R, header: &WalHeader, start: u64, seed: Checksum) -> io::Result<Committed> {
     scan_with(reader, header, start, seed, |_| Ok(()))
 }
 
@@ -188,12 +175,7 @@ pub fn scan_with<R: Read>(
 ) -> io::Result<Committed> {
     let frame_size = header.frame_size() as usize;
     let mut frame = vec![0u8; frame_size];
-    let mut committed = Committed {
-        end: start,
-        checksum: seed,
-        db_size: None,
-        commits: 0,
-    };
+    let mut committed = Committed { end: start, checksum: seed, db_size: None, commits: 0 };
     let mut offset = start;
     let mut running = seed;
     loop {
@@ -205,11 +187,7 @@ pub fn scan_with<R: Read>(
             break;
         }
         let c = checksum_bytes(header.big_endian_checksums, running, &frame[..8]);
-        let c = checksum_bytes(
-            header.big_endian_checksums,
-            c,
-            &frame[FRAME_HEADER_SIZE as usize..],
-        );
+        let c = checksum_bytes(header.big_endian_checksums, c, &frame[FRAME_HEADER_SIZE as usize..]);
         if c != fh.checksum {
             break;
         }
@@ -317,10 +295,7 @@ mod tests {
         assert_eq!(WalHeader::parse(&h[..10]), Err(WalHeaderError::Short(10)));
         let mut bad = h;
         bad[0] = 0;
-        assert!(matches!(
-            WalHeader::parse(&bad),
-            Err(WalHeaderError::Magic(_))
-        ));
+        assert!(matches!(WalHeader::parse(&bad), Err(WalHeaderError::Magic(_))));
         let mut bad = h;
         bad[17] ^= 1;
         assert_eq!(WalHeader::parse(&bad), Err(WalHeaderError::Checksum));
@@ -334,9 +309,7 @@ mod tests {
         let h = header(false, 512);
         let (mut wal, ends) = build(&h, &[2, 1, 3]);
         // An uncommitted frame after the last commit is not included.
-        let running = scan(&mut &wal[32..], &h, 32, h.checksum)
-            .expect("scan")
-            .checksum;
+        let running = scan(&mut &wal[32..], &h, 32, h.checksum).expect("scan").checksum;
         let (f, _) = encode_frame(&h, running, 99, 0, &[0u8; 512]);
         wal.extend_from_slice(&f);
         let c = scan(&mut &wal[32..], &h, 32, h.checksum).expect("scan");
@@ -351,8 +324,7 @@ mod tests {
         let (wal, ends) = build(&h, &[1, 2, 2]);
         let first = scan(&mut &wal[32..ends[0] as usize], &h, 32, h.checksum).expect("scan");
         assert_eq!(first.end, ends[0]);
-        let rest =
-            scan(&mut &wal[ends[0] as usize..], &h, first.end, first.checksum).expect("scan");
+        let rest = scan(&mut &wal[ends[0] as usize..], &h, first.end, first.checksum).expect("scan");
         assert_eq!(rest.end, ends[2]);
         assert_eq!(rest.commits, 2);
     }
@@ -361,16 +333,10 @@ mod tests {
     fn frames_from_an_older_wal_cycle_are_ignored() {
         let h = header(false, 512);
         let (mut wal, ends) = build(&h, &[1]);
-        let older = WalHeader {
-            salt1: h.salt1 - 1,
-            ..h
-        };
+        let older = WalHeader { salt1: h.salt1 - 1, ..h };
         let (old, _) = build(&older, &[1]);
         wal.extend_from_slice(&old[32..]);
-        assert_eq!(
-            scan(&mut &wal[32..], &h, 32, h.checksum).expect("scan").end,
-            ends[0]
-        );
+        assert_eq!(scan(&mut &wal[32..], &h, 32, h.checksum).expect("scan").end, ends[0]);
     }
 
     proptest! {
@@ -420,23 +386,15 @@ mod sqlite_tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("a.db");
         let conn = rusqlite::Connection::open(&db).expect("open");
-        conn.pragma_update(None, "journal_mode", "wal")
-            .expect("wal");
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .expect("no autocheckpoint");
-        conn.execute_batch(
-            "CREATE TABLE t(x); INSERT INTO t VALUES (1); INSERT INTO t VALUES (randomblob(9000));",
-        )
-        .expect("write");
+        conn.pragma_update(None, "journal_mode", "wal").expect("wal");
+        conn.pragma_update(None, "wal_autocheckpoint", 0).expect("no autocheckpoint");
+        conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1); INSERT INTO t VALUES (randomblob(9000));")
+            .expect("write");
         let bytes = std::fs::read(dir.path().join("a.db-wal")).expect("read wal");
         let h = WalHeader::parse(&bytes).expect("header parses");
         assert_eq!(h.page_size, 4096);
         let c = scan(&mut &bytes[32..], &h, 32, h.checksum).expect("scan");
-        assert_eq!(
-            c.end,
-            bytes.len() as u64,
-            "every frame SQLite wrote is committed"
-        );
+        assert_eq!(c.end, bytes.len() as u64, "every frame SQLite wrote is committed");
         assert_eq!(c.commits, 3);
     }
 }
