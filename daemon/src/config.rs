@@ -261,8 +261,10 @@ impl Config {
         let config: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            serde_saphyr::from_str(&text)
-                .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?
+            serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string().trim_start_matches("error: ").to_owned(),
+            })?
         };
         config.validate(path)?;
         Ok(config)

@@ -6,7 +6,10 @@ use crate::config::{LogFormat, LoggingConfig};
 pub fn init(cfg: Option<&LoggingConfig>) {
     let level = cfg.and_then(|c| c.level.clone()).unwrap_or_else(|| "info".to_owned()).to_ascii_lowercase();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match cfg.and_then(|c| c.kind) {
         Some(LogFormat::Json) => builder.json().try_init(),
         _ => builder.try_init(),

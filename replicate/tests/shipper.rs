@@ -1,0 +1,189 @@
+//! The shipper against real SQLite files, driving the situations the daemon meets only by chance: torn WAL tails,
+//! restarts it did not make, truncated WALs.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use litecar_replicate::shipper::{CheckpointPolicy, Shipper, wal_path};
+use litecar_replicate::spool::Spool;
+use rusqlite::Connection;
+
+fn app(db: &Path) -> Connection {
+    let c = Connection::open(db).expect("open");
+    c.busy_timeout(std::time::Duration::from_secs(5)).expect("busy");
+    c.pragma_update(None, "journal_mode", "wal").expect("wal");
+    // The application checkpoints only when a test says so.
+    c.pragma_update(None, "wal_autocheckpoint", 0).expect("autocheckpoint");
+    c
+}
+
+fn setup() -> (tempfile::TempDir, Connection, Shipper) {
+    // Checkpoints only when a test asks.
+    setup_with(CheckpointPolicy { min_page_count: u64::MAX / 2, max_page_count: u64::MAX, ..Default::default() })
+}
+
+fn setup_with(policy: CheckpointPolicy) -> (tempfile::TempDir, Connection, Shipper) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("a.db");
+    let c = app(&db);
+    c.execute_batch("CREATE TABLE t (x)").expect("schema");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("mkdir");
+    let spool = Arc::new(Spool::open(state.join("spool"), 1).expect("spool"));
+    let shipper = Shipper::open(&db, &state, spool, policy).expect("open shipper");
+    (dir, c, shipper)
+}
+
+#[test]
+fn torn_tail_is_never_shipped() {
+    let (dir, c, mut s) = setup();
+    s.sync().expect("first sync");
+    c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+    let report = s.sync().expect("sync");
+    assert!(report.bytes > 0);
+    let shipped_to = s.position().expect("position").pos.offset;
+
+    // A torn frame: right salts, garbage page, bad checksum; then a half-written frame.
+    let wal = wal_path(&dir.path().join("a.db"));
+    let bytes = std::fs::read(&wal).expect("wal");
+    let frame_size = 24 + 4096;
+    let mut torn = bytes[bytes.len() - frame_size..].to_vec();
+    torn[100] ^= 0xff;
+    let mut f = std::fs::OpenOptions::new().append(true).open(&wal).expect("open wal");
+    f.write_all(&torn).expect("append");
+    f.write_all(&torn[..1000]).expect("append half");
+    drop(f);
+
+    let report = s.sync().expect("sync");
+    assert_eq!(report.bytes, 0, "a torn frame was shipped");
+    assert_eq!(s.position().expect("position").pos.offset, shipped_to);
+    assert!(report.new_generation.is_none());
+}
+
+/// Restore what the spool holds (it has the replica layout) and list the rows of `t`.
+fn restore_from_spool(dir: &Path) -> Vec<i64> {
+    use litecar_replicate::restore::{self, RestoreOptions, Target};
+    let replica =
+        litecar_replicate::Replica::new("spool", Arc::new(litecar_replicate::FileClient::new(dir.join("state/spool"))));
+    let out = dir.join("restored.db");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let plan = restore::plan(&replica, &Target::default()).await.expect("plan").expect("something to restore");
+        let opts = RestoreOptions { output: out.clone(), parallelism: 2, full_integrity_check: true };
+        restore::restore(&replica, &plan, &opts, &|_| {}).await.expect("restore");
+    });
+    let c = Connection::open(&out).expect("open restored");
+    let mut stmt =
+        c.prepare("SELECT CASE typeof(x) WHEN 'integer' THEN x ELSE -1 END FROM t ORDER BY rowid").expect("select");
+    stmt.query_map([], |r| r.get(0)).expect("rows").collect::<Result<_, _>>().expect("rows")
+}
+
+#[test]
+fn restart_made_by_the_application_is_followed_without_a_new_generation() {
+    let (dir, c, mut s) = setup();
+    s.sync().expect("first sync");
+    c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+    c.execute("INSERT INTO t VALUES (2)", []).expect("insert");
+    s.sync().expect("sync");
+    let before = s.position().expect("position").clone();
+    drop(s);
+
+    // While litecar is down: a commit it has not copied, a complete checkpoint, and a commit that restarts the
+    // WAL. The uncopied commit survives only in the old WAL's tail, past what the new WAL has overwritten.
+    c.execute("INSERT INTO t VALUES (3)", []).expect("insert");
+    let (busy, log, done): (i64, i64, i64) = c
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("checkpoint");
+    assert_eq!((busy, log), (0, done), "checkpoint incomplete");
+    c.execute("INSERT INTO t VALUES (4)", []).expect("insert");
+
+    let state = dir.path().join("state");
+    let spool = Arc::new(Spool::open(state.join("spool"), 1).expect("spool"));
+    let mut s = Shipper::open(&dir.path().join("a.db"), &state, spool, CheckpointPolicy::default()).expect("reopen");
+    let report = s.sync().expect("sync");
+    let after = s.position().expect("position");
+    assert!(report.new_generation.is_none(), "followed the restart with a new generation");
+    assert_eq!(after.generation, before.generation);
+    assert_eq!(after.pos.index, before.pos.index + 1);
+    assert_eq!(restore_from_spool(dir.path()), vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn our_own_checkpoint_restarts_the_wal_in_the_same_generation() {
+    let (dir, c, mut s) = setup();
+    s.sync().expect("first sync");
+    c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+    s.sync().expect("sync");
+    let before = s.position().expect("position").clone();
+    c.execute("INSERT INTO t VALUES (2)", []).expect("insert");
+    s.checkpoint(false, &mut Default::default()).expect("checkpoint");
+    c.execute("INSERT INTO t VALUES (3)", []).expect("insert");
+    let report = s.sync().expect("sync");
+    let after = s.position().expect("position");
+    assert!(report.new_generation.is_none());
+    assert_eq!(after.generation, before.generation);
+    assert_eq!(after.pos.index, before.pos.index + 1);
+    assert_eq!(restore_from_spool(dir.path()), vec![1, 2, 3]);
+}
+
+#[test]
+fn a_wal_truncated_behind_our_back_starts_a_new_generation() {
+    let (dir, c, mut s) = setup();
+    s.sync().expect("first sync");
+    c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+    s.sync().expect("sync");
+    let generation = s.position().expect("position").generation.clone();
+    drop(s);
+
+    // While litecar is not running: commits it never saw, then a TRUNCATE checkpoint, then more commits.
+    c.execute("INSERT INTO t VALUES (2)", []).expect("insert");
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("truncate");
+    c.execute("INSERT INTO t VALUES (3)", []).expect("insert");
+
+    let state = dir.path().join("state");
+    let spool = Arc::new(Spool::open(state.join("spool"), 1).expect("spool"));
+    let mut s = Shipper::open(&dir.path().join("a.db"), &state, spool, CheckpointPolicy::default()).expect("reopen");
+    let report = s.sync().expect("sync");
+    assert!(report.new_generation.is_some(), "row 2 can only be covered by a new snapshot");
+    assert_ne!(s.position().expect("position").generation, generation);
+}
+
+#[test]
+fn restart_resumes_the_same_generation() {
+    let (dir, c, mut s) = setup();
+    s.sync().expect("first sync");
+    c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+    s.sync().expect("sync");
+    let before = s.position().expect("position").clone();
+    drop(s);
+    c.execute("INSERT INTO t VALUES (2)", []).expect("insert");
+    let state = dir.path().join("state");
+    let spool = Arc::new(Spool::open(state.join("spool"), 1).expect("spool"));
+    let mut s = Shipper::open(&dir.path().join("a.db"), &state, spool, CheckpointPolicy::default()).expect("reopen");
+    let report = s.sync().expect("sync");
+    assert!(report.new_generation.is_none());
+    assert!(report.bytes > 0);
+    assert_eq!(s.position().expect("position").generation, before.generation);
+}
+
+#[test]
+fn checkpoints_bound_the_wal_file() {
+    let (dir, c, mut s) = setup_with(CheckpointPolicy { min_page_count: 4, ..Default::default() });
+    s.sync().expect("first sync");
+    let wal = wal_path(&dir.path().join("a.db"));
+    let (mut checkpoints, mut largest) = (0, 0);
+    for _ in 0..20 {
+        c.execute("INSERT INTO t VALUES (randomblob(20000))", []).expect("insert");
+        largest = largest.max(std::fs::metadata(&wal).expect("wal").len());
+        if s.sync().expect("sync").checkpointed.is_some() {
+            checkpoints += 1;
+            // Our restart truncated the file to journal_size_limit (min-checkpoint-page-count frames).
+            let len = std::fs::metadata(&wal).expect("wal").len();
+            assert!(len <= 32 + 4 * (24 + 4096), "WAL is still {len} bytes after a checkpoint");
+        }
+    }
+    assert!(checkpoints >= 5, "{checkpoints} checkpoints");
+    assert!(largest > 32 + 4 * (24 + 4096), "the test never grew the WAL past the limit");
+    assert_eq!(restore_from_spool(dir.path()).len(), 20);
+}

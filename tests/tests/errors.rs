@@ -1,0 +1,206 @@
+//! Bad input gives a clear error that names what is wrong, a non-zero exit, and no panic.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use litecar_e2e::workload;
+use litecar_e2e::{Proc, eventually, litecar, litecar_bin, stderr};
+
+/// A replica with two WAL indexes and several segments in the first.
+fn replicated(dir: &Path) -> PathBuf {
+    let db = dir.join("app.db");
+    workload::create(&db);
+    let replica = dir.join("replica");
+    let mut lc = Proc::spawn(
+        &litecar_bin(),
+        &["replicate", db.to_str().expect("utf8"), &format!("file://{}", replica.display())],
+        dir,
+        &dir.join("litecar.log"),
+    );
+    let c = litecar_e2e::app_connection(&db);
+    for i in 0..5 {
+        c.execute("INSERT INTO events (writer, seq, payload) VALUES (1, ?1, randomblob(3000))", [i]).expect("insert");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    eventually(Duration::from_secs(10), "segments", || segments(&replica).len() >= 3);
+    assert!(lc.terminate().success());
+    replica
+}
+
+fn segments(replica: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for g in std::fs::read_dir(replica.join("generations")).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(g.path().join("wal")).into_iter().flatten().flatten() {
+            out.push(f.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn snapshot(replica: &Path) -> PathBuf {
+    let g = std::fs::read_dir(replica.join("generations")).expect("gens").next().expect("a generation").expect("entry");
+    g.path().join("snapshots/00000000.snapshot.lz4")
+}
+
+fn restore(dir: &Path, replica: &Path, out: &str) -> Output {
+    litecar(&["restore", "-o", dir.join(out).to_str().expect("utf8"), &format!("file://{}", replica.display())], dir)
+}
+
+fn assert_fails_with(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "expected exit 1, got {:?}: {err}", o.status);
+    assert!(!err.contains("panicked"), "panic: {err}");
+    for n in needles {
+        assert!(err.contains(n), "error does not mention {n:?}: {err}");
+    }
+}
+
+#[test]
+fn corrupt_segment_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replica = replicated(dir.path());
+    let seg = segments(&replica).pop().expect("a segment");
+    let mut bytes = std::fs::read(&seg).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&seg, bytes).expect("write");
+    let name = seg.file_name().expect("name").to_string_lossy().into_owned();
+    assert_fails_with(&restore(dir.path(), &replica, "out.db"), &["corrupt", &name]);
+    assert!(!dir.path().join("out.db").exists(), "a failed restore must not leave an output database");
+}
+
+#[test]
+fn truncated_snapshot_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replica = replicated(dir.path());
+    let snap = snapshot(&replica);
+    let len = std::fs::metadata(&snap).expect("stat").len();
+    std::fs::OpenOptions::new().write(true).open(&snap).expect("open").set_len(len / 2).expect("truncate");
+    assert_fails_with(&restore(dir.path(), &replica, "out.db"), &["corrupt", "00000000.snapshot.lz4"]);
+}
+
+#[test]
+fn snapshot_that_is_not_a_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replica = replicated(dir.path());
+    let mut w = litecar_replicate::compress::Lz4Writer::new(Vec::new());
+    std::io::Write::write_all(&mut w, b"this is not a database at all, just text").expect("write");
+    std::fs::write(snapshot(&replica), w.finish().expect("finish")).expect("write");
+    assert_fails_with(&restore(dir.path(), &replica, "out.db"), &["not a SQLite database", "snapshot"]);
+}
+
+#[test]
+fn missing_initial_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replica = replicated(dir.path());
+    let first =
+        segments(&replica).into_iter().find(|p| p.to_string_lossy().ends_with("_00000000.wal.lz4")).expect("first");
+    std::fs::remove_file(&first).expect("rm");
+    assert_fails_with(&restore(dir.path(), &replica, "out.db"), &["missing WAL segment", "00000000_00000000.wal.lz4"]);
+}
+
+#[test]
+fn missing_middle_segment_is_a_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replica = replicated(dir.path());
+    let segs = segments(&replica);
+    std::fs::remove_file(&segs[1]).expect("rm");
+    let o = restore(dir.path(), &replica, "out.db");
+    let next = segs[2].file_name().expect("name").to_string_lossy().into_owned();
+    assert_fails_with(&o, &[&next, "expected"]);
+}
+
+#[test]
+fn no_backups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    assert_fails_with(&restore(dir.path(), &empty, "out.db"), &["no backups found", "empty"]);
+    // With -if-replica-exists a missing backup is not an error, for init containers on a first start.
+    let o =
+        litecar(&["restore", "-if-replica-exists", "-o", "out.db", &format!("file://{}", empty.display())], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!dir.path().join("out.db").exists());
+}
+
+#[test]
+fn output_exists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replica = replicated(dir.path());
+    std::fs::write(dir.path().join("out.db"), b"keep me").expect("write");
+    assert_fails_with(&restore(dir.path(), &replica, "out.db"), &["out.db", "already exists"]);
+    assert_eq!(std::fs::read(dir.path().join("out.db")).expect("read"), b"keep me");
+    let o = litecar(
+        &["restore", "-if-db-not-exists", "-o", "out.db", &format!("file://{}", replica.display())],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(dir.path().join("out.db")).expect("read"), b"keep me");
+}
+
+#[test]
+fn unreadable_replica_and_unwritable_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A replica "directory" that is a regular file.
+    let not_dir = dir.path().join("file-not-dir");
+    std::fs::write(&not_dir, b"x").expect("write");
+    assert_fails_with(&restore(dir.path(), &not_dir, "out.db"), &["file-not-dir"]);
+
+    let replica = replicated(dir.path());
+    let o = litecar(&["restore", "-o", "/dev/null/out.db", &format!("file://{}", replica.display())], dir.path());
+    assert_fails_with(&o, &["/dev/null"]);
+}
+
+#[test]
+fn replicating_a_file_that_is_not_a_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("notes.db");
+    std::fs::write(&db, "just some text, definitely not SQLite").expect("write");
+    let o = litecar(&["replicate", db.to_str().expect("utf8"), "file://./replica"], dir.path());
+    assert_fails_with(&o, &["notes.db", "not a SQLite database"]);
+}
+
+#[test]
+fn bad_configs_name_key_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "dbs:\n  - path: /a.db\n    replicas:\n      - url: file:///r\n        retention: 3 days\n",
+            &["3 days", "line 5"],
+        ),
+        ("dbs:\n  - path: /a.db\n    replicass: []\n", &["replicass", "line 3"]),
+        ("dbs:\n  - path: /a.db\n    replicas:\n      - name: r\n", &["dbs[0].replicas[0]", "url"]),
+        ("dbs:\n  - path: /a.db\n    replicas:\n      - url: ftp://host/r\n", &["ftp"]),
+        ("dbs:\n  - path: [unclosed\n", &["line"]),
+        ("logging:\n  level: loud\n", &["logging.level", "loud"]),
+    ];
+    for (i, (text, needles)) in cases.iter().enumerate() {
+        let cfg = dir.path().join(format!("c{i}.yml"));
+        std::fs::write(&cfg, text).expect("write");
+        let o = litecar(&["replicate", "-config", cfg.to_str().expect("utf8")], dir.path());
+        let mut all = vec![cfg.to_str().expect("utf8")];
+        // Errors found after parsing (URL schemes) name the database instead of the file.
+        if needles == &["ftp"] {
+            all = vec!["/a.db"];
+        }
+        all.extend_from_slice(needles);
+        assert_fails_with(&o, &all);
+    }
+    let o = litecar(&["replicate", "-config", "/nonexistent/litecar.yml"], dir.path());
+    assert_fails_with(&o, &["/nonexistent/litecar.yml"]);
+}
+
+#[test]
+fn bad_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = litecar(&["restore", "-timestamp", "yesterday", "-o", "x.db", "file:///nowhere"], dir.path());
+    assert_fails_with(&o, &["yesterday", "RFC 3339"]);
+    let o = litecar(&["restore", "-index", "zz", "-o", "x.db", "file:///nowhere"], dir.path());
+    assert_fails_with(&o, &["zz", "hexadecimal"]);
+    let o = litecar(&["restore", "-generation", "../../etc", "-o", "x.db", "file:///nowhere"], dir.path());
+    assert_fails_with(&o, &["../../etc", "generation"]);
+    let o = litecar(&["restore", "file:///nowhere"], dir.path());
+    assert_fails_with(&o, &["-o"]);
+}
