@@ -187,11 +187,11 @@ impl GoDuration {
 impl fmt::Display for GoDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 3_600_000 == 0 && ms > 0 {
+        if ms.is_multiple_of(3_600_000) && ms > 0 {
             write!(f, "{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 && ms > 0 {
+        } else if ms.is_multiple_of(60_000) && ms > 0 {
             write!(f, "{}m", ms / 60_000)
-        } else if ms % 1000 == 0 {
+        } else if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")
@@ -226,14 +226,14 @@ pub fn expand_with(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Stri
             continue;
         }
         let rest = &input[i + 1..];
-        if let Some(body) = rest.strip_prefix('{') {
-            if let Some(end) = body.find('}') {
-                out.push_str(&lookup(&body[..end]).unwrap_or_default());
-                for _ in 0..end + 2 {
-                    chars.next();
-                }
-                continue;
+        if let Some(body) = rest.strip_prefix('{')
+            && let Some(end) = body.find('}')
+        {
+            out.push_str(&lookup(&body[..end]).unwrap_or_default());
+            for _ in 0..end + 2 {
+                chars.next();
             }
+            continue;
         }
         let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
         if len == 0 || rest.starts_with(|c: char| c.is_ascii_digit()) {
@@ -272,13 +272,13 @@ impl Config {
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, message: String| ConfigError::Invalid { path: path.to_owned(), key, message };
-        if let Some(level) = self.logging.as_ref().and_then(|l| l.level.as_deref()) {
-            if !["trace", "debug", "info", "warn", "error"].contains(&level.to_ascii_lowercase().as_str()) {
-                return Err(invalid(
-                    "logging.level".into(),
-                    format!("unknown level {level:?} (trace, debug, info, warn, error)"),
-                ));
-            }
+        if let Some(level) = self.logging.as_ref().and_then(|l| l.level.as_deref())
+            && !["trace", "debug", "info", "warn", "error"].contains(&level.to_ascii_lowercase().as_str())
+        {
+            return Err(invalid(
+                "logging.level".into(),
+                format!("unknown level {level:?} (trace, debug, info, warn, error)"),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, db) in self.dbs.iter().enumerate() {
@@ -288,13 +288,13 @@ impl Config {
             if !seen.insert(db.path.clone()) {
                 return Err(invalid(format!("dbs[{i}].path"), format!("{} is listed twice", db.path)));
             }
-            if let (Some(min), Some(max)) = (db.min_checkpoint_page_count, db.max_checkpoint_page_count) {
-                if min > max {
-                    return Err(invalid(
-                        format!("dbs[{i}].min-checkpoint-page-count"),
-                        format!("{min} is larger than max-checkpoint-page-count {max}"),
-                    ));
-                }
+            if let (Some(min), Some(max)) = (db.min_checkpoint_page_count, db.max_checkpoint_page_count)
+                && min > max
+            {
+                return Err(invalid(
+                    format!("dbs[{i}].min-checkpoint-page-count"),
+                    format!("{min} is larger than max-checkpoint-page-count {max}"),
+                ));
             }
             let mut names = std::collections::HashSet::new();
             for (j, r) in db.replicas.iter().enumerate() {
@@ -338,9 +338,9 @@ mod tests {
         assert_eq!(GoDuration::parse("500ms"), Ok(GoDuration(Duration::from_millis(500))));
         assert_eq!(GoDuration::parse("1.5h"), Ok(GoDuration(Duration::from_secs(5400))));
         assert_eq!(GoDuration::parse("0"), Ok(GoDuration(Duration::ZERO)));
-        assert!(GoDuration::parse("10").unwrap_err().contains("missing unit"));
+        assert!(GoDuration::parse("10").expect_err("no unit").contains("missing unit"));
         assert!(GoDuration::parse("3 days").is_err());
-        assert!(GoDuration::parse("1d").unwrap_err().contains("unknown unit"));
+        assert!(GoDuration::parse("1d").expect_err("days").contains("unknown unit"));
     }
 
     #[test]

@@ -306,10 +306,10 @@ fn watch_database(db: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWat
     let mut wal_name = name.clone();
     wal_name.push("-wal");
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if event.paths.iter().any(|p| p.file_name().is_some_and(|n| n == wal_name || n == name)) {
-                wake.notify_one();
-            }
+        if let Ok(event) = event
+            && event.paths.iter().any(|p| p.file_name().is_some_and(|n| n == wal_name || n == name))
+        {
+            wake.notify_one();
         }
     });
     match watcher {
@@ -399,12 +399,13 @@ async fn upload_loop(
             }
         }
         // At most one upload round per sync interval.
-        if let Some(rest) = opts.sync_interval.checked_sub(started.elapsed()) {
-            if !rest.is_zero() && backoff.failures == 0 {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(rest) => {}
-                }
+        if let Some(rest) = opts.sync_interval.checked_sub(started.elapsed())
+            && !rest.is_zero()
+            && backoff.failures == 0
+        {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(rest) => {}
             }
         }
     }
@@ -448,27 +449,27 @@ async fn maintenance_loop(
                 }
             }
         }
-        if let (Some(retention), Some(t)) = (opts.retention, next_retention) {
-            if t <= now {
-                next_retention = Some(now + opts.retention_check_interval);
-                let (current, snapshot_at) = {
-                    let s = status.lock().unwrap_or_else(|p| p.into_inner());
-                    (s.generation.clone(), s.snapshot_at)
-                };
-                // Like Litestream: a snapshot older than the window is renewed first, so the window stays restorable.
-                if snapshot_at.is_some_and(|t| t.elapsed().unwrap_or_default() > retention) {
-                    if let Err(e) = request(&cmd, Command::Snapshot).await {
-                        tracing::error!(replica = %opts.replica.describe(), error = %e, "snapshot failed");
+        if let (Some(retention), Some(t)) = (opts.retention, next_retention)
+            && t <= now
+        {
+            next_retention = Some(now + opts.retention_check_interval);
+            let (current, snapshot_at) = {
+                let s = status.lock().unwrap_or_else(|p| p.into_inner());
+                (s.generation.clone(), s.snapshot_at)
+            };
+            // Like Litestream: a snapshot older than the window is renewed first, so the window stays restorable.
+            if snapshot_at.is_some_and(|t| t.elapsed().unwrap_or_default() > retention)
+                && let Err(e) = request(&cmd, Command::Snapshot).await
+            {
+                tracing::error!(replica = %opts.replica.describe(), error = %e, "snapshot failed");
+            }
+            if let Some(current) = current {
+                match crate::retention::enforce(&opts.replica, &current, retention, SystemTime::now()).await {
+                    Ok(r) => {
+                        tracing::debug!(replica = %opts.replica.describe(), ?r, "retention enforced")
                     }
-                }
-                if let Some(current) = current {
-                    match crate::retention::enforce(&opts.replica, &current, retention, SystemTime::now()).await {
-                        Ok(r) => {
-                            tracing::debug!(replica = %opts.replica.describe(), ?r, "retention enforced")
-                        }
-                        Err(e) => {
-                            tracing::error!(replica = %opts.replica.describe(), error = %e, "retention failed")
-                        }
+                    Err(e) => {
+                        tracing::error!(replica = %opts.replica.describe(), error = %e, "retention failed")
                     }
                 }
             }

@@ -84,7 +84,7 @@ impl Spool {
                 }
             }
         }
-        found.sort_by(|a, b| a.0.sort_key().cmp(&b.0.sort_key()));
+        found.sort_by_key(|a| a.0.sort_key());
         let spool = Self { dir, replicas, inner: Mutex::new(Inner { entries: BTreeMap::new(), next_seq: 0 }) };
         for (key, path) in found {
             let meta = std::fs::metadata(&path).at(&path)?;
@@ -142,10 +142,8 @@ impl Spool {
                 true
             }
         };
-        if remove {
-            if let Err(e) = std::fs::remove_file(&entry.path) {
-                tracing::warn!(path = %entry.path.display(), error = %e, "could not remove uploaded spool file");
-            }
+        if remove && let Err(e) = std::fs::remove_file(&entry.path) {
+            tracing::warn!(path = %entry.path.display(), error = %e, "could not remove uploaded spool file");
         }
     }
 }

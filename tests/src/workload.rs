@@ -2,7 +2,7 @@
 //! checkpoints, and a record of every committed transaction so a restore can be checked against it.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -81,7 +81,7 @@ impl Workload {
     }
 }
 
-fn writer(db: &PathBuf, id: i64, opts: &Options, shared: &Shared, committed: &Committed) {
+fn writer(db: &Path, id: i64, opts: &Options, shared: &Shared, committed: &Committed) {
     let mut conn = app_connection(db);
     let mut rng = rand::rngs::StdRng::seed_from_u64(id as u64 + 17);
     let mut seq = 0i64;
@@ -116,7 +116,7 @@ fn writer(db: &PathBuf, id: i64, opts: &Options, shared: &Shared, committed: &Co
     }
 }
 
-fn app_checkpointer(db: &PathBuf, every: Duration, shared: &Shared) {
+fn app_checkpointer(db: &Path, every: Duration, shared: &Shared) {
     let conn = app_connection(db);
     // Like an application that checkpoints on its own; it must not wait long on litecar's read lock.
     conn.busy_timeout(Duration::from_millis(100)).expect("busy timeout");
