@@ -122,6 +122,16 @@ pub struct ReplicaConfig {
     pub account_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_key: Option<String>,
+    /// litecar: credentials from mounted secret files (the file's content, trimmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key_file: Option<String>,
+    /// litecar: an Azure SAS token (or set AZURE_STORAGE_SAS_TOKEN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sas_token: Option<String>,
 }
 
 impl ReplicaConfig {
@@ -304,6 +314,14 @@ impl Config {
                 }
                 if r.url.is_none() && r.path.is_none() && r.bucket.is_none() {
                     return Err(invalid(key, "needs a url, or a type with a path".into()));
+                }
+                if let Some(kind) = &r.kind
+                    && !["file", "s3", "abs", "gcs"].contains(&kind.as_str())
+                {
+                    return Err(invalid(
+                        format!("{key}.type"),
+                        format!("unknown replica type {kind:?} (file, s3, abs, gcs)"),
+                    ));
                 }
                 if !names.insert(r.display_name()) {
                     return Err(invalid(

@@ -56,7 +56,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 let reps = db
                     .replicas
                     .iter()
-                    .map(replicas::replica_options)
+                    .map(|r| replicas::replica_options(r, Some(&config_file)))
                     .collect::<Result<Vec<_>>>()
                     .with_context(|| format!("database {}", db.path))?;
                 if reps.is_empty() {

@@ -1,11 +1,13 @@
 //! Replication core of litecar: WAL reading, the Litestream 0.3 replica layout, snapshots, retention and restore.
 
+pub mod backend;
 pub mod client;
 pub mod compress;
 pub mod error;
 pub mod file;
 mod fsutil;
 pub mod layout;
+pub mod object;
 pub mod replicator;
 pub mod restore;
 pub mod retention;

@@ -97,6 +97,21 @@ impl DbReplicator {
 
     pub async fn run(self, cancel: CancellationToken) -> Result<()> {
         let db = self.opts.path.clone();
+        // One LIST per replica at start-up: a permanent error (credentials, missing bucket) stops here, clearly,
+        // rather than failing every upload later. A transient one is retried by the uploader.
+        for r in &self.replicas {
+            let check = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                r = r.replica.generations() => r,
+            };
+            match check {
+                Ok(_) => {}
+                Err(e) if e.is_permanent() => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(replica = %r.replica.describe(), error = %e, "replica not reachable yet; will retry")
+                }
+            }
+        }
         if !wait_for_database(&db, self.opts.monitor_interval, &cancel).await {
             return Ok(());
         }
@@ -180,6 +195,8 @@ impl DbReplicator {
             Err(e) => tracing::error!(db = %db.display(), error = %e, "final sync failed"),
         }
         drop(cmd_tx);
+        // The shipper's close makes one last copy under the write lock; wait for it before draining the spool.
+        let _ = tokio::task::spawn_blocking(move || shipper_thread.join()).await;
         let deadline = Instant::now() + self.opts.shutdown_timeout;
         while !spool.is_empty() && Instant::now() < deadline {
             for w in &upload_wake {
@@ -192,7 +209,6 @@ impl DbReplicator {
         }
         upload_stop.cancel();
         while tasks.join_next().await.is_some() {}
-        let _ = tokio::task::spawn_blocking(move || shipper_thread.join()).await;
         Ok(())
     }
 

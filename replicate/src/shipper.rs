@@ -22,7 +22,7 @@ use crate::error::{Error, IoContext, Result, SqlContext};
 use crate::fsutil::write_atomically;
 use crate::layout::{Generation, MAX_INDEX, Pos};
 use crate::spool::{Spool, SpoolKey};
-use crate::state::{Position, StateFile};
+use crate::state::{FileStamp, Position, StateFile};
 use crate::wal::{self, Checksum, WAL_HEADER_SIZE, WalHeader};
 
 pub const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
@@ -182,6 +182,27 @@ impl Shipper {
         let mut report = SyncReport::default();
         self.pin()?;
         let header = self.read_wal_header()?;
+        // After a clean close, SQLite may have checkpointed and deleted the WAL as the last connection went away.
+        // If the database file is exactly as we left it, nothing was checkpointed since: the next WAL continues
+        // the generation.
+        let clean_close = self.position.as_mut().and_then(|p| p.clean_close.take());
+        if let (Some(stamp), Some(p)) = (clean_close, &self.position)
+            && stamp == FileStamp::of(&self.db_file).at(&self.db_path)?
+            && header.is_none_or(|h| h != p.header && !p.header.is_followed_by(&h))
+        {
+            let Some(h) = header else {
+                // No WAL yet: keep waiting for the application's first write, as long as the file stays unchanged.
+                self.position_mut()?.clean_close = Some(stamp);
+                return Ok(report);
+            };
+            let p = self.position_mut()?;
+            p.pos = Pos { index: p.pos.index + 1, offset: 0 };
+            p.header = h;
+            p.checksum = h.checksum;
+            self.save()?;
+            tracing::info!(db = %self.db_path.display(), index = p_index(&self.position), "continuing the generation after a clean shutdown");
+        }
+        let header = self.read_wal_header()?;
         let reason = match (&self.position, header) {
             (None, _) => Some("no saved replication position"),
             (Some(_), None) => Some("the WAL was removed or truncated while litecar was not watching it"),
@@ -233,8 +254,36 @@ impl Shipper {
     }
 
     /// Release the read lock: the final call before the process lets go of the database.
+    /// Shut down: copy the last commits while holding the write lock, then close our connections with that lock
+    /// still held by the last one, so that if its close checkpoints (and deletes) the WAL, that checkpoint holds
+    /// nothing we have not copied. A stamp of the database file afterwards lets the next start continue the
+    /// generation if the WAL is gone but the file is unchanged.
     pub fn close(mut self) -> Result<()> {
-        self.unpin()
+        let locked = self.try_write_lock(self.policy.lock_timeout * 5)?;
+        if locked {
+            let current = self.position.as_ref().map(|p| p.header);
+            if current.is_some() && self.read_wal_header()? == current {
+                match self.ship(&mut SyncReport::default()) {
+                    Ok(()) | Err(ShipError::Mismatch) => {}
+                    Err(ShipError::Other(e)) => {
+                        tracing::warn!(db = %self.db_path.display(), error = %e, "final copy failed")
+                    }
+                }
+            }
+        }
+        self.unpin()?;
+        let close = |c: Connection| c.close().map_err(|(_, e)| e);
+        close(std::mem::replace(&mut self.pin, Connection::open_in_memory().db(&self.db_path)?)).db(&self.db_path)?;
+        close(std::mem::replace(&mut self.ckpt, Connection::open_in_memory().db(&self.db_path)?)).db(&self.db_path)?;
+        // Closing rolls back the empty write transaction and releases the lock as the connection goes.
+        close(std::mem::replace(&mut self.lock, Connection::open_in_memory().db(&self.db_path)?)).db(&self.db_path)?;
+        self.locked = false;
+        if locked && self.position.is_some() {
+            let stamp = FileStamp::of(&self.db_file).at(&self.db_path)?;
+            self.position_mut()?.clean_close = Some(stamp);
+            self.save()?;
+        }
+        Ok(())
     }
 
     fn position_mut(&mut self) -> Result<&mut Position> {
@@ -479,6 +528,7 @@ impl Shipper {
             snapshot_index: 0,
             snapshot_at: SystemTime::now(),
             wal_bytes_since_snapshot: 0,
+            clean_close: None,
         });
         self.save()?;
         report.new_generation = Some(generation.to_string());
@@ -663,6 +713,10 @@ fn frame_before_matches(wal_path: &Path, header: &WalHeader, end: u64, checksum:
     }
     let fh = wal::FrameHeader::parse(&fh);
     Ok(fh.salt1 == header.salt1 && fh.salt2 == header.salt2 && fh.checksum == checksum)
+}
+
+fn p_index(p: &Option<Position>) -> u32 {
+    p.as_ref().map_or(0, |p| p.pos.index)
 }
 
 fn shipping_start(p: &Position) -> (u64, Checksum) {

@@ -24,6 +24,29 @@ pub struct Position {
     pub snapshot_at: SystemTime,
     /// WAL bytes shipped since that snapshot; a new snapshot is due when this outgrows the database.
     pub wal_bytes_since_snapshot: u64,
+    /// The database file as a clean shutdown left it (everything copied, WAL possibly deleted by SQLite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_close: Option<FileStamp>,
+}
+
+/// Identity and last modification of a file: any write to it (a checkpoint, say) changes the stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    pub len: u64,
+    pub modified_ns: i128,
+    pub inode: u64,
+}
+
+impl FileStamp {
+    pub fn of(file: &std::fs::File) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata()?;
+        Ok(Self {
+            len: m.len(),
+            modified_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            inode: m.ino(),
+        })
+    }
 }
 
 pub struct StateFile {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+pub mod emulators;
 pub mod workload;
 
 /// Path of the `litecar` binary under test.
@@ -100,9 +101,14 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(bin: &Path, args: &[&str], cwd: &Path, log: &Path) -> Self {
+        Self::spawn_with_env(bin, args, cwd, log, &[])
+    }
+
+    pub fn spawn_with_env(bin: &Path, args: &[&str], cwd: &Path, log: &Path, envs: &[(String, String)]) -> Self {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
         let child = Command::new(bin)
             .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .current_dir(cwd)
             .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(out.try_clone().expect("log fd"))
@@ -163,7 +169,17 @@ impl Drop for Proc {
 
 /// Run `litecar ARGS` to completion.
 pub fn litecar(args: &[&str], cwd: &Path) -> Output {
-    Command::new(litecar_bin()).args(args).current_dir(cwd).stdin(Stdio::null()).output().expect("run litecar")
+    litecar_with_env(args, cwd, &[])
+}
+
+pub fn litecar_with_env(args: &[&str], cwd: &Path, envs: &[(String, String)]) -> Output {
+    Command::new(litecar_bin())
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run litecar")
 }
 
 pub fn stderr(o: &Output) -> String {

@@ -1,0 +1,273 @@
+//! Replicas on object stores (S3 and S3-compatible, Azure Blob, GCS) through `object_store`. Uploads stream from the
+//! spool file (multipart past one part), downloads of large objects fetch ranges in parallel and write them in
+//! place, so memory stays bounded by a few parts whatever the object size.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+use crate::client::{ObjectClient, ObjectInfo};
+use crate::error::ReplicaError;
+
+/// Objects up to this size go up in one PUT; larger ones as multipart uploads of this part size.
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts in flight at once, per upload or download.
+const PART_CONCURRENCY: usize = 4;
+
+/// Requests made, per operation, for metrics and for the request-economy tests.
+#[derive(Debug, Default)]
+pub struct OpCounters {
+    pub put: AtomicU64,
+    pub get: AtomicU64,
+    pub list: AtomicU64,
+    pub delete: AtomicU64,
+    pub put_bytes: AtomicU64,
+    pub get_bytes: AtomicU64,
+}
+
+impl OpCounters {
+    pub fn snapshot(&self) -> [(&'static str, u64); 4] {
+        [
+            ("PUT", self.put.load(Ordering::Relaxed)),
+            ("GET", self.get.load(Ordering::Relaxed)),
+            ("LIST", self.list.load(Ordering::Relaxed)),
+            ("DELETE", self.delete.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+pub struct ObjectStoreClient {
+    store: Arc<dyn ObjectStore>,
+    kind: &'static str,
+    /// The replica's URL, credentials never included.
+    url: String,
+    root: String,
+    pub counters: Arc<OpCounters>,
+}
+
+impl fmt::Debug for ObjectStoreClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectStoreClient").field("url", &self.url).finish()
+    }
+}
+
+impl ObjectStoreClient {
+    /// `root` is the path inside the bucket or container under which the replica lives.
+    pub fn new(store: Arc<dyn ObjectStore>, kind: &'static str, url: String, root: &str) -> Self {
+        Self { store, kind, url, root: root.trim_matches('/').to_owned(), counters: Arc::default() }
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        let key = key.trim_matches('/');
+        match (self.root.is_empty(), key.is_empty()) {
+            (true, _) => ObjectPath::from(key),
+            (false, true) => ObjectPath::from(self.root.as_str()),
+            (false, false) => ObjectPath::from(format!("{}/{key}", self.root)),
+        }
+    }
+
+    fn err(&self, op: &'static str, key: &str, e: object_store::Error) -> ReplicaError {
+        use object_store::Error as E;
+        let permanent = matches!(
+            e,
+            E::NotFound { .. }
+                | E::InvalidPath { .. }
+                | E::NotSupported { .. }
+                | E::NotImplemented { .. }
+                | E::PermissionDenied { .. }
+                | E::Unauthenticated { .. }
+                | E::UnknownConfigurationKey { .. }
+        ) || is_missing_bucket(&e);
+        if matches!(e, E::NotFound { .. }) && op == "get" {
+            return ReplicaError::NotFound { replica: self.url.clone(), key: key.to_owned() };
+        }
+        ReplicaError::Backend {
+            replica: self.url.clone(),
+            op,
+            key: key.to_owned(),
+            message: error_chain(&e),
+            permanent,
+        }
+    }
+
+    fn io_err(&self, op: &'static str, key: &str, e: std::io::Error) -> ReplicaError {
+        ReplicaError::Io { replica: self.url.clone(), op, key: key.to_owned(), source: e }
+    }
+}
+
+/// The error and its causes on one line: object_store's top-level messages alone often omit the HTTP status.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn is_missing_bucket(e: &object_store::Error) -> bool {
+    let text = error_chain(e);
+    ["NoSuchBucket", "ContainerNotFound", "bucket does not exist", "The specified bucket does not exist"]
+        .iter()
+        .any(|n| text.contains(n))
+}
+
+#[async_trait]
+impl ObjectClient for ObjectStoreClient {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, ReplicaError> {
+        self.counters.list.fetch_add(1, Ordering::Relaxed);
+        let listing =
+            self.store.list_with_delimiter(Some(&self.path(prefix))).await.map_err(|e| self.err("list", prefix, e))?;
+        Ok(listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_owned)).collect())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ReplicaError> {
+        self.counters.list.fetch_add(1, Ordering::Relaxed);
+        let listing =
+            self.store.list_with_delimiter(Some(&self.path(prefix))).await.map_err(|e| self.err("list", prefix, e))?;
+        Ok(listing
+            .objects
+            .into_iter()
+            .filter_map(|o| {
+                Some(ObjectInfo {
+                    name: o.location.filename()?.to_owned(),
+                    size: o.size,
+                    modified: o.last_modified.into(),
+                })
+            })
+            .collect())
+    }
+
+    async fn put_file(&self, key: &str, src: &Path, _created: SystemTime) -> Result<(), ReplicaError> {
+        let location = self.path(key);
+        let size = std::fs::metadata(src).map_err(|e| self.io_err("put", key, e))?.len();
+        if size as usize <= PART_SIZE {
+            let buf = read_at(src.to_owned(), 0, size as usize).await.map_err(|e| self.io_err("put", key, e))?;
+            self.counters.put.fetch_add(1, Ordering::Relaxed);
+            self.store.put(&location, PutPayload::from(buf)).await.map_err(|e| self.err("put", key, e))?;
+        } else {
+            let upload = self.store.put_multipart(&location).await.map_err(|e| self.err("put", key, e))?;
+            self.counters.put.fetch_add(1, Ordering::Relaxed);
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            let mut offset = 0u64;
+            let result: Result<(), ReplicaError> = async {
+                while offset < size {
+                    writer.wait_for_capacity(PART_CONCURRENCY).await.map_err(|e| self.err("put", key, e))?;
+                    let n = (size - offset).min(PART_SIZE as u64) as usize;
+                    let chunk = read_at(src.to_owned(), offset, n).await.map_err(|e| self.io_err("put", key, e))?;
+                    writer.put(chunk.into());
+                    self.counters.put.fetch_add(1, Ordering::Relaxed);
+                    offset += n as u64;
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    self.counters.put.fetch_add(1, Ordering::Relaxed);
+                    writer.finish().await.map_err(|e| self.err("put", key, e))?;
+                }
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        self.counters.put_bytes.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn get_file(&self, key: &str, dst: &Path) -> Result<u64, ReplicaError> {
+        let location = self.path(key);
+        let out = Arc::new(File::create(dst).map_err(|e| self.io_err("get", key, e))?);
+        self.counters.get.fetch_add(1, Ordering::Relaxed);
+        let result = self.store.get(&location).await.map_err(|e| self.err("get", key, e))?;
+        let size = result.meta.size;
+        if size as usize <= 2 * PART_SIZE {
+            let mut stream = result.into_stream();
+            let mut offset = 0u64;
+            while let Some(chunk) = stream.try_next().await.map_err(|e| self.err("get", key, e))? {
+                let len = chunk.len() as u64;
+                write_at(out.clone(), chunk.into(), offset).await.map_err(|e| self.io_err("get", key, e))?;
+                offset += len;
+            }
+            if offset != size {
+                return Err(self.io_err("get", key, std::io::Error::other(format!("got {offset} of {size} bytes"))));
+            }
+        } else {
+            // Large object: parallel ranged reads, each written at its offset.
+            drop(result);
+            let ranges: Vec<std::ops::Range<u64>> =
+                (0..size).step_by(PART_SIZE).map(|start| start..(start + PART_SIZE as u64).min(size)).collect();
+            futures::stream::iter(ranges)
+                .map(|range| {
+                    let (location, out) = (location.clone(), out.clone());
+                    async move {
+                        self.counters.get.fetch_add(1, Ordering::Relaxed);
+                        let bytes = self
+                            .store
+                            .get_range(&location, range.clone())
+                            .await
+                            .map_err(|e| self.err("get", key, e))?;
+                        if bytes.len() as u64 != range.end - range.start {
+                            return Err(self.io_err("get", key, std::io::Error::other("short range read")));
+                        }
+                        write_at(out, bytes.into(), range.start).await.map_err(|e| self.io_err("get", key, e))
+                    }
+                })
+                .buffer_unordered(PART_CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await?;
+        }
+        self.counters.get_bytes.fetch_add(size, Ordering::Relaxed);
+        Ok(size)
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<(), ReplicaError> {
+        for key in keys {
+            self.counters.delete.fetch_add(1, Ordering::Relaxed);
+            match self.store.delete(&self.path(key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.err("delete", key, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn read_at(path: PathBuf, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len];
+        File::open(&path)?.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+async fn write_at(file: Arc<File>, bytes: Vec<u8>, offset: u64) -> io::Result<()> {
+    tokio::task::spawn_blocking(move || file.write_all_at(&bytes, offset)).await.map_err(io::Error::other)?
+}
