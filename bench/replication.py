@@ -83,14 +83,14 @@ def mkdtemp(tag: str) -> Path:
 
 
 def rmtree(d: Path) -> None:
+    """Remove a scenario's directory, after killing anything still running (on error paths)."""
+    kill_procs()
     if KEEP_TMP:
         return
     shutil.rmtree(d, ignore_errors=True)
-    if d in _TMPDIRS:
-        _TMPDIRS.remove(d)
 
 
-def cleanup() -> None:
+def kill_procs() -> None:
     for p in list(_PROCS):
         if p.poll() is None:
             try:
@@ -102,11 +102,17 @@ def cleanup() -> None:
         if p.is_alive():
             p.kill()
             p.join(5)
+
+
+def cleanup() -> None:
+    kill_procs()
     if not KEEP_TMP:
-        for d in list(_TMPDIRS):
+        for d in _TMPDIRS:
             shutil.rmtree(d, ignore_errors=True)
-    elif _TMPDIRS:
-        log(f"kept temp dirs: {' '.join(map(str, _TMPDIRS))}")
+    else:
+        kept = [str(d) for d in _TMPDIRS if d.exists()]
+        if kept:
+            log(f"kept temp dirs: {' '.join(kept)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,6 +133,13 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the child gets SIGKILL if this script dies without cleaning up."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def proc_cpu(pid: int) -> float:
@@ -180,7 +193,9 @@ def start_tool(tool: str, db: Path, replica: Path, workdir: Path) -> Running:
         cfg.write_text(f"dbs:\n  - path: {db}\n    replicas:\n      - url: file://{replica}\n")
         cmd = [BIN["litestream"], "replicate", "-config", str(cfg)]
     f = open(logfile, "ab")
-    p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+    )
     f.close()
     _PROCS.append(p)
     return Running(tool, p, logfile, time.monotonic())
@@ -209,6 +224,10 @@ def stop_tool(r: Running, timeout: float = 300.0) -> Running:
     _PROCS.remove(p)
     if r.rc != 0:
         log(f"WARNING: {r.tool} exited with {r.rc}; log tail:\n{tail(r.logfile)}")
+    else:
+        bad = [ln for ln in r.logfile.read_text(errors="replace").splitlines() if re.search(r"WARN|ERROR|error|panic", ln)]
+        if bad:
+            log(f"WARNING: {r.tool} logged {len(bad)} warning/error lines, first ones:\n" + "\n".join(bad[:5]))
     return r
 
 
@@ -223,7 +242,9 @@ def restore(tool: str, replica: Path, out: Path, logfile: Path) -> float:
     cmd = [BIN[tool], "restore", "-o", str(out), f"file://{replica}"]
     t0 = time.monotonic()
     with open(logfile, "ab") as f:
-        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         _PROCS.append(p)
         try:
             rc = p.wait(timeout=1800)
@@ -295,8 +316,12 @@ IN_CLOEXEC = 0o2000000
 _EVENT = struct.Struct("iIII")
 
 
-def _watcher_main(root: str, conn, stop_fd: int) -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+def _watcher_main(root: str, conn, stop_fd: int, stop_w: int) -> None:
+    os.close(stop_w)  # so that the parent's death shows up as EOF on stop_fd
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    libc = _LIBC
     fd = libc.inotify_init1(IN_CLOEXEC)
     if fd < 0:
         conn.send({"error": f"inotify_init1 errno {ctypes.get_errno()}"})
@@ -366,7 +391,7 @@ class Watcher:
         ctx = mp.get_context("fork")
         self.parent, child = ctx.Pipe()
         self.stop_r, self.stop_w = os.pipe()
-        self.proc = ctx.Process(target=_watcher_main, args=(str(root), child, self.stop_r), daemon=True)
+        self.proc = ctx.Process(target=_watcher_main, args=(str(root), child, self.stop_r, self.stop_w), daemon=True)
         self.proc.start()
         _MP_PROCS.append(self.proc)
         msg = self.parent.recv()

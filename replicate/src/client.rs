@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -55,22 +56,94 @@ pub struct SegmentInfo {
     pub created: SystemTime,
 }
 
+/// Operations made on a replica (one per object, whatever the number of HTTP requests behind it), for metrics and
+/// for the request-economy tests.
+#[derive(Debug, Default)]
+pub struct OpCounters {
+    pub put: AtomicU64,
+    pub get: AtomicU64,
+    pub list: AtomicU64,
+    pub delete: AtomicU64,
+    pub put_bytes: AtomicU64,
+    pub get_bytes: AtomicU64,
+}
+
+impl OpCounters {
+    /// `(operation, count)` pairs, named as Litestream's `litestream_replica_operation_total` labels them.
+    pub fn counts(&self) -> [(&'static str, u64); 4] {
+        [
+            ("PUT", self.put.load(Ordering::Relaxed)),
+            ("GET", self.get.load(Ordering::Relaxed)),
+            ("LIST", self.list.load(Ordering::Relaxed)),
+            ("DELETE", self.delete.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
 /// A named replica: a backend plus the Litestream layout.
 #[derive(Debug, Clone)]
 pub struct Replica {
     pub name: String,
     pub client: Arc<dyn ObjectClient>,
+    pub ops: Arc<OpCounters>,
 }
 
 impl Replica {
     pub fn new(name: impl Into<String>, client: Arc<dyn ObjectClient>) -> Self {
-        Self { name: name.into(), client }
+        Self { name: name.into(), client, ops: Arc::default() }
+    }
+
+    fn count(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, ReplicaError> {
+        retry_transient(|| {
+            self.count(&self.ops.list);
+            self.client.list_dirs(prefix)
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ReplicaError> {
+        retry_transient(|| {
+            self.count(&self.ops.list);
+            self.client.list(prefix)
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, src: &Path, created: SystemTime) -> Result<(), ReplicaError> {
+        self.count(&self.ops.put);
+        self.client.put_file(key, src, created).await?;
+        if let Ok(m) = std::fs::metadata(src) {
+            self.ops.put_bytes.fetch_add(m.len(), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &str, dst: &Path) -> Result<u64, ReplicaError> {
+        let n = retry_transient(|| {
+            self.count(&self.ops.get);
+            self.client.get_file(key, dst)
+        })
+        .await?;
+        self.ops.get_bytes.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Delete objects by key; missing ones are fine.
+    pub async fn delete(&self, keys: &[String]) -> Result<(), ReplicaError> {
+        retry_transient(|| {
+            self.ops.delete.fetch_add(keys.len() as u64, Ordering::Relaxed);
+            self.client.delete(keys)
+        })
+        .await
     }
 
     /// Generations present on the replica, sorted; entries that are not generation ids are ignored.
     pub async fn generations(&self) -> Result<Vec<Generation>, ReplicaError> {
         let mut gens: Vec<Generation> = self
-            .client
             .list_dirs(layout::GENERATIONS_DIR)
             .await?
             .into_iter()
@@ -83,7 +156,6 @@ impl Replica {
     /// Snapshots of a generation, by index.
     pub async fn snapshots(&self, generation: &Generation) -> Result<Vec<SnapshotInfo>, ReplicaError> {
         let mut out: Vec<SnapshotInfo> = self
-            .client
             .list(&layout::snapshots_dir(generation))
             .await?
             .into_iter()
@@ -103,7 +175,6 @@ impl Replica {
     /// WAL segments of a generation, by position.
     pub async fn segments(&self, generation: &Generation) -> Result<Vec<SegmentInfo>, ReplicaError> {
         let mut out: Vec<SegmentInfo> = self
-            .client
             .list(&layout::wal_dir(generation))
             .await?
             .into_iter()
@@ -127,7 +198,7 @@ impl Replica {
         src: &Path,
         created: SystemTime,
     ) -> Result<(), ReplicaError> {
-        self.client.put_file(&layout::snapshot_key(generation, index), src, created).await
+        self.put(&layout::snapshot_key(generation, index), src, created).await
     }
 
     pub async fn put_segment(
@@ -137,15 +208,15 @@ impl Replica {
         src: &Path,
         created: SystemTime,
     ) -> Result<(), ReplicaError> {
-        self.client.put_file(&layout::wal_segment_key(generation, pos), src, created).await
+        self.put(&layout::wal_segment_key(generation, pos), src, created).await
     }
 
     pub async fn get_snapshot(&self, generation: &Generation, index: u32, dst: &Path) -> Result<u64, ReplicaError> {
-        self.client.get_file(&layout::snapshot_key(generation, index), dst).await
+        self.get(&layout::snapshot_key(generation, index), dst).await
     }
 
     pub async fn get_segment(&self, generation: &Generation, pos: Pos, dst: &Path) -> Result<u64, ReplicaError> {
-        self.client.get_file(&layout::wal_segment_key(generation, pos), dst).await
+        self.get(&layout::wal_segment_key(generation, pos), dst).await
     }
 
     /// Delete a whole generation: its snapshots and segments.
@@ -153,6 +224,30 @@ impl Replica {
         let mut keys: Vec<String> =
             self.segments(generation).await?.iter().map(|s| layout::wal_segment_key(generation, s.pos)).collect();
         keys.extend(self.snapshots(generation).await?.iter().map(|s| layout::snapshot_key(generation, s.index)));
-        self.client.delete(&keys).await
+        self.delete(&keys).await
     }
+}
+
+/// Retry an idempotent operation (reads, deletes) on transient errors: exponential backoff with jitter, a few
+/// attempts. Uploads are not retried here: the uploader keeps failed ones in the spool and retries them itself.
+pub async fn retry_transient<T, F, Fut>(mut op: F) -> Result<T, ReplicaError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ReplicaError>>,
+{
+    const ATTEMPTS: u32 = 6;
+    let mut delay = std::time::Duration::from_millis(50);
+    for attempt in 1.. {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_permanent() || attempt >= ATTEMPTS => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, attempt, "transient replica error; retrying");
+                let jitter = rand::random_range(0..=delay.as_millis() as u64 / 2);
+                tokio::time::sleep(delay + std::time::Duration::from_millis(jitter)).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
 }

@@ -4,6 +4,7 @@ pub mod backend;
 pub mod client;
 pub mod compress;
 pub mod error;
+pub mod faults;
 pub mod file;
 mod fsutil;
 pub mod layout;

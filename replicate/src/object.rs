@@ -8,7 +8,6 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -24,35 +23,12 @@ pub const PART_SIZE: usize = 8 << 20;
 /// Parts in flight at once, per upload or download.
 const PART_CONCURRENCY: usize = 4;
 
-/// Requests made, per operation, for metrics and for the request-economy tests.
-#[derive(Debug, Default)]
-pub struct OpCounters {
-    pub put: AtomicU64,
-    pub get: AtomicU64,
-    pub list: AtomicU64,
-    pub delete: AtomicU64,
-    pub put_bytes: AtomicU64,
-    pub get_bytes: AtomicU64,
-}
-
-impl OpCounters {
-    pub fn snapshot(&self) -> [(&'static str, u64); 4] {
-        [
-            ("PUT", self.put.load(Ordering::Relaxed)),
-            ("GET", self.get.load(Ordering::Relaxed)),
-            ("LIST", self.list.load(Ordering::Relaxed)),
-            ("DELETE", self.delete.load(Ordering::Relaxed)),
-        ]
-    }
-}
-
 pub struct ObjectStoreClient {
     store: Arc<dyn ObjectStore>,
     kind: &'static str,
     /// The replica's URL, credentials never included.
     url: String,
     root: String,
-    pub counters: Arc<OpCounters>,
 }
 
 impl fmt::Debug for ObjectStoreClient {
@@ -64,7 +40,7 @@ impl fmt::Debug for ObjectStoreClient {
 impl ObjectStoreClient {
     /// `root` is the path inside the bucket or container under which the replica lives.
     pub fn new(store: Arc<dyn ObjectStore>, kind: &'static str, url: String, root: &str) -> Self {
-        Self { store, kind, url, root: root.trim_matches('/').to_owned(), counters: Arc::default() }
+        Self { store, kind, url, root: root.trim_matches('/').to_owned() }
     }
 
     fn path(&self, key: &str) -> ObjectPath {
@@ -87,7 +63,7 @@ impl ObjectStoreClient {
                 | E::PermissionDenied { .. }
                 | E::Unauthenticated { .. }
                 | E::UnknownConfigurationKey { .. }
-        ) || is_missing_bucket(&e);
+        ) || is_permanent_failure(&e);
         if matches!(e, E::NotFound { .. }) && op == "get" {
             return ReplicaError::NotFound { replica: self.url.clone(), key: key.to_owned() };
         }
@@ -120,11 +96,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn is_missing_bucket(e: &object_store::Error) -> bool {
+/// Errors object_store reports as `Generic` (list requests, for one) that retrying cannot fix: authentication
+/// and authorisation failures and a missing bucket or container, recognised by HTTP status or the store's code.
+fn is_permanent_failure(e: &object_store::Error) -> bool {
     let text = error_chain(e);
-    ["NoSuchBucket", "ContainerNotFound", "bucket does not exist", "The specified bucket does not exist"]
-        .iter()
-        .any(|n| text.contains(n))
+    [
+        "401 Unauthorized",
+        "403 Forbidden",
+        "NoSuchBucket",
+        "ContainerNotFound",
+        "AuthorizationFailure",
+        "AuthenticationFailed",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "The specified bucket does not exist",
+    ]
+    .iter()
+    .any(|n| text.contains(n))
 }
 
 #[async_trait]
@@ -138,14 +127,12 @@ impl ObjectClient for ObjectStoreClient {
     }
 
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, ReplicaError> {
-        self.counters.list.fetch_add(1, Ordering::Relaxed);
         let listing =
             self.store.list_with_delimiter(Some(&self.path(prefix))).await.map_err(|e| self.err("list", prefix, e))?;
         Ok(listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_owned)).collect())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ReplicaError> {
-        self.counters.list.fetch_add(1, Ordering::Relaxed);
         let listing =
             self.store.list_with_delimiter(Some(&self.path(prefix))).await.map_err(|e| self.err("list", prefix, e))?;
         Ok(listing
@@ -166,11 +153,9 @@ impl ObjectClient for ObjectStoreClient {
         let size = std::fs::metadata(src).map_err(|e| self.io_err("put", key, e))?.len();
         if size as usize <= PART_SIZE {
             let buf = read_at(src.to_owned(), 0, size as usize).await.map_err(|e| self.io_err("put", key, e))?;
-            self.counters.put.fetch_add(1, Ordering::Relaxed);
             self.store.put(&location, PutPayload::from(buf)).await.map_err(|e| self.err("put", key, e))?;
         } else {
             let upload = self.store.put_multipart(&location).await.map_err(|e| self.err("put", key, e))?;
-            self.counters.put.fetch_add(1, Ordering::Relaxed);
             let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
             let mut offset = 0u64;
             let result: Result<(), ReplicaError> = async {
@@ -179,7 +164,6 @@ impl ObjectClient for ObjectStoreClient {
                     let n = (size - offset).min(PART_SIZE as u64) as usize;
                     let chunk = read_at(src.to_owned(), offset, n).await.map_err(|e| self.io_err("put", key, e))?;
                     writer.put(chunk.into());
-                    self.counters.put.fetch_add(1, Ordering::Relaxed);
                     offset += n as u64;
                 }
                 Ok(())
@@ -187,7 +171,6 @@ impl ObjectClient for ObjectStoreClient {
             .await;
             match result {
                 Ok(()) => {
-                    self.counters.put.fetch_add(1, Ordering::Relaxed);
                     writer.finish().await.map_err(|e| self.err("put", key, e))?;
                 }
                 Err(e) => {
@@ -196,14 +179,12 @@ impl ObjectClient for ObjectStoreClient {
                 }
             }
         }
-        self.counters.put_bytes.fetch_add(size, Ordering::Relaxed);
         Ok(())
     }
 
     async fn get_file(&self, key: &str, dst: &Path) -> Result<u64, ReplicaError> {
         let location = self.path(key);
         let out = Arc::new(File::create(dst).map_err(|e| self.io_err("get", key, e))?);
-        self.counters.get.fetch_add(1, Ordering::Relaxed);
         let result = self.store.get(&location).await.map_err(|e| self.err("get", key, e))?;
         let size = result.meta.size;
         if size as usize <= 2 * PART_SIZE {
@@ -226,7 +207,6 @@ impl ObjectClient for ObjectStoreClient {
                 .map(|range| {
                     let (location, out) = (location.clone(), out.clone());
                     async move {
-                        self.counters.get.fetch_add(1, Ordering::Relaxed);
                         let bytes = self
                             .store
                             .get_range(&location, range.clone())
@@ -242,13 +222,11 @@ impl ObjectClient for ObjectStoreClient {
                 .try_collect::<Vec<()>>()
                 .await?;
         }
-        self.counters.get_bytes.fetch_add(size, Ordering::Relaxed);
         Ok(size)
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), ReplicaError> {
         for key in keys {
-            self.counters.delete.fetch_add(1, Ordering::Relaxed);
             match self.store.delete(&self.path(key)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(self.err("delete", key, e)),

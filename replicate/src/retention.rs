@@ -50,7 +50,7 @@ pub async fn enforce(
             report.segments_deleted += 1;
         }
         if !keys.is_empty() {
-            replica.client.delete(&keys).await?;
+            replica.delete(&keys).await?;
         }
     }
     Ok(report)

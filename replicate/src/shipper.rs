@@ -232,7 +232,9 @@ impl Shipper {
     /// Take a snapshot at the current WAL index (after copying everything committed so far).
     pub fn snapshot(&mut self) -> Result<SyncReport> {
         let mut report = self.sync()?;
-        if let Some(p) = &self.position {
+        if let Some(p) = &self.position
+            && (p.snapshot_index != p.pos.index || p.wal_bytes_since_snapshot > 0)
+        {
             let (generation, index, header) = (p.generation.clone(), p.pos.index, p.header);
             if self.stage_snapshot(&generation, index, &mut report)? && self.read_wal_header()? == Some(header) {
                 let p = self.position_mut()?;

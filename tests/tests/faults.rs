@@ -1,0 +1,175 @@
+//! Object-store misbehaviour: injected 5xx, lost responses, delays and cut-off downloads; wrong credentials and a
+//! missing bucket; and how many requests replication makes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use litecar_e2e::emulators;
+use litecar_e2e::workload::{self, Options, Workload};
+use litecar_e2e::{digest, litecar, stderr};
+use litecar_replicate::backend::{self, Backend, S3Settings};
+use litecar_replicate::faults::{FaultConfig, FaultyClient};
+use litecar_replicate::replicator::{DbOptions, DbReplicator, ReplicaOptions};
+use litecar_replicate::restore::{self, RestoreOptions, Target};
+use litecar_replicate::shipper::CheckpointPolicy;
+use litecar_replicate::{ObjectClient, Replica};
+use tokio_util::sync::CancellationToken;
+
+fn s3_replica(bucket: &str) -> Replica {
+    emulators::create_s3_bucket(bucket);
+    let settings = S3Settings {
+        bucket: bucket.to_owned(),
+        path: "app".into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(emulators::s3_endpoint().to_owned()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        ..Default::default()
+    };
+    backend::connect("s3", &Backend::S3(settings)).expect("connect")
+}
+
+fn options(replica: Replica, sync_interval: Duration) -> ReplicaOptions {
+    ReplicaOptions {
+        replica,
+        sync_interval,
+        snapshot_interval: None,
+        retention: None,
+        retention_check_interval: Duration::from_secs(3600),
+    }
+}
+
+fn db_options(db: &std::path::Path) -> DbOptions {
+    DbOptions {
+        path: db.to_owned(),
+        monitor_interval: Duration::from_millis(500),
+        checkpoint: CheckpointPolicy { min_page_count: 200, ..Default::default() },
+        shutdown_timeout: Duration::from_secs(60),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+#[test]
+fn replication_survives_a_faulty_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    workload::create(&db);
+    let clean = s3_replica(&format!("faults{:08x}", rand::random::<u32>()));
+    let faulty_client = Arc::new(FaultyClient::new(clean.client.clone(), FaultConfig::default()));
+    let faulty = Replica::new("s3", faulty_client.clone() as Arc<dyn ObjectClient>);
+
+    let rt = runtime();
+    let cancel = CancellationToken::new();
+    let replicator = DbReplicator::new(db_options(&db), vec![options(faulty.clone(), Duration::from_millis(200))]);
+    let status = replicator.status();
+    let task = rt.spawn(replicator.run(cancel.clone()));
+    let w = Workload::start(&db, Options::default());
+    std::thread::sleep(Duration::from_secs(5));
+    let committed = w.stop();
+    cancel.cancel();
+    rt.block_on(task).expect("join").expect("replicator");
+
+    let injected = faulty_client.injected.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(injected > 10, "only {injected} faults injected");
+    let upload_errors: u64 = status.lock().expect("status").replicas.iter().map(|r| r.errors).sum();
+    assert!(upload_errors > 0, "no upload ever failed, so the test proved nothing");
+
+    // Restore through the faulty client too: cut-off downloads and lost responses are retried, never accepted.
+    let out = dir.path().join("restored.db");
+    rt.block_on(async {
+        let plan = restore::plan(&faulty, &Target::default()).await.expect("plan").expect("a backup");
+        let opts = RestoreOptions { output: out.clone(), parallelism: 4, full_integrity_check: true };
+        restore::restore(&faulty, &plan, &opts, &|_| {}).await.expect("restore");
+    });
+    let rows = workload::rows_in(&out);
+    assert!(committed.lock().expect("lock").is_subset(&rows), "committed rows lost");
+    assert_eq!(digest(&out), digest(&db));
+}
+
+/// At 10 transactions a second with `sync-interval: 1s`, about one PUT a second and no LIST; nothing while idle.
+#[test]
+fn requests_are_few_and_none_while_idle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    workload::create(&db);
+    let replica = s3_replica(&format!("economy{:08x}", rand::random::<u32>()));
+    let ops = replica.ops.clone();
+    let rt = runtime();
+    let cancel = CancellationToken::new();
+    let task = rt
+        .spawn(DbReplicator::new(db_options(&db), vec![options(replica, Duration::from_secs(1))]).run(cancel.clone()));
+    std::thread::sleep(Duration::from_secs(3));
+    let counts = || ops.counts().iter().map(|(_, n)| *n).collect::<Vec<_>>();
+
+    let before_idle = counts();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(counts(), before_idle, "requests while the database was idle (PUT, GET, LIST, DELETE)");
+
+    let c = litecar_e2e::app_connection(&db);
+    for i in 0..60 {
+        c.execute("INSERT INTO events (writer, seq, payload) VALUES (1, ?1, x'01')", [i]).expect("insert");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = counts();
+    let puts = after[0] - before_idle[0];
+    assert!((3..=9).contains(&puts), "{puts} PUTs for 6 s of writes at 10 tx/s with sync-interval 1s");
+    assert_eq!(after[2], before_idle[2], "LIST requests during steady replication");
+    assert_eq!(after[1], before_idle[1], "GET requests during replication");
+    cancel.cancel();
+    rt.block_on(task).expect("join").expect("replicator");
+}
+
+fn config_with(dir: &std::path::Path, replica: &str) -> std::path::PathBuf {
+    let db = dir.join("app.db");
+    workload::create(&db);
+    let cfg = dir.join("c.yml");
+    std::fs::write(&cfg, format!("dbs:\n  - path: {}\n    replicas:\n      - {replica}\n", db.display()))
+        .expect("write");
+    cfg
+}
+
+#[test]
+fn missing_bucket_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config_with(
+        dir.path(),
+        &format!(
+            "url: s3://no-such-bucket-{:08x}/app\n        endpoint: {}\n        access-key-id: test\n        secret-access-key: test",
+            rand::random::<u32>(),
+            emulators::s3_endpoint()
+        ),
+    );
+    let started = std::time::Instant::now();
+    let o = litecar(&["replicate", "-config", cfg.to_str().expect("utf8")], dir.path());
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("s3://no-such-bucket-") && err.contains("NoSuchBucket"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "a permanent error was retried for {:?}", started.elapsed());
+}
+
+#[test]
+fn wrong_credentials_are_a_clear_startup_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let container = format!("creds{:08x}", rand::random::<u32>());
+    emulators::create_azure_container(&container);
+    let cfg = config_with(
+        dir.path(),
+        &format!(
+            "url: abs://{}@{container}/app\n        endpoint: {}\n        account-key: {}",
+            emulators::AZURITE_ACCOUNT,
+            emulators::azure_endpoint(),
+            "d3JvbmcgcGFzc3dvcmQgd3JvbmcgcGFzc3dvcmQgd3JvbmcgcGFzc3dvcmQ="
+        ),
+    );
+    let started = std::time::Instant::now();
+    let o = litecar(&["replicate", "-config", cfg.to_str().expect("utf8")], dir.path());
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("abs://{}@{container}/app", emulators::AZURITE_ACCOUNT)), "{err}");
+    assert!(!err.contains("d3JvbmcgcGFzc3dvcmQ"), "the key leaked into the error: {err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "a permanent error was retried for {:?}", started.elapsed());
+}
