@@ -1,0 +1,1 @@
+//! PostgREST-style table API over SQLite (issue 4).
