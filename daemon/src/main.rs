@@ -6,7 +6,8 @@ use clap::Parser;
 use litecar::cli::{Cli, Command};
 use litecar::commands::{self, RestoreOutcome};
 use litecar::config::{Config, DbConfig, ReplicaConfig};
-use litecar::{logging, replicas, supervisor};
+use litecar::metrics::Metrics;
+use litecar::{http, logging, replicas, supervisor};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(litecar::cli::normalize_args(std::env::args_os()));
@@ -65,7 +66,9 @@ async fn run(cli: Cli) -> Result<i32> {
                 dbs.push((replicas::db_options(db, shutdown_timeout), reps));
             }
             let exec = exec.or(config_file.exec.clone());
-            supervisor::run(supervisor::Plan { dbs, exec, shutdown_timeout }).await
+            let addr = config_file.addr.as_deref().filter(|a| !a.is_empty()).map(http::parse_addr).transpose()?;
+            let metrics = Metrics::new().context("setting up metrics")?;
+            supervisor::run(supervisor::Plan { dbs, exec, shutdown_timeout, addr, metrics }).await
         }
         Command::Restore(args) => {
             logging::init(None);

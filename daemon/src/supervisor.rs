@@ -12,11 +12,15 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::exec::split_words;
+use crate::metrics::{DbHandle, Metrics};
 
 pub struct Plan {
     pub dbs: Vec<(DbOptions, Vec<ReplicaOptions>)>,
     pub exec: Option<String>,
     pub shutdown_timeout: Duration,
+    /// Where to serve /metrics, /healthz and /readyz (Litestream's `addr`).
+    pub addr: Option<std::net::SocketAddr>,
+    pub metrics: Metrics,
 }
 
 /// Run until a signal, the child's exit, or a fatal replicator error; returns the process exit code.
@@ -28,8 +32,30 @@ pub async fn run(plan: Plan) -> Result<i32> {
         tracing::info!(db = %db.path.display(), replicas = ?names, "replicating");
         let path = db.path.clone();
         let token = cancel.clone();
-        replicators.spawn(async move { (path, DbReplicator::new(db, replicas).run(token).await) });
+        let replicas = replicas
+            .into_iter()
+            .map(|mut r| {
+                r.replica = r.replica.with_observer(plan.metrics.ops.clone());
+                r
+            })
+            .collect();
+        let replicator = DbReplicator::new(db, replicas);
+        plan.metrics.add_db(DbHandle { path: path.clone(), status: replicator.status() });
+        replicators.spawn(async move { (path, replicator.run(token).await) });
     }
+    let server_stop = CancellationToken::new();
+    let server = match plan.addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+            tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+            Some(tokio::spawn(crate::http::serve(
+                listener,
+                crate::http::app(plan.metrics.clone()),
+                server_stop.clone(),
+            )))
+        }
+        None => None,
+    };
 
     let mut child = match &plan.exec {
         Some(cmd) => Some(spawn_child(cmd)?),
@@ -75,6 +101,13 @@ pub async fn run(plan: Plan) -> Result<i32> {
     .await;
     if drained.is_err() {
         tracing::warn!("shutdown timeout reached; exiting with work pending (the spool keeps it for the next start)");
+    }
+    // Metrics stay up through the final sync, so a last scrape can see it.
+    server_stop.cancel();
+    if let Some(server) = server
+        && let Ok(Err(e)) = server.await
+    {
+        tracing::warn!(error = %e, "metrics server");
     }
     match fatal {
         Some(e) => Err(e),

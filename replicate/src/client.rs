@@ -80,27 +80,54 @@ impl OpCounters {
     }
 }
 
+/// Told about every replica operation as it completes, for latency and error metrics.
+pub trait OpObserver: Send + Sync + fmt::Debug {
+    /// `op` is PUT, GET, LIST or DELETE; `kind` the backend type (file, s3, abs, gcs).
+    fn observe(&self, kind: &'static str, op: &'static str, elapsed: std::time::Duration, bytes: u64, ok: bool);
+}
+
 /// A named replica: a backend plus the Litestream layout.
 #[derive(Debug, Clone)]
 pub struct Replica {
     pub name: String,
     pub client: Arc<dyn ObjectClient>,
     pub ops: Arc<OpCounters>,
+    observer: Option<Arc<dyn OpObserver>>,
 }
 
 impl Replica {
     pub fn new(name: impl Into<String>, client: Arc<dyn ObjectClient>) -> Self {
-        Self { name: name.into(), client, ops: Arc::default() }
+        Self { name: name.into(), client, ops: Arc::default(), observer: None }
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn OpObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     fn count(&self, counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Time `f` and report it to the observer.
+    async fn observed<T>(
+        &self,
+        op: &'static str,
+        bytes: impl Fn(&T) -> u64,
+        f: impl std::future::Future<Output = Result<T, ReplicaError>>,
+    ) -> Result<T, ReplicaError> {
+        let started = std::time::Instant::now();
+        let r = f.await;
+        if let Some(o) = &self.observer {
+            o.observe(self.client.kind(), op, started.elapsed(), r.as_ref().map_or(0, &bytes), r.is_ok());
+        }
+        r
+    }
+
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, ReplicaError> {
         retry_transient(|| {
             self.count(&self.ops.list);
-            self.client.list_dirs(prefix)
+            self.observed("LIST", |_| 0, self.client.list_dirs(prefix))
         })
         .await
     }
@@ -108,24 +135,23 @@ impl Replica {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ReplicaError> {
         retry_transient(|| {
             self.count(&self.ops.list);
-            self.client.list(prefix)
+            self.observed("LIST", |_| 0, self.client.list(prefix))
         })
         .await
     }
 
     async fn put(&self, key: &str, src: &Path, created: SystemTime) -> Result<(), ReplicaError> {
         self.count(&self.ops.put);
-        self.client.put_file(key, src, created).await?;
-        if let Ok(m) = std::fs::metadata(src) {
-            self.ops.put_bytes.fetch_add(m.len(), Ordering::Relaxed);
-        }
+        let size = std::fs::metadata(src).map(|m| m.len()).unwrap_or(0);
+        self.observed("PUT", |_| size, self.client.put_file(key, src, created)).await?;
+        self.ops.put_bytes.fetch_add(size, Ordering::Relaxed);
         Ok(())
     }
 
     async fn get(&self, key: &str, dst: &Path) -> Result<u64, ReplicaError> {
         let n = retry_transient(|| {
             self.count(&self.ops.get);
-            self.client.get_file(key, dst)
+            self.observed("GET", |n| *n, self.client.get_file(key, dst))
         })
         .await?;
         self.ops.get_bytes.fetch_add(n, Ordering::Relaxed);
@@ -136,7 +162,7 @@ impl Replica {
     pub async fn delete(&self, keys: &[String]) -> Result<(), ReplicaError> {
         retry_transient(|| {
             self.ops.delete.fetch_add(keys.len() as u64, Ordering::Relaxed);
-            self.client.delete(keys)
+            self.observed("DELETE", |_| 0, self.client.delete(keys))
         })
         .await
     }

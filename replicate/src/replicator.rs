@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use notify::{RecursiveMode, Watcher};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -36,28 +36,51 @@ pub struct ReplicaOptions {
     pub retention_check_interval: Duration,
 }
 
-/// What the replicator has done so far, for status displays, metrics and tests.
+/// What the replicator has done so far, for metrics, readiness and tests.
 #[derive(Debug, Default, Clone)]
 pub struct Status {
+    /// The database file exists and the shipper has opened it.
+    pub database_found: bool,
+    /// The first sync completed (a generation exists and the WAL was copied).
+    pub initial_sync: bool,
     pub generation: Option<Generation>,
     pub index: u32,
     pub offset: u64,
     pub syncs: u64,
     pub sync_errors: u64,
+    pub sync_seconds: f64,
     pub bytes_staged: u64,
     pub last_sync: Option<SystemTime>,
     pub snapshot_at: Option<SystemTime>,
-    /// Per replica (by position): last successful upload and consecutive failures.
+    pub snapshots: u64,
+    pub last_snapshot_bytes: u64,
+    pub last_snapshot_seconds: f64,
+    /// Per checkpoint mode (passive, truncate): count and seconds.
+    pub checkpoints: std::collections::BTreeMap<&'static str, (u64, f64)>,
+    /// Bytes in the spool that some replica still needs.
+    pub pending_bytes: u64,
     pub replicas: Vec<ReplicaStatus>,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct ReplicaStatus {
     pub name: String,
+    pub kind: &'static str,
+    /// The start-up check (one LIST) succeeded.
+    pub reachable: bool,
     pub uploaded: u64,
+    pub uploaded_bytes: u64,
+    /// Position of the last WAL segment uploaded.
+    pub wal_index: u32,
+    pub wal_offset: u64,
     pub last_upload: Option<SystemTime>,
     pub errors: u64,
+    /// Failed attempts since the last success; 0 when healthy.
+    pub consecutive_errors: u64,
     pub last_error: Option<String>,
+    /// Staging time of the oldest object this replica does not have yet.
+    pub oldest_pending: Option<SystemTime>,
+    pub retention_deleted: u64,
 }
 
 pub type SharedStatus = Arc<Mutex<Status>>;
@@ -84,7 +107,11 @@ impl DbReplicator {
         let status = Status {
             replicas: replicas
                 .iter()
-                .map(|r| ReplicaStatus { name: r.replica.name.clone(), ..Default::default() })
+                .map(|r| ReplicaStatus {
+                    name: r.replica.name.clone(),
+                    kind: r.replica.client.kind(),
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         };
@@ -99,13 +126,13 @@ impl DbReplicator {
         let db = self.opts.path.clone();
         // One LIST per replica at start-up: a permanent error (credentials, missing bucket) stops here, clearly,
         // rather than failing every upload later. A transient one is retried by the uploader.
-        for r in &self.replicas {
+        for (i, r) in self.replicas.iter().enumerate() {
             let check = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 r = r.replica.generations() => r,
             };
             match check {
-                Ok(_) => {}
+                Ok(_) => self.status.lock().unwrap_or_else(|p| p.into_inner()).replicas[i].reachable = true,
                 Err(e) if e.is_permanent() => return Err(e.into()),
                 Err(e) => {
                     tracing::warn!(replica = %r.replica.describe(), error = %e, "replica not reachable yet; will retry")
@@ -124,6 +151,7 @@ impl DbReplicator {
                 .await
                 .map_err(|e| Error::Io { path: db.clone(), source: std::io::Error::other(e) })??
         };
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).database_found = true;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let shipper_thread = spawn_shipper(shipper, cmd_rx)?;
 
@@ -175,10 +203,13 @@ impl DbReplicator {
                 }
             }
             last_sync = Instant::now();
-            match request(&cmd_tx, Command::Sync).await {
+            let started = Instant::now();
+            let result = request(&cmd_tx, Command::Sync).await;
+            self.status.lock().unwrap_or_else(|p| p.into_inner()).sync_seconds += started.elapsed().as_secs_f64();
+            match result {
                 Ok(report) => {
                     backoff.reset();
-                    self.after_sync(&report, &upload_wake);
+                    self.after_sync(&report, &spool, &upload_wake);
                 }
                 Err(e) => {
                     backoff.fail();
@@ -191,7 +222,7 @@ impl DbReplicator {
         // Final sync, then give the uploaders until the deadline to empty the spool.
         maintenance_stop.cancel();
         match request(&cmd_tx, Command::Sync).await {
-            Ok(report) => self.after_sync(&report, &upload_wake),
+            Ok(report) => self.after_sync(&report, &spool, &upload_wake),
             Err(e) => tracing::error!(db = %db.display(), error = %e, "final sync failed"),
         }
         drop(cmd_tx);
@@ -212,12 +243,27 @@ impl DbReplicator {
         Ok(())
     }
 
-    fn after_sync(&self, report: &SyncReport, upload_wake: &[Arc<Notify>]) {
+    fn after_sync(&self, report: &SyncReport, spool: &Spool, upload_wake: &[Arc<Notify>]) {
         {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
             s.syncs += 1;
+            s.initial_sync = true;
             s.bytes_staged += report.bytes;
             s.last_sync = Some(SystemTime::now());
+            if let Some(mode) = report.checkpointed {
+                let entry = s.checkpoints.entry(mode).or_default();
+                entry.0 += 1;
+                entry.1 += report.checkpoint_seconds;
+            }
+            if report.snapshots > 0 {
+                s.snapshots += report.snapshots;
+                s.last_snapshot_bytes = report.snapshot_bytes;
+                s.last_snapshot_seconds = report.snapshot_seconds;
+            }
+            s.pending_bytes = spool.pending_bytes();
+            for (i, r) in s.replicas.iter_mut().enumerate() {
+                r.oldest_pending = spool.oldest_pending(i);
+            }
             if let Some((generation, pos, snapshot_at)) = &report.position {
                 s.generation = Some(generation.clone());
                 s.index = pos.index;
@@ -322,7 +368,10 @@ fn watch_database(db: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWat
     let mut wal_name = name.clone();
     wal_name.push("-wal");
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Only writes matter. Opens and reads are reported too, including our own, and waking on those would make
+        // every sync trigger the next one.
         if let Ok(event) = event
+            && matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_) | EventKind::Remove(_))
             && event.paths.iter().any(|p| p.file_name().is_some_and(|n| n == wal_name || n == name))
         {
             wake.notify_one();
@@ -393,19 +442,31 @@ async fn upload_loop(
                 _ = stop.cancelled() => return,
                 r = upload(replica, &entry) => r,
             };
+            if result.is_ok() {
+                spool.mark_uploaded(i, &entry);
+            }
             let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+            s.pending_bytes = spool.pending_bytes();
             let rs = &mut s.replicas[i];
+            rs.oldest_pending = spool.oldest_pending(i);
             match result {
                 Ok(()) => {
                     rs.uploaded += 1;
+                    rs.uploaded_bytes += entry.size;
                     rs.last_upload = Some(SystemTime::now());
                     rs.last_error = None;
+                    rs.consecutive_errors = 0;
+                    rs.reachable = true;
+                    if let SpoolKey::Segment { pos, .. } = &entry.key {
+                        rs.wal_index = pos.index;
+                        rs.wal_offset = pos.offset;
+                    }
                     drop(s);
-                    spool.mark_uploaded(i, &entry);
                     backoff.reset();
                 }
                 Err(e) => {
                     rs.errors += 1;
+                    rs.consecutive_errors += 1;
                     rs.last_error = Some(e.to_string());
                     drop(s);
                     backoff.fail();
@@ -459,7 +520,16 @@ async fn maintenance_loop(
         if next_snapshot.is_some_and(|t| t <= now) {
             next_snapshot = opts.snapshot_interval.map(|d| now + d);
             match request(&cmd, Command::Snapshot).await {
-                Ok(_) => upload_wake.iter().for_each(|w| w.notify_one()),
+                Ok(r) => {
+                    let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+                    if r.snapshots > 0 {
+                        s.snapshots += r.snapshots;
+                        s.last_snapshot_bytes = r.snapshot_bytes;
+                        s.last_snapshot_seconds = r.snapshot_seconds;
+                    }
+                    drop(s);
+                    upload_wake.iter().for_each(|w| w.notify_one())
+                }
                 Err(e) => {
                     tracing::error!(replica = %opts.replica.describe(), error = %e, "snapshot failed")
                 }
@@ -482,6 +552,16 @@ async fn maintenance_loop(
             if let Some(current) = current {
                 match crate::retention::enforce(&opts.replica, &current, retention, SystemTime::now()).await {
                     Ok(r) => {
+                        let deleted = (r.snapshots_deleted + r.segments_deleted) as u64;
+                        if let Some(rs) = status
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .replicas
+                            .iter_mut()
+                            .find(|s| s.name == opts.replica.name)
+                        {
+                            rs.retention_deleted += deleted;
+                        }
                         tracing::debug!(replica = %opts.replica.describe(), ?r, "retention enforced")
                     }
                     Err(e) => {

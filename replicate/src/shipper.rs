@@ -52,12 +52,17 @@ impl Default for CheckpointPolicy {
 }
 
 /// What one call to [`Shipper::sync`] did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct SyncReport {
     pub staged: usize,
     pub bytes: u64,
     pub new_generation: Option<String>,
     pub checkpointed: Option<&'static str>,
+    pub checkpoint_seconds: f64,
+    /// Snapshots staged by this call: total compressed bytes and seconds spent.
+    pub snapshot_bytes: u64,
+    pub snapshot_seconds: f64,
+    pub snapshots: u64,
     /// Generation, position and last snapshot time after the call.
     pub position: Option<(Generation, Pos, SystemTime)>,
 }
@@ -548,6 +553,7 @@ impl Shipper {
     /// may write meanwhile all come from the current WAL, which a restore replays on top. Returns false (and stages
     /// nothing) if the WAL restarted during the copy.
     fn stage_snapshot(&mut self, generation: &Generation, index: u32, report: &mut SyncReport) -> Result<bool> {
+        let started = Instant::now();
         let before = self.read_wal_header()?;
         let key = SpoolKey::Snapshot { generation: generation.clone(), index };
         let path = self.spool.path_for(&key);
@@ -570,6 +576,9 @@ impl Shipper {
         }
         self.spool.insert(key, path, size, created);
         report.staged += 1;
+        report.snapshots += 1;
+        report.snapshot_bytes += size;
+        report.snapshot_seconds += started.elapsed().as_secs_f64();
         tracing::info!(db = %self.db_path.display(), %generation, index, size, "snapshot staged");
         Ok(true)
     }
@@ -606,7 +615,9 @@ impl Shipper {
             tracing::debug!(db = %self.db_path.display(), "checkpoint skipped: the application holds the write lock");
             return Ok(());
         }
+        let started = Instant::now();
         let result = self.checkpoint_locked(report);
+        report.checkpoint_seconds += started.elapsed().as_secs_f64();
         let unlocked = self.write_unlock();
         let complete = match result {
             Ok(c) => c,

@@ -117,6 +117,12 @@ impl Spool {
         inner.entries.values().filter(|(_, need)| need[replica]).map(|(e, _)| e.clone()).collect()
     }
 
+    /// When the oldest entry replica `replica` still needs was staged: how far behind it is.
+    pub fn oldest_pending(&self, replica: usize) -> Option<SystemTime> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.entries.values().filter(|(_, need)| need[replica]).map(|(e, _)| e.created).min()
+    }
+
     /// Total bytes of entries some replica still needs.
     pub fn pending_bytes(&self) -> u64 {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());

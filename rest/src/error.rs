@@ -1,0 +1,192 @@
+//! The crate's error type and its JSON rendering.
+//!
+//! Every failure a client can see is one `RestError` variant; `IntoResponse` turns it into the PostgREST error
+//! shape `{"code", "message", "details", "hint"}` with the status listed in the crate documentation. Codes follow
+//! PostgREST (`PGRST…`) or PostgreSQL SQLSTATE where the meaning is the same, so existing clients can branch on
+//! them; conditions PostgREST has no code for use `LC…`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Longest piece of client-supplied text echoed back in an error message: an overlong name must not turn an
+/// error response into an amplifier.
+const MAX_ECHO: usize = 80;
+
+/// Shortens client-supplied text before it goes into a message.
+pub(crate) fn echo(text: &str) -> String {
+    if text.chars().count() <= MAX_ECHO {
+        return text.to_owned();
+    }
+    let mut short: String = text.chars().take(MAX_ECHO).collect();
+    short.push('…');
+    short
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    #[error("invalid query term `{term}`: {reason}")]
+    BadQuery { term: String, reason: String },
+    #[error("column `{column}` does not exist in table `{table}`")]
+    UnknownColumn { table: String, column: String },
+    #[error("column `{column}` of table `{table}` cannot be written: {reason}")]
+    ReadOnlyColumn { table: String, column: String, reason: &'static str },
+    #[error("table `{table}` not found")]
+    TableNotFound { table: String },
+    #[error("no route for `{path}`")]
+    RouteNotFound { path: String },
+    #[error("invalid request body for table `{table}`: {reason}")]
+    BadBody { table: String, reason: String },
+    #[error("invalid PUT on table `{table}`: {reason}")]
+    BadPut { table: String, reason: String },
+    #[error("{method} on table `{table}` without a filter is refused")]
+    UnfilteredWrite { table: String, method: String },
+    #[error("{message}")]
+    Unauthorized { reason: &'static str, message: String },
+    #[error("{message}")]
+    Forbidden { message: String },
+    #[error("access denied to table `{table}` for role `{role}`")]
+    AccessDenied { table: String, role: String },
+    #[error("role `{role}` is read-only: {method} on table `{table}` denied")]
+    ReadOnlyRole { table: String, role: String, method: String },
+    #[error("none of the accepted media types are available: {accept}")]
+    NotAcceptable { accept: String },
+    #[error("JSON object requested from table `{table}`, but {rows} rows matched")]
+    NotSingular { table: String, rows: usize },
+    #[error("constraint violation on table `{table}`: {message}")]
+    Constraint { table: String, sqlstate: &'static str, message: String },
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported request Content-Type `{content_type}`; send application/json")]
+    UnsupportedMediaType { content_type: String },
+    #[error("requested range not satisfiable on table `{table}`: offset {offset}, {total} rows")]
+    RangeNotSatisfiable { table: String, offset: u64, total: u64 },
+    #[error("query on table `{table}` canceled: it exceeded the request time limit of {limit_ms} ms")]
+    Timeout { table: String, limit_ms: u128 },
+    #[error("database is busy (locked by another writer) while serving table `{table}`")]
+    Busy { table: String },
+    #[error("database {path} is unavailable: {reason}")]
+    Unavailable { path: String, reason: String },
+    #[error("database error on table `{table}`: {message}")]
+    Sqlite { table: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RestError {
+    pub fn bad_query(term: impl AsRef<str>, reason: impl Into<String>) -> Self {
+        RestError::BadQuery { term: echo(term.as_ref()), reason: reason.into() }
+    }
+
+    pub fn unknown_column(table: &str, column: &str) -> Self {
+        RestError::UnknownColumn { table: table.to_owned(), column: echo(column) }
+    }
+
+    pub fn bad_body(table: &str, reason: impl Into<String>) -> Self {
+        RestError::BadBody { table: table.to_owned(), reason: reason.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use RestError::*;
+        match self {
+            BadQuery { .. } | UnknownColumn { .. } | ReadOnlyColumn { .. } | BadBody { .. } | BadPut { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            UnfilteredWrite { .. } => StatusCode::BAD_REQUEST,
+            Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Forbidden { .. } | AccessDenied { .. } | ReadOnlyRole { .. } => StatusCode::FORBIDDEN,
+            TableNotFound { .. } | RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            NotAcceptable { .. } | NotSingular { .. } => StatusCode::NOT_ACCEPTABLE,
+            Constraint { .. } => StatusCode::CONFLICT,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Busy { .. } | Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Sqlite { .. } | Config(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use RestError::*;
+        match self {
+            BadQuery { .. } => "PGRST100",
+            BadBody { .. } | ReadOnlyColumn { .. } => "PGRST102",
+            RangeNotSatisfiable { .. } => "PGRST103",
+            BadPut { .. } => "PGRST105",
+            NotAcceptable { .. } => "PGRST107",
+            NotSingular { .. } => "PGRST116",
+            UnknownColumn { .. } => "PGRST204",
+            TableNotFound { .. } | RouteNotFound { .. } => "PGRST205",
+            Unauthorized { .. } => "PGRST301",
+            Forbidden { .. } | AccessDenied { .. } | ReadOnlyRole { .. } => "42501",
+            Constraint { sqlstate, .. } => sqlstate,
+            Timeout { .. } => "57014",
+            UnfilteredWrite { .. } => "LC001",
+            PayloadTooLarge { .. } => "LC002",
+            UnsupportedMediaType { .. } => "LC003",
+            Busy { .. } => "LC004",
+            Unavailable { .. } => "LC005",
+            Sqlite { .. } => "LC006",
+            Config(_) => "LC007",
+            Internal(_) => "LC008",
+        }
+    }
+
+    fn details(&self) -> serde_json::Value {
+        match self {
+            RestError::NotSingular { rows, .. } => json!(format!("The result contains {rows} rows")),
+            RestError::RangeNotSatisfiable { offset, total, .. } => {
+                json!(format!("An offset of {offset} was requested, but there are only {total} rows."))
+            }
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    fn hint(&self) -> serde_json::Value {
+        match self {
+            RestError::UnfilteredWrite { .. } => json!("add a filter such as ?id=eq.1"),
+            RestError::Unauthorized { .. } => json!("send `Authorization: Bearer <JWT>`"),
+            RestError::Busy { .. } => json!("retry the request"),
+            _ => serde_json::Value::Null,
+        }
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), error = %self, "rest request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), error = %self, "rest request refused");
+        }
+        let body = json!({
+            "code": self.code(),
+            "message": self.to_string(),
+            "details": self.details(),
+            "hint": self.hint(),
+        });
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let RestError::Unauthorized { reason, message } = &self {
+            // RFC 6750 §3: the challenge names the scheme, and why a token that was sent is refused.
+            let challenge = if *reason == "missing_token" {
+                "Bearer".to_owned()
+            } else {
+                let description: String =
+                    message.chars().filter(|c| *c != '"' && *c != '\\' && c.is_ascii() && !c.is_control()).collect();
+                format!("Bearer error=\"invalid_token\", error_description=\"{description}\"")
+            };
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                headers.insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
