@@ -85,7 +85,9 @@ pub async fn restore(args: RestoreArgs) -> Result<RestoreOutcome> {
         parallelism: args.parallelism,
         full_integrity_check: args.integrity_check,
     };
-    let summary = restore::restore(replica, &plan, &opts, &|_| {}).await?;
+    let progress = Progress::new(plan.bytes());
+    let summary = restore::restore(replica, &plan, &opts, &|n| progress.update(n)).await?;
+    progress.finish();
     tracing::info!(
         output = %output.display(), generation = %summary.generation, last_index = format!("{:08x}", summary.last_index),
         bytes = summary.bytes_downloaded, elapsed_ms = started.elapsed().as_millis() as u64, "restore complete"
@@ -213,4 +215,44 @@ pub fn databases(args: ConfigArgs) -> Result<()> {
         rows.push(vec![Path::new(&db.path).display().to_string(), names.join(",")]);
     }
     print_table(rows)
+}
+
+/// Download progress: a bar with bytes and rate on a terminal, a log line every few seconds otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: u64,
+    last_log: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "restoring [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        Self { bar, total, last_log: std::sync::Mutex::new(std::time::Instant::now()) }
+    }
+
+    fn update(&self, downloaded: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(downloaded);
+            return;
+        }
+        let mut last = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= std::time::Duration::from_secs(5) {
+            *last = std::time::Instant::now();
+            tracing::info!(downloaded, total = self.total, "restore progress");
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }

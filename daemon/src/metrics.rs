@@ -23,6 +23,18 @@ pub struct OpMetrics {
     seconds: HistogramVec,
 }
 
+impl OpMetrics {
+    /// Create the zero-valued series of a backend type, so rates and alerts work before the first error.
+    pub fn init(&self, kind: &'static str) {
+        for op in ["PUT", "GET", "LIST", "DELETE"] {
+            self.total.with_label_values(&[kind, op]);
+            self.bytes.with_label_values(&[kind, op]);
+            self.errors.with_label_values(&[kind, op]);
+            self.seconds.with_label_values(&[kind, op]);
+        }
+    }
+}
+
 impl OpObserver for OpMetrics {
     fn observe(&self, kind: &'static str, op: &'static str, elapsed: Duration, bytes: u64, ok: bool) {
         self.total.with_label_values(&[kind, op]).inc();

@@ -35,6 +35,7 @@ pub async fn run(plan: Plan) -> Result<i32> {
         let replicas = replicas
             .into_iter()
             .map(|mut r| {
+                plan.metrics.ops.init(r.replica.client.kind());
                 r.replica = r.replica.with_observer(plan.metrics.ops.clone());
                 r
             })

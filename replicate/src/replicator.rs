@@ -127,16 +127,18 @@ impl DbReplicator {
         // One LIST per replica at start-up: a permanent error (credentials, missing bucket) stops here, clearly,
         // rather than failing every upload later. A transient one is retried by the uploader.
         for (i, r) in self.replicas.iter().enumerate() {
+            // Bounded: a store that is down must not hold up copying the WAL into the spool.
             let check = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                r = r.replica.generations() => r,
+                r = tokio::time::timeout(Duration::from_secs(5), r.replica.generations()) => r,
             };
             match check {
-                Ok(_) => self.status.lock().unwrap_or_else(|p| p.into_inner()).replicas[i].reachable = true,
-                Err(e) if e.is_permanent() => return Err(e.into()),
-                Err(e) => {
+                Ok(Ok(_)) => self.status.lock().unwrap_or_else(|p| p.into_inner()).replicas[i].reachable = true,
+                Ok(Err(e)) if e.is_permanent() => return Err(e.into()),
+                Ok(Err(e)) => {
                     tracing::warn!(replica = %r.replica.describe(), error = %e, "replica not reachable yet; will retry")
                 }
+                Err(_) => tracing::warn!(replica = %r.replica.describe(), "replica not answering yet; will retry"),
             }
         }
         if !wait_for_database(&db, self.opts.monitor_interval, &cancel).await {

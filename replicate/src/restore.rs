@@ -125,14 +125,14 @@ pub struct RestoreSummary {
 }
 
 /// Bytes downloaded so far, reported as restore goes (for progress displays).
-pub type Progress = dyn Fn(u64) + Send + Sync;
+pub type Progress<'a> = dyn Fn(u64) + Send + Sync + 'a;
 
 /// Carry out `plan` into `opts.output`, which must not exist yet.
 pub async fn restore(
     replica: &Replica,
     plan: &Plan,
     opts: &RestoreOptions,
-    progress: &Progress,
+    progress: &Progress<'_>,
 ) -> Result<RestoreSummary> {
     if opts.output.exists() {
         return Err(Error::OutputExists { path: opts.output.clone() });
@@ -165,7 +165,7 @@ async fn restore_into(
     replica: &Replica,
     plan: &Plan,
     opts: &RestoreOptions,
-    progress: &Progress,
+    progress: &Progress<'_>,
     scratch: &Path,
 ) -> Result<RestoreSummary> {
     let downloaded = std::sync::atomic::AtomicU64::new(0);

@@ -108,9 +108,9 @@ impl Proc {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
         let child = Command::new(bin)
             .args(args)
-            .envs(envs.iter().map(|(k, v)| (k, v)))
             .current_dir(cwd)
             .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdout(out.try_clone().expect("log fd"))
             .stderr(out)
             .spawn()
@@ -212,4 +212,23 @@ pub fn join_all(handles: Vec<JoinHandle<()>>) {
     for h in handles {
         h.join().expect("writer thread panicked");
     }
+}
+
+/// `GET http://127.0.0.1:{port}{path}`: status and body (empty status 0 if nothing answers).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
