@@ -107,13 +107,7 @@ async fn best_plan<'a>(replicas: &'a [Replica], target: &Target) -> Result<Optio
     for r in replicas {
         let plan = restore::plan(r, target).await.with_context(|| format!("reading replica {}", r.describe()))?;
         if let Some(plan) = plan {
-            let updated = plan
-                .segments
-                .iter()
-                .map(|s| s.created)
-                .chain([plan.snapshot.created])
-                .max()
-                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let updated = plan.updated();
             if best.as_ref().is_none_or(|(_, _, t)| updated > *t) {
                 best = Some((r, plan, updated));
             }

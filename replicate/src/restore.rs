@@ -36,6 +36,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// When the newest object of the plan was written: how recent the data it restores is.
+    pub fn updated(&self) -> SystemTime {
+        self.segments.iter().map(|s| s.created).chain([self.snapshot.created]).max().unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
     pub fn bytes(&self) -> u64 {
         self.snapshot.size + self.segments.iter().map(|s| s.size).sum::<u64>()
     }
@@ -70,13 +75,7 @@ pub async fn plan(replica: &Replica, target: &Target) -> Result<Option<Plan>> {
         let Some(plan) = plan_generation(replica, &generation, target).await? else {
             continue;
         };
-        let updated = plan
-            .segments
-            .iter()
-            .map(|s| s.created)
-            .chain([plan.snapshot.created])
-            .max()
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let updated = plan.updated();
         if best.as_ref().is_none_or(|(t, _)| updated >= *t) {
             best = Some((updated, plan));
         }

@@ -65,8 +65,8 @@ pub enum RestError {
     Timeout { table: String, limit_ms: u128 },
     #[error("database is busy (locked by another writer) while serving table `{table}`")]
     Busy { table: String },
-    #[error("database {path} is unavailable: {reason}")]
-    Unavailable { path: String, reason: String },
+    #[error("database is unavailable: {reason}")]
+    Unavailable { reason: String },
     #[error("database error on table `{table}`: {message}")]
     Sqlite { table: String, message: String },
     #[error("invalid configuration: {0}")]
