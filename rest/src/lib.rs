@@ -1,1 +1,65 @@
 //! PostgREST-style table API over SQLite (issue 4).
+//!
+//! [`router`] serves `GET/HEAD/POST/PATCH/PUT/DELETE /{table}` for the tables in
+//! [`RestOptions::allowed_tables`] and `GET /openapi.json`; [`auth_layer`] authenticates requests with JWTs;
+//! [`serve`] runs a router with graceful shutdown.
+//!
+//! # Query syntax
+//! Filters `col=[not.]op.value` with `eq neq gt gte(ge) lt lte(le) like ilike in is isdistinct`; logic trees
+//! `or=(a.eq.1,and(b.gt.2,c.lt.3))`, `and=(...)`, `not.or=(...)`; `select=col,alias:col,*`;
+//! `order=col.desc.nullslast,...`; `limit`, `offset` and the `Range: 0-24` header (intersected); `on_conflict`
+//! and `columns` on POST. `like` is case-sensitive (SQLite GLOB) and `ilike` is ASCII case-insensitive
+//! (SQLite LIKE); in both `*` and `%` match any run and `_` one character. How values compare is described
+//! in [`values`](crate::values).
+//!
+//! # Errors
+//! Bodies are `{"code", "message", "details", "hint"}`:
+//!
+//! | status | code | when |
+//! |---|---|---|
+//! | 400 | PGRST100 | malformed query term (named in the message) |
+//! | 400 | PGRST204 | unknown column (table and column named) |
+//! | 400 | PGRST102 | invalid body, wrong value type for a STRICT table, generated column written |
+//! | 400 | PGRST105 | invalid PUT (filters must be `eq` on exactly the primary key; body must be the whole row) |
+//! | 400 | LC001 | PATCH/DELETE without filter while `allow_unfiltered_writes` is false |
+//! | 401 | PGRST301 | missing, malformed, expired, not-yet-valid, wrongly signed token; wrong `aud`/`iss`; `alg` not allowed |
+//! | 403 | 42501 | token without a usable role; table outside the role's list (`access denied ...`); write by a read-only role |
+//! | 404 | PGRST205 | table not served (whether or not it exists) or unknown route |
+//! | 406 | PGRST107 / PGRST116 | `Accept` not satisfiable / single object requested but not exactly one row |
+//! | 409 | 23505 23503 23502 23514 23000 | constraint violation: unique/primary key, foreign key, not null, check, other |
+//! | 413 | LC002 | body larger than `max_body_bytes` |
+//! | 415 | LC003 | body not JSON |
+//! | 416 | PGRST103 | offset past the last row |
+//! | 500 | LC006 LC007 LC008 | unexpected SQLite error, configuration, internal |
+//! | 503 | LC004 / LC005 | database locked beyond `busy_timeout` / database cannot be opened (with `Retry-After`) |
+//! | 504 | 57014 | the request exceeded `request_timeout` and its statement was interrupted |
+//!
+//! A timed-out query answers 504 rather than 503: the server is up, the request was too expensive, and
+//! retrying the same request will not help.
+
+mod auth;
+mod db;
+mod error;
+mod handlers;
+mod headers;
+mod metrics;
+mod openapi;
+mod ops;
+mod options;
+mod query;
+mod render;
+mod routes;
+mod serve;
+mod sql;
+mod state;
+pub mod values;
+
+pub use auth::{
+    AuthConfig, AuthContext, AuthLayer, AuthService, JwtOptions, KeySource, RolePolicy, auth_layer, check_auth_allowed,
+};
+pub use error::RestError;
+pub use metrics::RestMetrics;
+pub use options::RestOptions;
+pub use routes::router;
+pub use serve::serve;
+pub use state::RestState;

@@ -92,7 +92,7 @@ fn jwk_key(jwk: &Jwk) -> Result<VerifyKey, String> {
             EllipticCurve::P384 => vec![Algorithm::ES384],
             _ => return Err("only P-256 and P-384 are supported for EC keys".into()),
         },
-        AlgorithmParameters::Other(_) => return Err("unsupported key type".into()),
+        _ => return Err("unsupported key type".into()),
     };
     let algorithms = match jwk.common.key_algorithm {
         None => family_algorithms,

@@ -1,0 +1,215 @@
+//! HTTP handlers of `/{table}`: access checks, request parsing, and the response shape of each method.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::Value as Json;
+
+use crate::auth::AuthContext;
+use crate::db::Access;
+use crate::error::{RestError, echo};
+use crate::headers::{self, Prefer, Return};
+use crate::ops::read::{Window, read};
+use crate::ops::write::{self, WriteOutcome, WriteRequest};
+use crate::query::QueryParams;
+use crate::render::Rows;
+use crate::sql::Output;
+use crate::state::RestState;
+
+pub(crate) async fn table(
+    State(state): State<RestState>,
+    path: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    let path_text = request.uri().path().to_owned();
+    let result = match path {
+        Ok(Path(table)) => handle(state, table, request).await,
+        Err(_) => Err(RestError::RouteNotFound { path: echo(&path_text) }),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub(crate) async fn not_found(request: Request) -> Response {
+    RestError::RouteNotFound { path: echo(request.uri().path()) }.into_response()
+}
+
+/// Checks, in order: the table is served at all (404, without telling whether it exists), the role may use
+/// it (403, counted), the role may write (403).
+pub(crate) fn authorize(
+    state: &RestState,
+    table: &str,
+    method: &Method,
+    auth: Option<&AuthContext>,
+) -> Result<(), RestError> {
+    if !state.is_allowed(table) {
+        return Err(RestError::TableNotFound { table: echo(table) });
+    }
+    let Some(auth) = auth else { return Ok(()) };
+    if !auth.may_access(table) {
+        state.metrics().access_denied.with_label_values(&[table]).inc();
+        return Err(RestError::AccessDenied { table: table.to_owned(), role: auth.role_name().to_owned() });
+    }
+    if auth.read_only && !matches!(*method, Method::GET | Method::HEAD) {
+        return Err(RestError::ReadOnlyRole {
+            table: table.to_owned(),
+            role: auth.role_name().to_owned(),
+            method: method.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// One parsed table request.
+struct Call {
+    state: RestState,
+    table: String,
+    query: QueryParams,
+    singular: bool,
+    prefer: Prefer,
+    started: Instant,
+}
+
+async fn handle(state: RestState, table: String, request: Request) -> Result<Response, RestError> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    authorize(&state, &table, &parts.method, parts.extensions.get::<AuthContext>())?;
+    let query = QueryParams::parse(parts.uri.query())?;
+    let singular = headers::wants_singular(&parts.headers)?;
+    let prefer = Prefer::from_headers(&parts.headers);
+    let call = Call { state, table, query, singular, prefer, started };
+    match parts.method {
+        Method::GET | Method::HEAD => get(call, &parts.headers).await,
+        Method::DELETE => write(call, parts.method, None).await,
+        method => {
+            let limit = call.state.options().max_body_bytes;
+            let body = read_json(body, &parts.headers, limit, &call.table).await?;
+            write(call, method, Some(body)).await
+        }
+    }
+}
+
+async fn get(call: Call, headers: &HeaderMap) -> Result<Response, RestError> {
+    let Call { state, table, query, singular, prefer, started } = call;
+    let window = Window::new(&query, headers::range(headers), state.options().max_rows);
+    let count = prefer.count;
+    let name = table.clone();
+    let outcome = state
+        .db()
+        .run(Access::Read, &table, started, move |conn, schema| read(conn, schema, &name, &query, window, count))
+        .await?;
+    let rows = outcome.rows;
+    if singular && rows.len() != 1 {
+        return Err(RestError::NotSingular { table, rows: rows.len() });
+    }
+    let shown = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+    let total = outcome.total.map_or_else(|| "*".to_owned(), |t| t.to_string());
+    let content_range = if shown == 0 {
+        format!("*/{total}")
+    } else {
+        format!("{}-{}/{total}", window.offset, window.offset + shown - 1)
+    };
+    let partial = outcome.total.is_some_and(|t| window.offset > 0 || window.offset + shown < t);
+    let status = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    json_response(status, &rows, singular, &content_range, &prefer)
+}
+
+async fn write(call: Call, method: Method, body: Option<Json>) -> Result<Response, RestError> {
+    let Call { state, table, query, singular, prefer, started } = call;
+    let returning = prefer.returning == Return::Representation;
+    let allow_unfiltered = state.options().allow_unfiltered_writes;
+    let resolution = prefer.resolution;
+    let name = table.clone();
+    let op_method = method.clone();
+    let outcome: WriteOutcome = state
+        .db()
+        .run(Access::Write, &table, started, move |conn, schema| {
+            let table = schema.table(&name)?;
+            let returning = if returning { Some(Output::resolve(table, query.select.as_deref())?) } else { None };
+            let request = WriteRequest { table, query: &query, returning };
+            let body = body.unwrap_or(Json::Null);
+            let outcome = match op_method {
+                Method::POST => write::insert(conn, &request, &body, resolution)?,
+                Method::PATCH => write::update(conn, &request, &body, allow_unfiltered)?,
+                Method::PUT => write::put(conn, &request, &body)?,
+                _ => write::delete(conn, &request, allow_unfiltered)?,
+            };
+            // Checked before commit, so a write that would not produce exactly one row is rolled back.
+            if singular && outcome.affected != 1 {
+                return Err(RestError::NotSingular { table: table.name.clone(), rows: outcome.affected }.into());
+            }
+            Ok(outcome)
+        })
+        .await?;
+    let status = match (method, returning) {
+        (Method::POST, _) => StatusCode::CREATED,
+        (_, true) => StatusCode::OK,
+        (_, false) => StatusCode::NO_CONTENT,
+    };
+    let content_range = match outcome.rows.len() {
+        0 => "*/*".to_owned(),
+        n => format!("0-{}/*", n - 1),
+    };
+    if returning {
+        json_response(status, &outcome.rows, singular, &content_range, &prefer)
+    } else {
+        let mut response = status.into_response();
+        set_common_headers(response.headers_mut(), &content_range, &prefer);
+        Ok(response)
+    }
+}
+
+fn json_response(
+    status: StatusCode,
+    rows: &Rows,
+    singular: bool,
+    content_range: &str,
+    prefer: &Prefer,
+) -> Result<Response, RestError> {
+    let (body, media) = if singular {
+        (rows.object()?, HeaderValue::from_static("application/vnd.pgrst.object+json; charset=utf-8"))
+    } else {
+        (rows.array()?, HeaderValue::from_static("application/json; charset=utf-8"))
+    };
+    let mut response = (status, Body::from(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, media);
+    set_common_headers(headers, content_range, prefer);
+    Ok(response)
+}
+
+fn set_common_headers(headers: &mut HeaderMap, content_range: &str, prefer: &Prefer) {
+    if let Ok(value) = HeaderValue::from_str(content_range) {
+        headers.insert(header::CONTENT_RANGE, value);
+    }
+    if !prefer.applied.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&prefer.applied.join(", "))
+    {
+        headers.insert("preference-applied", value);
+    }
+}
+
+async fn read_json(body: Body, headers: &HeaderMap, limit: usize, table: &str) -> Result<Json, RestError> {
+    headers::check_content_type(headers)?;
+    // A declared length over the limit is refused before reading a byte of it.
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(RestError::PayloadTooLarge { limit });
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(RestError::PayloadTooLarge { limit });
+        }
+        Err(error) => return Err(RestError::bad_body(table, format!("reading the body failed: {error}"))),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(RestError::bad_body(table, "the body is empty"));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| RestError::bad_body(table, format!("invalid JSON: {e}")))
+}
