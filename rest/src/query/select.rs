@@ -23,7 +23,7 @@ pub struct OrderTerm {
 }
 
 pub fn parse_select(value: &str) -> Result<Vec<SelectItem>, RestError> {
-    if value.trim().is_empty() {
+    if value.is_empty() {
         return Ok(vec![SelectItem::Star]);
     }
     split_top(value, ',')?.into_iter().map(|item| parse_select_item(item.trim())).collect()
