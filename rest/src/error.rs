@@ -67,6 +67,8 @@ pub enum RestError {
     Busy { table: String },
     #[error("database is unavailable: {reason}")]
     Unavailable { reason: String },
+    #[error("table `{table}` rejected the request: {message}")]
+    Rejected { table: String, message: String },
     #[error("database error on table `{table}`: {message}")]
     Sqlite { table: String, message: String },
     #[error("invalid configuration: {0}")]
@@ -94,7 +96,7 @@ impl RestError {
             BadQuery { .. } | UnknownColumn { .. } | ReadOnlyColumn { .. } | BadBody { .. } | BadPut { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            UnfilteredWrite { .. } => StatusCode::BAD_REQUEST,
+            UnfilteredWrite { .. } | Rejected { .. } => StatusCode::BAD_REQUEST,
             Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Forbidden { .. } | AccessDenied { .. } | ReadOnlyRole { .. } => StatusCode::FORBIDDEN,
             TableNotFound { .. } | RouteNotFound { .. } => StatusCode::NOT_FOUND,
@@ -132,6 +134,7 @@ impl RestError {
             Sqlite { .. } => "LC006",
             Config(_) => "LC007",
             Internal(_) => "LC008",
+            Rejected { .. } => "LC009",
         }
     }
 

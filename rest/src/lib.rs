@@ -22,6 +22,7 @@
 //! | 400 | PGRST102 | invalid body, wrong value type for a STRICT table, generated column written |
 //! | 400 | PGRST105 | invalid PUT (filters must be `eq` on exactly the primary key; body must be the whole row) |
 //! | 400 | LC001 | PATCH/DELETE without filter while `allow_unfiltered_writes` is false |
+//! | 400 | LC009 | SQLite refused the statement: `on_conflict` matching no unique index, write to a plain view, ... |
 //! | 401 | PGRST301 | missing, malformed, expired, not-yet-valid, wrongly signed token; wrong `aud`/`iss`; `alg` not allowed |
 //! | 403 | 42501 | token without a usable role; table outside the role's list (`access denied ...`); write by a read-only role |
 //! | 404 | PGRST205 | table not served (whether or not it exists) or unknown route |

@@ -34,8 +34,15 @@ impl KeySet {
             }
             KeySource::PublicKeyPem(pem) => Ok(KeySet { keys: vec![pem_key(pem.as_bytes())?], by_kid: false }),
             KeySource::Jwks(document) => {
-                let set: JwkSet = serde_json::from_str(document)
-                    .map_err(|e| RestError::Config(format!("the JWKS document does not parse: {e}")))?;
+                // serde's message can quote a value of the document, which may be an HMAC key: only the position
+                // is reported.
+                let set: JwkSet = serde_json::from_str(document).map_err(|e| {
+                    RestError::Config(format!(
+                        "the JWKS document is not a valid key set (line {}, column {})",
+                        e.line(),
+                        e.column()
+                    ))
+                })?;
                 let mut keys = Vec::new();
                 for (index, jwk) in set.keys.iter().enumerate() {
                     if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
@@ -105,6 +112,7 @@ fn jwk_key(jwk: &Jwk) -> Result<VerifyKey, String> {
             vec![algorithm]
         }
     };
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key: {e}"))?;
+    // The cause is not shown: for an `oct` key, a decoding error would quote part of the secret.
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| "unusable key material".to_owned())?;
     Ok(VerifyKey { kid: jwk.common.key_id.clone(), key, algorithms })
 }

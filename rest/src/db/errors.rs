@@ -34,11 +34,13 @@ pub(crate) fn map_sqlite(error: rusqlite::Error, table: &str, timed_out: bool, l
                 }
                 ErrorCode::TypeMismatch | ErrorCode::TooBig => RestError::BadBody { table, reason: message },
                 ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => {
-                    RestError::Unavailable { reason: message }
+                    // SQLite's message names the file; clients get the generic description, the log the rest.
+                    tracing::warn!(%message, "table API cannot use the database");
+                    RestError::Unavailable { reason: failure.to_string() }
                 }
                 // With every identifier validated, a plain SQL error comes from what the request asked for:
                 // an `on_conflict` that matches no unique index, a write to a view without triggers, ...
-                _ if failure.extended_code == ffi::SQLITE_ERROR => RestError::BadQuery { term: table, reason: message },
+                _ if failure.extended_code == ffi::SQLITE_ERROR => RestError::Rejected { table, message },
                 _ => RestError::Sqlite { table, message },
             }
         }
