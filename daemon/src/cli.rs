@@ -36,6 +36,11 @@ pub enum Command {
         #[arg(value_name = "DB_PATH REPLICA_URL")]
         args: Vec<String>,
     },
+    /// Serve the REST table API of the config's `rest:` section, without replicating.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Restore a database from a replica.
     Restore(RestoreArgs),
     /// List the generations of a database's replicas.

@@ -44,6 +44,87 @@ pub struct Config {
     pub shutdown_timeout: Option<GoDuration>,
     #[serde(default)]
     pub dbs: Vec<DbConfig>,
+    /// litecar: the REST table API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest: Option<RestConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RestConfig {
+    /// Serve the API (default true when the section is present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Listen address, `:8080` style; default `:8080`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// The database to serve; default the only entry of `dbs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<String>,
+    #[serde(default)]
+    pub allowed_tables: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_unfiltered_writes: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_connections: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<GoDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<usize>,
+    /// `none` (loopback only) or a JWT mapping; required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSetting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum AuthSetting {
+    /// The word `none`.
+    Keyword(String),
+    Jwt(JwtConfig),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JwtConfig {
+    /// HS256/384/512 shared secret, from a mounted file or an environment variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret_env: Option<String>,
+    /// RS*/PS*/ES*/EdDSA public key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key_file: Option<String>,
+    /// A JWKS document; keys are chosen by `kid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leeway: Option<GoDuration>,
+    /// The claim that names the role; default `role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_claim: Option<String>,
+    /// Role name -> what it may do. Without roles, any valid token may read and write every allowed table.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, RoleConfig>,
+    /// Role of tokens without the role claim; without it they are refused (403).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_role: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RoleConfig {
+    #[serde(default)]
+    pub read_only: bool,
+    /// Tables this role may use (default: all allowed tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -289,6 +370,44 @@ impl Config {
                 "logging.level".into(),
                 format!("unknown level {level:?} (trace, debug, info, warn, error)"),
             ));
+        }
+        if let Some(rest) = &self.rest {
+            match &rest.auth {
+                None => {
+                    return Err(invalid(
+                        "rest.auth".into(),
+                        "required: a JWT key (jwt-secret-file, jwt-secret-env, jwt-public-key-file or jwks-file), \
+                         or `none` on a loopback address"
+                            .into(),
+                    ));
+                }
+                Some(AuthSetting::Keyword(k)) if k != "none" => {
+                    return Err(invalid("rest.auth".into(), format!("{k:?} is not `none` or a JWT mapping")));
+                }
+                Some(AuthSetting::Jwt(j)) => {
+                    let keys = [&j.jwt_secret_file, &j.jwt_secret_env, &j.jwt_public_key_file, &j.jwks_file];
+                    if keys.iter().filter(|k| k.is_some()).count() != 1 {
+                        return Err(invalid(
+                            "rest.auth".into(),
+                            "set exactly one of jwt-secret-file, jwt-secret-env, jwt-public-key-file, jwks-file".into(),
+                        ));
+                    }
+                    for (name, role) in &j.roles {
+                        for t in role.tables.iter().flatten() {
+                            if !rest.allowed_tables.contains(t) {
+                                return Err(invalid(
+                                    format!("rest.auth.roles.{name}.tables"),
+                                    format!("{t} is not in rest.allowed-tables"),
+                                ));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if rest.db.is_none() && self.dbs.len() != 1 {
+                return Err(invalid("rest.db".into(), "required unless exactly one database is configured".into()));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for (i, db) in self.dbs.iter().enumerate() {

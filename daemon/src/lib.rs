@@ -8,4 +8,5 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod replicas;
+pub mod rest;
 pub mod supervisor;

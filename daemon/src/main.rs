@@ -7,7 +7,7 @@ use litecar::cli::{Cli, Command};
 use litecar::commands::{self, RestoreOutcome};
 use litecar::config::{Config, DbConfig, ReplicaConfig};
 use litecar::metrics::Metrics;
-use litecar::{http, logging, replicas, supervisor};
+use litecar::{http, logging, replicas, rest, supervisor};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(litecar::cli::normalize_args(std::env::args_os()));
@@ -36,39 +36,23 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Replicate { config, exec, args } => {
             let (config_file, config_path) = if args.is_empty() {
                 let (c, p) = commands::load_config(&config)?;
-                let c = c.with_context(|| {
-                    format!("no config file at {} and no DB_PATH REPLICA_URL arguments", p.display())
-                })?;
+                let c = c.with_context(|| format!("no config file at {} and no DB_PATH REPLICA_URL arguments", p.display()))?;
                 (c, Some(p))
             } else {
                 (config_from_args(&args)?, None)
             };
-            logging::init(config_file.logging.as_ref());
             if config_file.dbs.is_empty() {
-                bail!(
-                    "no databases to replicate in {}",
-                    config_path.map(|p| p.display().to_string()).unwrap_or_default()
-                );
+                bail!("no databases to replicate in {}", config_path.map(|p| p.display().to_string()).unwrap_or_default());
             }
-            let shutdown_timeout =
-                config_file.shutdown_timeout.map(|g| g.0).unwrap_or(replicas::DEFAULT_SHUTDOWN_TIMEOUT);
-            let mut dbs = vec![];
-            for db in &config_file.dbs {
-                let reps = db
-                    .replicas
-                    .iter()
-                    .map(|r| replicas::replica_options(r, Some(&config_file)))
-                    .collect::<Result<Vec<_>>>()
-                    .with_context(|| format!("database {}", db.path))?;
-                if reps.is_empty() {
-                    bail!("database {} has no replicas", db.path);
-                }
-                dbs.push((replicas::db_options(db, shutdown_timeout), reps));
+            run_daemon(config_file, exec, true).await
+        }
+        Command::Serve { config } => {
+            let (config_file, path) = commands::load_config(&config)?;
+            let config_file = config_file.with_context(|| format!("no config file at {}", path.display()))?;
+            if config_file.rest.as_ref().is_none_or(|r| r.enabled == Some(false)) {
+                bail!("config file {}: no enabled rest: section to serve", path.display());
             }
-            let exec = exec.or(config_file.exec.clone());
-            let addr = config_file.addr.as_deref().filter(|a| !a.is_empty()).map(http::parse_addr).transpose()?;
-            let metrics = Metrics::new().context("setting up metrics")?;
-            supervisor::run(supervisor::Plan { dbs, exec, shutdown_timeout, addr, metrics }).await
+            run_daemon(config_file, None, false).await
         }
         Command::Restore(args) => {
             logging::init(None);
@@ -85,6 +69,30 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Wal(args) => commands::wal(args).await.map(|()| 0),
         Command::Databases { config } => commands::databases(config).map(|()| 0),
     }
+}
+
+/// Replication (when `replicate`), the REST API and the metrics endpoint, as the config asks.
+async fn run_daemon(config_file: Config, exec: Option<String>, replicate: bool) -> Result<i32> {
+    logging::init(config_file.logging.as_ref());
+    let shutdown_timeout = config_file.shutdown_timeout.map(|g| g.0).unwrap_or(replicas::DEFAULT_SHUTDOWN_TIMEOUT);
+    let mut dbs = vec![];
+    for db in config_file.dbs.iter().filter(|_| replicate) {
+        let reps = db
+            .replicas
+            .iter()
+            .map(|r| replicas::replica_options(r, Some(&config_file)))
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("database {}", db.path))?;
+        if reps.is_empty() {
+            bail!("database {} has no replicas", db.path);
+        }
+        dbs.push((replicas::db_options(db, shutdown_timeout), reps));
+    }
+    let exec = exec.or(config_file.exec.clone());
+    let addr = config_file.addr.as_deref().filter(|a| !a.is_empty()).map(http::parse_addr).transpose()?;
+    let metrics = Metrics::new().context("setting up metrics")?;
+    let rest = rest::plan(&config_file)?;
+    supervisor::run(supervisor::Plan { dbs, exec, shutdown_timeout, addr, metrics, rest }).await
 }
 
 /// `replicate DB_PATH REPLICA_URL...` without a config file.

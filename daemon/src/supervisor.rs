@@ -21,6 +21,7 @@ pub struct Plan {
     /// Where to serve /metrics, /healthz and /readyz (Litestream's `addr`).
     pub addr: Option<std::net::SocketAddr>,
     pub metrics: Metrics,
+    pub rest: Option<crate::rest::RestPlan>,
 }
 
 /// Run until a signal, the child's exit, or a fatal replicator error; returns the process exit code.
@@ -45,6 +46,12 @@ pub async fn run(plan: Plan) -> Result<i32> {
         replicators.spawn(async move { (path, replicator.run(token).await) });
     }
     let server_stop = CancellationToken::new();
+    let rest_stop = CancellationToken::new();
+    let mut rest = tokio::task::JoinSet::new();
+    if let Some(rest_plan) = plan.rest {
+        let (registry, stop) = (plan.metrics.registry.clone(), rest_stop.clone());
+        rest.spawn(async move { crate::rest::run(rest_plan, &registry, stop).await });
+    }
     let server = match plan.addr {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
@@ -80,6 +87,14 @@ pub async fn run(plan: Plan) -> Result<i32> {
             code = exit_code(status);
             tracing::info!(code, "child process exited, shutting down");
         }
+        Some(joined) = rest.join_next() => {
+            match joined {
+                Ok(Err(e)) => fatal = Some(e.context("REST API")),
+                Ok(Ok(())) => tracing::warn!("REST API stopped"),
+                Err(e) => fatal = Some(anyhow::Error::new(e).context("REST API task failed")),
+            }
+            if let Some(c) = child.as_mut() { code = forward_and_wait(c, nix::sys::signal::Signal::SIGTERM).await; }
+        }
         Some(joined) = replicators.join_next() => {
             match joined {
                 Ok((path, Err(e))) => fatal = Some(anyhow::Error::new(e).context(format!("replicating {}", path.display()))),
@@ -90,6 +105,9 @@ pub async fn run(plan: Plan) -> Result<i32> {
         }
     }
 
+    // Stop the REST API first (draining requests), so that its last writes are in the final sync.
+    rest_stop.cancel();
+    let _ = tokio::time::timeout(plan.shutdown_timeout, async { while rest.join_next().await.is_some() {} }).await;
     cancel.cancel();
     // Each replicator bounds its own drain by the shutdown timeout; the margin covers the final sync itself.
     let drained = tokio::time::timeout(plan.shutdown_timeout + Duration::from_secs(5), async {
