@@ -83,7 +83,7 @@ pub struct RestConfig {
 pub enum AuthSetting {
     /// The word `none`.
     Keyword(String),
-    Jwt(JwtConfig),
+    Jwt(Box<JwtConfig>),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

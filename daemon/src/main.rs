@@ -36,13 +36,18 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Replicate { config, exec, args } => {
             let (config_file, config_path) = if args.is_empty() {
                 let (c, p) = commands::load_config(&config)?;
-                let c = c.with_context(|| format!("no config file at {} and no DB_PATH REPLICA_URL arguments", p.display()))?;
+                let c = c.with_context(|| {
+                    format!("no config file at {} and no DB_PATH REPLICA_URL arguments", p.display())
+                })?;
                 (c, Some(p))
             } else {
                 (config_from_args(&args)?, None)
             };
             if config_file.dbs.is_empty() {
-                bail!("no databases to replicate in {}", config_path.map(|p| p.display().to_string()).unwrap_or_default());
+                bail!(
+                    "no databases to replicate in {}",
+                    config_path.map(|p| p.display().to_string()).unwrap_or_default()
+                );
             }
             run_daemon(config_file, exec, true).await
         }

@@ -61,7 +61,9 @@ pub fn plan(config: &Config) -> Result<Option<RestPlan>> {
                 bail!("rest.auth: no key configured");
             };
             if j.roles.is_empty() {
-                bail!("rest.auth.roles: name at least one role, e.g. `roles: {{writer: {{}}, reader: {{read-only: true}}}}`");
+                bail!(
+                    "rest.auth.roles: name at least one role, e.g. `roles: {{writer: {{}}, reader: {{read-only: true}}}}`"
+                );
             }
             let mut options = JwtOptions::new(keys);
             options.audience = j.audience.clone();

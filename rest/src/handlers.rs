@@ -129,7 +129,9 @@ async fn write(call: Call, method: Method, body: Option<Json>) -> Result<Respons
         .db()
         .run(Access::Write, &table, started, move |conn, schema| {
             let table = schema.table(&name)?;
-            let returning = if returning { Some(Output::resolve(table, query.select.as_deref())?) } else { None };
+            // Resolved even when nothing is returned, so a bad `select` is a 400 either way.
+            let output = Output::resolve(table, query.select.as_deref())?;
+            let returning = returning.then_some(output);
             let request = WriteRequest { table, query: &query, returning };
             let body = body.unwrap_or(Json::Null);
             let outcome = match op_method {

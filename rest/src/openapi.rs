@@ -160,8 +160,11 @@ fn reference(name: &str) -> Json {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
-fn query_param(name: &str, description: &str) -> Json {
-    json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}, "description": description})
+/// A string parameter whose values must match `pattern`, so that requests generated from the document (by
+/// schemathesis, say) are ones the grammar accepts.
+fn patterned(name: &str, location: &str, description: &str, pattern: &str) -> Json {
+    json!({"name": name, "in": location, "required": false, "schema": {"type": "string", "pattern": pattern},
+           "description": description})
 }
 
 fn header_param(name: &str, description: &str) -> Json {
@@ -169,23 +172,61 @@ fn header_param(name: &str, description: &str) -> Json {
 }
 
 fn count_param(name: &str, description: &str) -> Json {
-    json!({"name": name, "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0},
-           "description": description})
+    json!({"name": name, "in": "query", "required": false,
+           "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}, "description": description})
+}
+
+/// Value of a `column=` filter.
+const FILTER_PATTERN: &str = r#"^(not\.)?((eq|neq|gt|gte|ge|lt|lte|le|like|ilike|isdistinct)\..*|is\.(null|true|false|unknown)|in\.\([^"(),\\]*(,[^"(),\\]*)*\))$"#;
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if r"\^$.|?*+()[]{}/".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `(a|b|c)` over the columns whose names need no quoting in select and order lists.
+fn column_alternation(table: &Table) -> String {
+    let plain = |name: &str| {
+        name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let names: Vec<String> = table.columns.iter().filter(|c| plain(&c.name)).map(|c| regex_escape(&c.name)).collect();
+    if names.is_empty() { r"\*".to_owned() } else { format!("({})", names.join("|")) }
+}
+
+fn list_pattern(item: &str) -> String {
+    format!("^{item}(,{item})*$")
+}
+
+fn select_pattern(table: &Table) -> String {
+    list_pattern(&format!(r"(\*|([A-Za-z_][A-Za-z0-9_]*:)?{})", column_alternation(table)))
+}
+
+fn order_pattern(table: &Table) -> String {
+    list_pattern(&format!(r"{}(\.(asc|desc))?(\.(nullsfirst|nullslast))?", column_alternation(table)))
+}
+
+fn tree_pattern(table: &Table) -> String {
+    let columns = column_alternation(table);
+    let item = format!(
+        r#"{columns}\.(not\.)?((eq|neq|gt|gte|lt|lte|like|ilike|isdistinct)\.[^,()"\\]*|is\.(null|true|false))"#
+    );
+    format!(r"^\({item}(,{item})*\)$")
 }
 
 fn filter_params(table: &Table) -> Vec<Json> {
-    let mut params: Vec<Json> = table
-        .columns
-        .iter()
-        .map(|c| {
-            query_param(
-                &c.name,
-                "Filter: [not.]op.value with op one of eq, neq, gt, gte, lt, lte, like, ilike, in, is, isdistinct",
-            )
-        })
-        .collect();
-    params.push(query_param("or", "Logic tree, e.g. (a.eq.1,and(b.gt.2,c.lt.3))"));
-    params.push(query_param("and", "Logic tree, e.g. (a.eq.1,b.eq.2)"));
+    let description = "Filter: [not.]op.value, op one of eq, neq, gt, gte, lt, lte, like, ilike, in, is, isdistinct";
+    let mut params: Vec<Json> =
+        table.columns.iter().map(|c| patterned(&c.name, "query", description, FILTER_PATTERN)).collect();
+    let tree = tree_pattern(table);
+    params.push(patterned("or", "query", "Logic tree, e.g. (a.eq.1,and(b.gt.2,c.lt.3))", &tree));
+    params.push(patterned("and", "query", "Logic tree, e.g. (a.eq.1,b.eq.2)", &tree));
     params
 }
 
@@ -208,7 +249,8 @@ fn rows_content(schema: &str) -> Json {
 
 fn path_item(name: &str, table: &Table, read_only: bool) -> Json {
     let schema = schema_name(name);
-    let select = query_param("select", "Columns to return: col, alias:col or *");
+    let select = patterned("select", "query", "Columns to return: col, alias:col or *", &select_pattern(table));
+    let columns = list_pattern(&column_alternation(table));
     let prefer = header_param(
         "Prefer",
         "return=representation|minimal, count=exact, resolution=merge-duplicates|ignore-duplicates",
@@ -218,10 +260,11 @@ fn path_item(name: &str, table: &Table, read_only: bool) -> Json {
     let mut read_params = filter_params(table);
     read_params.extend([
         select.clone(),
-        query_param("order", "Ordering: col[.asc|.desc][.nullsfirst|.nullslast],..."),
+        patterned("order", "query", "Ordering: col[.asc|.desc][.nullsfirst|.nullslast],...", &order_pattern(table)),
         count_param("limit", "Maximum number of rows"),
         count_param("offset", "Rows to skip"),
-        header_param("Range", "Rows to return, e.g. 0-24"),
+        // Unpatterned: a malformed Range is ignored (RFC 9110), not refused.
+        header_param("Range", "Rows to return, e.g. 0-24; ignored when malformed"),
         header_param("Range-Unit", "items"),
         prefer.clone(),
     ]);
@@ -249,8 +292,12 @@ fn path_item(name: &str, table: &Table, read_only: bool) -> Json {
     let write_errors = [&common_errors[..], &["409", "413", "415"]].concat();
     let written = |code: &str| {
         let mut responses = error_responses(&write_errors);
-        responses.insert(code.into(), json!({"description": "Rows written", "content": rows_content(&schema)}));
-        if code != "201" {
+        if code == "201" {
+            // One status, with or without a body depending on `Prefer: return=...`, which OpenAPI cannot say.
+            let description = "Rows created; they are in the body with Prefer: return=representation";
+            responses.insert(code.into(), json!({ "description": description }));
+        } else {
+            responses.insert(code.into(), json!({"description": "Rows written", "content": rows_content(&schema)}));
             responses.insert("204".into(), json!({"description": "Rows written, none returned"}));
         }
         responses
@@ -267,8 +314,8 @@ fn path_item(name: &str, table: &Table, read_only: bool) -> Json {
     filtered.extend([select.clone(), prefer.clone()]);
     let insert_params = vec![
         select.clone(),
-        query_param("columns", "Columns to take from the body"),
-        query_param("on_conflict", "Unique columns for an upsert"),
+        patterned("columns", "query", "Columns to take from the body", &columns),
+        patterned("on_conflict", "query", "Unique columns for an upsert", &columns),
         prefer.clone(),
     ];
     item.insert(

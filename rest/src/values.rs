@@ -8,9 +8,16 @@
 //! conversion) receive values that look like integers or reals as numbers, and columns declared BOOL/BOOLEAN
 //! receive `true`/`false` as 1/0.
 //!
-//! Body values: JSON null, numbers and strings are stored as NULL, INTEGER/REAL and TEXT (then the column's
-//! affinity applies, as for any SQLite insert); booleans as 1/0; arrays and objects as their JSON text. Columns
-//! declared BLOB take and give `\x`-prefixed hex strings, as PostgREST does for `bytea`.
+//! Body values are checked against the column's declared type, so that what is stored reads back as the
+//! type the OpenAPI document promises (SQLite itself would store any value in any non-STRICT column):
+//! - INTEGER/REAL/NUMERIC affinity: JSON numbers, booleans (1/0), and strings that are numbers (SQLite's
+//!   affinity then stores them as numbers); anything else is a 400.
+//! - declared BOOL/BOOLEAN: `true`/`false` (stored as 1/0) and the numbers 0 and 1.
+//! - declared BLOB: `\x`-prefixed hex strings, as PostgREST does for `bytea`; blobs read back the same way.
+//! - TEXT affinity: strings; numbers and booleans are stored as their text, arrays and objects as JSON text.
+//! - declared JSON/JSONB, or no declared type: any JSON value (arrays and objects as JSON text).
+//!
+//! `null` is accepted everywhere (NOT NULL is the database's to enforce: 409).
 
 use rusqlite::types::{Value, ValueRef};
 use serde_json::Value as Json;
@@ -35,9 +42,8 @@ pub fn filter_value(column: &Column, text: &str) -> Value {
         if let Ok(integer) = text.parse::<i64>() {
             return Value::Integer(integer);
         }
-        if let Ok(real) = text.parse::<f64>()
-            && real.is_finite()
-            && text.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'))
+        if is_numeric_text(text)
+            && let Ok(real) = text.parse::<f64>()
         {
             return Value::Real(real);
         }
@@ -45,28 +51,84 @@ pub fn filter_value(column: &Column, text: &str) -> Value {
     Value::Text(text.to_owned())
 }
 
+/// What JSON a column takes in a body, from its declared type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Any,
+    Number,
+    Boolean,
+    Text,
+    Bytes,
+}
+
+fn expectation(column: &Column) -> Expect {
+    if column.is_json() {
+        Expect::Any
+    } else if column.is_bool() {
+        Expect::Boolean
+    } else if column.is_blob() {
+        Expect::Bytes
+    } else {
+        match column.affinity {
+            Affinity::Integer | Affinity::Real | Affinity::Numeric => Expect::Number,
+            Affinity::Text => Expect::Text,
+            Affinity::Blob => Expect::Any,
+        }
+    }
+}
+
+fn json_kind(json: &Json) -> &'static str {
+    match json {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+fn number(n: &serde_json::Number) -> Option<Value> {
+    match (n.as_i64(), n.as_f64()) {
+        (Some(i), _) => Some(Value::Integer(i)),
+        (None, Some(f)) if f.is_finite() => Some(Value::Real(f)),
+        _ => None,
+    }
+}
+
+fn is_numeric_text(text: &str) -> bool {
+    text.parse::<i64>().is_ok()
+        || (text.parse::<f64>().is_ok_and(f64::is_finite)
+            && text.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')))
+}
+
 pub fn body_value(table: &str, column: &Column, json: &Json) -> Result<Value, RestError> {
-    Ok(match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Integer(i64::from(*b)),
-        Json::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => Value::Integer(i),
-            (None, Some(f)) => Value::Real(f),
-            (None, None) => {
-                return Err(RestError::bad_body(table, format!("number for column `{}` is out of range", column.name)));
-            }
-        },
-        Json::String(s) if column.is_blob() && s.starts_with("\\x") => match decode_hex(s) {
-            Some(bytes) => Value::Blob(bytes),
-            None => {
-                return Err(RestError::bad_body(
-                    table,
-                    format!("column `{}` expects `\\x` and hex digits", column.name),
-                ));
-            }
-        },
-        Json::String(s) => Value::Text(s.clone()),
-        Json::Array(_) | Json::Object(_) => Value::Text(json.to_string()),
+    let mismatch = |wanted: &str| {
+        RestError::bad_body(
+            table,
+            format!("column `{}` ({}) expects {wanted}, not {}", column.name, column.declared, json_kind(json)),
+        )
+    };
+    let expect = expectation(column);
+    Ok(match (expect, json) {
+        (_, Json::Null) => Value::Null,
+        (Expect::Boolean, Json::Bool(b)) => Value::Integer(i64::from(*b)),
+        (Expect::Boolean, Json::Number(n)) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
+            Value::Integer(n.as_i64().unwrap_or_default())
+        }
+        (Expect::Boolean, _) => return Err(mismatch("a boolean")),
+        (Expect::Bytes, Json::String(s)) => {
+            decode_hex(s).map(Value::Blob).ok_or_else(|| mismatch("`\\x` and hex digits"))?
+        }
+        (Expect::Bytes, _) => return Err(mismatch("a `\\x`-prefixed hex string")),
+        (Expect::Number, Json::String(s)) if is_numeric_text(s) => Value::Text(s.clone()),
+        (Expect::Number, Json::Array(_) | Json::Object(_) | Json::String(_)) => return Err(mismatch("a number")),
+        (Expect::Text, Json::Bool(b)) => Value::Text(b.to_string()),
+        (Expect::Text, Json::Number(n)) => Value::Text(n.to_string()),
+        (_, Json::Bool(b)) => Value::Integer(i64::from(*b)),
+        (_, Json::Number(n)) => number(n).ok_or_else(|| mismatch("a number in range"))?,
+        (_, Json::String(s)) => Value::Text(s.clone()),
+        (_, Json::Array(_) | Json::Object(_)) => Value::Text(json.to_string()),
     })
 }
 
@@ -147,13 +209,28 @@ mod tests {
     }
 
     #[test]
-    fn body_values_map_json_types() {
-        let text = column("TEXT");
-        assert_eq!(body_value("t", &text, &serde_json::json!(true)).expect("valid value"), Value::Integer(1));
-        assert_eq!(
-            body_value("t", &text, &serde_json::json!({"a": 1})).expect("valid value"),
-            Value::Text("{\"a\":1}".into())
-        );
-        assert!(body_value("t", &column("BLOB"), &serde_json::json!("\\xzz")).is_err());
+    fn body_values_follow_the_declared_type() {
+        use serde_json::json;
+        let ok = |declared: &str, json: Json| body_value("t", &column(declared), &json).expect("accepted");
+        let refused = |declared: &str, json: Json| body_value("t", &column(declared), &json).is_err();
+        assert_eq!(ok("TEXT", json!(true)), Value::Text("true".into()));
+        assert_eq!(ok("TEXT", json!(1.5)), Value::Text("1.5".into()));
+        assert_eq!(ok("TEXT", json!({"a": 1})), Value::Text("{\"a\":1}".into()));
+        assert_eq!(ok("INTEGER", json!(7)), Value::Integer(7));
+        assert_eq!(ok("INTEGER", json!("7")), Value::Text("7".into()), "affinity makes it 7");
+        assert_eq!(ok("REAL", json!(true)), Value::Integer(1));
+        assert!(refused("INTEGER", json!("seven")));
+        assert!(refused("REAL", json!([1])));
+        assert_eq!(ok("BOOLEAN", json!(false)), Value::Integer(0));
+        assert_eq!(ok("BOOLEAN", json!(1)), Value::Integer(1));
+        assert!(refused("BOOLEAN", json!(2)));
+        assert!(refused("BOOLEAN", json!("true")));
+        assert_eq!(ok("BLOB", json!("\\x00ff")), Value::Blob(vec![0, 255]));
+        assert!(refused("BLOB", json!("\\xzz")));
+        assert!(refused("BLOB", json!("plain")));
+        assert!(refused("BLOB", json!(5)));
+        assert_eq!(ok("JSON", json!([1, 2])), Value::Text("[1,2]".into()));
+        assert_eq!(ok("", json!("anything")), Value::Text("anything".into()));
+        assert_eq!(ok("INTEGER", json!(null)), Value::Null);
     }
 }

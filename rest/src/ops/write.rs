@@ -71,14 +71,14 @@ fn object_rows<'b>(request: &WriteRequest<'_>, body: &'b Json) -> Result<Vec<&'b
     }
 }
 
+/// The named columns, each once (`columns=a,a` means `a`).
 fn columns_of<'t>(table: &'t Table, names: &[String]) -> Result<Vec<&'t Column>, RestError> {
     let mut columns: Vec<&Column> = Vec::with_capacity(names.len());
     for name in names {
         let c = writable_column(table, name)?;
-        if columns.iter().any(|seen| seen.name == c.name) {
-            return Err(RestError::bad_query(name, "column given twice"));
+        if !columns.iter().any(|seen| seen.name == c.name) {
+            columns.push(c);
         }
-        columns.push(c);
     }
     Ok(columns)
 }
@@ -148,7 +148,16 @@ pub fn insert(
     };
     let columns = columns_of(table, &names)?;
     let conflict: Vec<&Column> = match &request.query.on_conflict {
-        Some(names) => names.iter().map(|n| column(table, n)).collect::<Result<_, _>>()?,
+        Some(names) => {
+            let mut conflict: Vec<&Column> = Vec::new();
+            for name in names {
+                let c = column(table, name)?;
+                if !conflict.iter().any(|seen| seen.name == c.name) {
+                    conflict.push(c);
+                }
+            }
+            conflict
+        }
         None => table.primary_key(),
     };
     let mut sql = if columns.is_empty() {
