@@ -1,0 +1,1 @@
+//! Kubernetes list/watch into SQLite (issue 6).
