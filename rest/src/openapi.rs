@@ -204,8 +204,10 @@ fn list_pattern(item: &str) -> String {
     format!("^{item}(,{item})*$")
 }
 
+/// Empty is allowed: `select=` means every column.
 fn select_pattern(table: &Table) -> String {
-    list_pattern(&format!(r"(\*|([A-Za-z_][A-Za-z0-9_]*:)?{})", column_alternation(table)))
+    let item = format!(r"(\*|([A-Za-z_][A-Za-z0-9_]*:)?{})", column_alternation(table));
+    format!("^({item}(,{item})*)?$")
 }
 
 fn order_pattern(table: &Table) -> String {

@@ -55,6 +55,7 @@ pub fn filter_value(column: &Column, text: &str) -> Value {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Expect {
     Any,
+    Integer,
     Number,
     Boolean,
     Text,
@@ -70,7 +71,8 @@ fn expectation(column: &Column) -> Expect {
         Expect::Bytes
     } else {
         match column.affinity {
-            Affinity::Integer | Affinity::Real | Affinity::Numeric => Expect::Number,
+            Affinity::Integer => Expect::Integer,
+            Affinity::Real | Affinity::Numeric => Expect::Number,
             Affinity::Text => Expect::Text,
             Affinity::Blob => Expect::Any,
         }
@@ -94,6 +96,18 @@ fn number(n: &serde_json::Number) -> Option<Value> {
         (None, Some(f)) if f.is_finite() => Some(Value::Real(f)),
         _ => None,
     }
+}
+
+/// An integral JSON number (`3` or `3.0`) within i64.
+fn integer(n: &serde_json::Number) -> Option<Value> {
+    if let Some(i) = n.as_i64() {
+        return Some(Value::Integer(i));
+    }
+    let f = n.as_f64()?;
+    // i64::MAX as f64 rounds up to 2^63, which is out of range: compare with a strict upper bound.
+    let in_range = f.is_finite() && f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63);
+    // Exact: `f` is integral and in range, so the cast neither truncates nor saturates.
+    in_range.then_some(Value::Integer(f as i64))
 }
 
 fn is_numeric_text(text: &str) -> bool {
@@ -121,6 +135,9 @@ pub fn body_value(table: &str, column: &Column, json: &Json) -> Result<Value, Re
             decode_hex(s).map(Value::Blob).ok_or_else(|| mismatch("`\\x` and hex digits"))?
         }
         (Expect::Bytes, _) => return Err(mismatch("a `\\x`-prefixed hex string")),
+        (Expect::Integer, Json::Number(n)) => integer(n).ok_or_else(|| mismatch("an integer within 64 bits"))?,
+        (Expect::Integer, Json::String(s)) if s.parse::<i64>().is_ok() => Value::Text(s.clone()),
+        (Expect::Integer, Json::Array(_) | Json::Object(_) | Json::String(_)) => return Err(mismatch("an integer")),
         (Expect::Number, Json::String(s)) if is_numeric_text(s) => Value::Text(s.clone()),
         (Expect::Number, Json::Array(_) | Json::Object(_) | Json::String(_)) => return Err(mismatch("a number")),
         (Expect::Text, Json::Bool(b)) => Value::Text(b.to_string()),
@@ -218,6 +235,11 @@ mod tests {
         assert_eq!(ok("TEXT", json!({"a": 1})), Value::Text("{\"a\":1}".into()));
         assert_eq!(ok("INTEGER", json!(7)), Value::Integer(7));
         assert_eq!(ok("INTEGER", json!("7")), Value::Text("7".into()), "affinity makes it 7");
+        assert_eq!(ok("INTEGER", json!(3.0)), Value::Integer(3));
+        assert!(refused("INTEGER", json!(1.5)));
+        assert!(refused("INTEGER", json!(1.3e24)));
+        assert!(refused("INTEGER", json!("1.5")));
+        assert_eq!(ok("NUMERIC", json!(1.3e24)), Value::Real(1.3e24));
         assert_eq!(ok("REAL", json!(true)), Value::Integer(1));
         assert!(refused("INTEGER", json!("seven")));
         assert!(refused("REAL", json!([1])));

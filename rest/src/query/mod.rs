@@ -75,8 +75,13 @@ impl QueryParams {
     }
 }
 
+/// A non-negative integer that SQLite's signed 64-bit LIMIT/OFFSET can hold.
 fn parse_count(key: &str, value: &str) -> Result<u64, RestError> {
-    value.parse::<u64>().map_err(|_| RestError::bad_query(format!("{key}={value}"), "expected a non-negative integer"))
+    value
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| RestError::bad_query(format!("{key}={value}"), "expected an integer from 0 to 2^63-1"))
 }
 
 fn parse_names(key: &str, value: &str) -> Result<Vec<String>, RestError> {
@@ -104,7 +109,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_reserved_parameters() {
-        for raw in ["limit=-1", "limit=x", "offset=1.5", "limit=1&limit=2", "on_conflict=a,,b", "=x", "id"] {
+        for raw in [
+            "limit=-1",
+            "limit=x",
+            "offset=1.5",
+            "limit=1&limit=2",
+            "on_conflict=a,,b",
+            "=x",
+            "id",
+            "offset=9223372036854775808",
+        ] {
             assert!(QueryParams::parse(Some(raw)).is_err(), "{raw}");
         }
     }
