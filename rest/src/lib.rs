@@ -10,7 +10,7 @@
 //! `order=col.desc.nullslast,...`; `limit`, `offset` and the `Range: 0-24` header (intersected); `on_conflict`
 //! and `columns` on POST. `like` is case-sensitive (SQLite GLOB) and `ilike` is ASCII case-insensitive
 //! (SQLite LIKE); in both `*` and `%` match any run and `_` one character. How values compare is described
-//! in [`values`](crate::values).
+//! in [`values`].
 //!
 //! # Errors
 //! Bodies are `{"code", "message", "details", "hint"}`:
@@ -19,7 +19,7 @@
 //! |---|---|---|
 //! | 400 | PGRST100 | malformed query term (named in the message) |
 //! | 400 | PGRST204 | unknown column (table and column named) |
-//! | 400 | PGRST102 | invalid body, wrong value type for a STRICT table, generated column written |
+//! | 400 | PGRST102 | invalid body: not JSON, bulk rows with different keys, a value that does not fit the column's declared type, generated column written |
 //! | 400 | PGRST105 | invalid PUT (filters must be `eq` on exactly the primary key; body must be the whole row) |
 //! | 400 | LC001 | PATCH/DELETE without filter while `allow_unfiltered_writes` is false |
 //! | 400 | LC009 | SQLite refused the statement: `on_conflict` matching no unique index, write to a plain view, ... |
@@ -37,6 +37,12 @@
 //!
 //! A timed-out query answers 504 rather than 503: the server is up, the request was too expensive, and
 //! retrying the same request will not help.
+//!
+//! # Concurrency
+//! Reads run on a pool of `read_connections` read-only connections, writes on one writer connection (with
+//! `foreign_keys` on), each request in one transaction inside `spawn_blocking`. Connections are opened on first
+//! use and the database file is never created, so the API can start before the application; until the file
+//! exists requests answer 503.
 
 mod auth;
 mod db;

@@ -4,6 +4,10 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 /// Counters and histograms shared by the router and the auth layer. Cloning is cheap (the collectors are
 /// reference counted), so every component holds its own copy.
+///
+/// `sqlite_rest_requests_total` and the duration histogram are recorded by the router, so requests the auth
+/// layer refuses in front of it appear in `sqlite_rest_auth_failures_total` only. The `table` label is an
+/// allowed table, `openapi.json`, or `other`; `method` is a standard method or `OTHER`.
 #[derive(Clone, Debug)]
 pub struct RestMetrics {
     pub(crate) requests: IntCounterVec,

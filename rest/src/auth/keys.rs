@@ -25,6 +25,10 @@ impl KeySet {
                 if secret.is_empty() {
                     return Err(RestError::Config("the JWT secret is empty".into()));
                 }
+                if secret.len() < 32 {
+                    // RFC 7518 §3.2: an HS256 key must be at least as long as the hash. Only the length is logged.
+                    tracing::warn!(bytes = secret.len(), "the JWT secret is shorter than 32 bytes");
+                }
                 let key = VerifyKey {
                     kid: None,
                     key: DecodingKey::from_secret(secret),
