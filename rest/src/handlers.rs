@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -15,7 +15,7 @@ use crate::db::Access;
 use crate::error::{RestError, echo};
 use crate::headers::{self, Prefer, Return};
 use crate::ops::read::{Window, read};
-use crate::ops::write::{self, WriteOutcome, WriteRequest};
+use crate::ops::write::{self, WriteRequest};
 use crate::query::QueryParams;
 use crate::render::Rows;
 use crate::sql::Output;
@@ -93,29 +93,43 @@ async fn handle(state: RestState, table: String, request: Request) -> Result<Res
     }
 }
 
+/// A response body rendered on the blocking thread, so that serialising many rows never stalls the executor.
+struct Rendered {
+    body: Option<Vec<u8>>,
+    rows: usize,
+    total: Option<u64>,
+}
+
+fn render(rows: &Rows, singular: bool) -> Result<Vec<u8>, RestError> {
+    if singular { rows.object() } else { rows.array() }
+}
+
 async fn get(call: Call, headers: &HeaderMap) -> Result<Response, RestError> {
     let Call { state, table, query, singular, prefer, started } = call;
     let window = Window::new(&query, headers::range(headers), state.options().max_rows);
     let count = prefer.count;
     let name = table.clone();
-    let outcome = state
+    let rendered = state
         .db()
-        .run(Access::Read, &table, started, move |conn, schema| read(conn, schema, &name, &query, window, count))
+        .run(Access::Read, &table, started, move |conn, schema| {
+            let outcome = read(conn, schema, &name, &query, window, count)?;
+            if singular && outcome.rows.len() != 1 {
+                return Err(RestError::NotSingular { table: name, rows: outcome.rows.len() }.into());
+            }
+            let body = render(&outcome.rows, singular)?;
+            Ok(Rendered { body: Some(body), rows: outcome.rows.len(), total: outcome.total })
+        })
         .await?;
-    let rows = outcome.rows;
-    if singular && rows.len() != 1 {
-        return Err(RestError::NotSingular { table, rows: rows.len() });
-    }
-    let shown = u64::try_from(rows.len()).unwrap_or(u64::MAX);
-    let total = outcome.total.map_or_else(|| "*".to_owned(), |t| t.to_string());
+    let shown = u64::try_from(rendered.rows).unwrap_or(u64::MAX);
+    let total = rendered.total.map_or_else(|| "*".to_owned(), |t| t.to_string());
     let content_range = if shown == 0 {
         format!("*/{total}")
     } else {
         format!("{}-{}/{total}", window.offset, window.offset + shown - 1)
     };
-    let partial = outcome.total.is_some_and(|t| window.offset > 0 || window.offset + shown < t);
+    let partial = rendered.total.is_some_and(|t| window.offset > 0 || window.offset + shown < t);
     let status = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
-    json_response(status, &rows, singular, &content_range, &prefer)
+    Ok(respond(status, rendered.body, singular, &content_range, &prefer))
 }
 
 async fn write(call: Call, method: Method, body: Option<Json>) -> Result<Response, RestError> {
@@ -125,15 +139,14 @@ async fn write(call: Call, method: Method, body: Option<Json>) -> Result<Respons
     let resolution = prefer.resolution;
     let name = table.clone();
     let op_method = method.clone();
-    let outcome: WriteOutcome = state
+    let rendered = state
         .db()
         .run(Access::Write, &table, started, move |conn, schema| {
             let table = schema.table(&name)?;
+            let body = body.unwrap_or(Json::Null);
             // Resolved even when nothing is returned, so a bad `select` is a 400 either way.
             let output = Output::resolve(table, query.select.as_deref())?;
-            let returning = returning.then_some(output);
-            let request = WriteRequest { table, query: &query, returning };
-            let body = body.unwrap_or(Json::Null);
+            let request = WriteRequest { table, query: &query, returning: returning.then_some(output) };
             let outcome = match op_method {
                 Method::POST => write::insert(conn, &request, &body, resolution)?,
                 Method::PATCH => write::update(conn, &request, &body, allow_unfiltered)?,
@@ -144,7 +157,8 @@ async fn write(call: Call, method: Method, body: Option<Json>) -> Result<Respons
             if singular && outcome.affected != 1 {
                 return Err(RestError::NotSingular { table: table.name.clone(), rows: outcome.affected }.into());
             }
-            Ok(outcome)
+            let body = if returning { Some(render(&outcome.rows, singular)?) } else { None };
+            Ok(Rendered { body, rows: outcome.rows.len(), total: None })
         })
         .await?;
     let status = match (method, returning) {
@@ -152,36 +166,36 @@ async fn write(call: Call, method: Method, body: Option<Json>) -> Result<Respons
         (_, true) => StatusCode::OK,
         (_, false) => StatusCode::NO_CONTENT,
     };
-    let content_range = match outcome.rows.len() {
+    let content_range = match rendered.rows {
         0 => "*/*".to_owned(),
         n => format!("0-{}/*", n - 1),
     };
-    if returning {
-        json_response(status, &outcome.rows, singular, &content_range, &prefer)
-    } else {
-        let mut response = status.into_response();
-        set_common_headers(response.headers_mut(), &content_range, &prefer);
-        Ok(response)
-    }
+    Ok(respond(status, rendered.body, singular, &content_range, &prefer))
 }
 
-fn json_response(
+/// `body` is JSON rows (an object when `singular`), or nothing for `return=minimal`.
+fn respond(
     status: StatusCode,
-    rows: &Rows,
+    body: Option<Vec<u8>>,
     singular: bool,
     content_range: &str,
     prefer: &Prefer,
-) -> Result<Response, RestError> {
-    let (body, media) = if singular {
-        (rows.object()?, HeaderValue::from_static("application/vnd.pgrst.object+json; charset=utf-8"))
-    } else {
-        (rows.array()?, HeaderValue::from_static("application/json; charset=utf-8"))
+) -> Response {
+    let mut response = match body {
+        Some(body) => {
+            let media = if singular {
+                HeaderValue::from_static("application/vnd.pgrst.object+json; charset=utf-8")
+            } else {
+                HeaderValue::from_static("application/json; charset=utf-8")
+            };
+            let mut response = (status, Body::from(body)).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, media);
+            response
+        }
+        None => status.into_response(),
     };
-    let mut response = (status, Body::from(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, media);
-    set_common_headers(headers, content_range, prefer);
-    Ok(response)
+    set_common_headers(response.headers_mut(), content_range, prefer);
+    response
 }
 
 fn set_common_headers(headers: &mut HeaderMap, content_range: &str, prefer: &Prefer) {
@@ -195,6 +209,11 @@ fn set_common_headers(headers: &mut HeaderMap, content_range: &str, prefer: &Pre
     }
 }
 
+/// Bodies up to this size are parsed in place; larger ones on a blocking thread, so that a megabyte of JSON
+/// does not stall the executor.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// The JSON body, size-limited, parsed before any database work so a bad body never waits for the writer.
 async fn read_json(body: Body, headers: &HeaderMap, limit: usize, table: &str) -> Result<Json, RestError> {
     headers::check_content_type(headers)?;
     // A declared length over the limit is refused before reading a byte of it.
@@ -213,5 +232,13 @@ async fn read_json(body: Body, headers: &HeaderMap, limit: usize, table: &str) -
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(RestError::bad_body(table, "the body is empty"));
     }
-    serde_json::from_slice(&bytes).map_err(|e| RestError::bad_body(table, format!("invalid JSON: {e}")))
+    let parse = move |bytes: Bytes| serde_json::from_slice::<Json>(&bytes).map_err(|e| e.to_string());
+    let parsed = if bytes.len() <= INLINE_PARSE_BYTES {
+        parse(bytes)
+    } else {
+        tokio::task::spawn_blocking(move || parse(bytes))
+            .await
+            .map_err(|e| RestError::Internal(format!("parsing the body for table `{table}`: {e}")))?
+    };
+    parsed.map_err(|e| RestError::bad_body(table, format!("invalid JSON: {e}")))
 }

@@ -268,3 +268,21 @@ async fn oversized_bodies_are_413() {
     let small = r#"{"name": "fits"}"#;
     assert_eq!(send(&app, Method::POST, "/items", &[], Some(small)).await.status, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn large_bodies_are_parsed_and_inserted() {
+    let fx = Fixture::new(PEOPLE);
+    let app = fx.app(&["people"]);
+    let rows: Vec<serde_json::Value> = (0..3000)
+        .map(|i| json!({"email": format!("user{i}@example.com"), "name": format!("User number {i}")}))
+        .collect();
+    let body = serde_json::to_string(&rows).expect("json");
+    assert!(body.len() > 100_000, "large enough to be parsed off the executor");
+    let reply = send(&app, Method::POST, "/people", &[], Some(&body)).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    assert_eq!(count(&fx, "SELECT count(*) FROM people"), 3002);
+    let broken = &body[..body.len() - 1];
+    let reply = send(&app, Method::POST, "/people", &[], Some(broken)).await;
+    assert_eq!((reply.status, reply.code().as_str()), (StatusCode::BAD_REQUEST, "PGRST102"));
+    assert_eq!(count(&fx, "SELECT count(*) FROM people"), 3002);
+}
