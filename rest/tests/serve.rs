@@ -29,6 +29,10 @@ async fn shutdown_drains_requests_in_flight() {
     let request =
         format!("GET /big?select=id&or=({}) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", terms.join(","));
     let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // A first, quick request on the same connection proves it was accepted before the shutdown begins.
+    stream.write_all(b"GET /big?select=id&id=eq.1 HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("send");
+    let first = read_one_response(&mut stream).await;
+    assert!(first.starts_with("HTTP/1.1 200") && first.ends_with("[{\"id\":1}]"), "{first}");
     stream.write_all(request.as_bytes()).await.expect("send request");
     tokio::time::sleep(Duration::from_millis(50)).await;
     cancel.cancel();
@@ -45,4 +49,29 @@ async fn shutdown_drains_requests_in_flight() {
     let stopped = tokio::time::timeout(Duration::from_secs(30), server).await.expect("server stops");
     stopped.expect("server task").expect("serve result");
     assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+}
+
+/// Reads exactly one response with a Content-Length body from a kept-alive connection.
+async fn read_one_response(stream: &mut TcpStream) -> String {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buffer).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("content-length");
+            if buffer.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(n > 0, "connection closed early");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
 }
