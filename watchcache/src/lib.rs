@@ -1,1 +1,30 @@
 //! Kubernetes list/watch into SQLite (issue 6).
+//!
+//! - [`Database`] opens one SQLite file (or `:memory:`) and hands out one [`Store`] per resource type.
+//! - [`Store`] has client-go's `Store`/`Indexer` semantics; [`Repository`] is the strict create/get/update/delete
+//!   API (reports-server style); both write through the same tables and the same event log.
+//! - The event log ([`WatchEvent`], [`Store::list_since`], [`Store::state_at`], [`Store::watch`]) backs watch
+//!   fan-out; [`ListOptions`] is Rancher steve's filter/sort/page language.
+//! - [`ingest()`] fills stores from the Kubernetes API with kube-rs' watcher.
+
+// Tests may unwrap: a panic there is a test failure with a backtrace, which is what we want.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod error;
+mod events;
+pub mod http;
+mod ingest;
+mod path;
+mod query;
+mod repository;
+mod resource;
+mod store;
+
+pub use error::{Error, Result};
+pub use events::{EventType, WatchEvent, WatchSession};
+
+pub use path::FieldPath;
+pub use query::{Filter, ListOptions, ListResult, Op, SortKey};
+pub use repository::Repository;
+pub use resource::{ResourceType, object_key};
+pub use store::{Database, IndexFunc, Indexers, Store, StoreConfig, WriteOp};

@@ -1,0 +1,331 @@
+//! The event log: every committed change of a store, in commit order, with its resource version.
+//!
+//! `list_since` / `watch` serve watchers; `state_at` answers "what did this object (or the whole list) look like
+//! at revision N" (rancher/vai's versioned indexer). Compaction keeps, for every key, the last event at or below
+//! the compaction point (unless it is a delete), so `state_at` stays exact for every revision not older than it.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, params};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::SqlContext;
+use crate::store::{Store, read_meta_u64, write_meta};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ADDED" => Some(Self::Added),
+            "MODIFIED" => Some(Self::Modified),
+            "DELETED" => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// One logged change. `seq` orders events within a store; `rv` is the Kubernetes resource version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchEvent {
+    pub seq: i64,
+    pub rv: u64,
+    pub kind: EventType,
+    pub key: String,
+    pub object: Value,
+}
+
+impl WatchEvent {
+    /// The Kubernetes watch wire form: `{"type": "ADDED", "object": {...}}`.
+    pub fn to_wire(&self) -> Value {
+        serde_json::json!({"type": self.kind.as_str(), "object": self.object})
+    }
+}
+
+impl Store {
+    fn compacted(&self, c: &rusqlite::Connection) -> Result<(u64, i64)> {
+        let p = &self.inner.p;
+        Ok((
+            read_meta_u64(c, p, "compacted_rv")?.unwrap_or(0),
+            read_meta_u64(c, p, "compacted_seq")?.unwrap_or(0) as i64,
+        ))
+    }
+
+    fn expired(&self, requested: u64, compacted: u64) -> Error {
+        Error::Expired { resource: self.name().to_owned(), requested, compacted }
+    }
+
+    fn rows(&self, c: &rusqlite::Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<WatchEvent>> {
+        let mut s = c.prepare_cached(sql).ctx(|| format!("{}: read events", self.name()))?;
+        let rows: Vec<(i64, i64, String, String, String)> = s
+            .query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .and_then(|r| r.collect())
+            .ctx(|| format!("{}: read events", self.name()))?;
+        rows.into_iter()
+            .map(|(seq, rv, t, key, obj)| {
+                let kind = EventType::parse(&t).ok_or_else(|| Error::Query {
+                    term: t.clone(),
+                    reason: format!("{}: unknown event type in the log", self.name()),
+                })?;
+                Ok(WatchEvent { seq, rv: rv as u64, kind, object: self.decode(&key, &obj)?, key })
+            })
+            .collect()
+    }
+
+    /// Events with a resource version above `rv`, in commit order; `Expired` if `rv` is older than the log.
+    pub fn list_since(&self, rv: u64) -> Result<Vec<WatchEvent>> {
+        let c = self.conn();
+        self.list_since_locked(&c, rv).map(|(evs, _)| evs)
+    }
+
+    /// Also returns the highest seq at the time of reading, so a session continues exactly after it.
+    fn list_since_locked(&self, c: &rusqlite::Connection, rv: u64) -> Result<(Vec<WatchEvent>, i64)> {
+        let (crv, cseq) = self.compacted(c)?;
+        if rv < crv {
+            return Err(self.expired(rv, crv));
+        }
+        let p = &self.inner.p;
+        let evs = self.rows(
+            c,
+            &format!(r#"SELECT seq, rv, type, key, object FROM "{p}_events" WHERE rv > ?1 AND seq > ?2 ORDER BY seq"#),
+            params![rv as i64, cseq],
+        )?;
+        let max: i64 = c
+            .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{p}_events""#), [], |r| r.get(0))
+            .ctx(|| format!("{}: last event", self.name()))?;
+        Ok((evs, max))
+    }
+
+    fn events_after_seq(&self, seq: i64) -> Result<Vec<WatchEvent>> {
+        let c = self.conn();
+        let (crv, cseq) = self.compacted(&c)?;
+        if seq < cseq {
+            return Err(self.expired(0, crv));
+        }
+        let p = &self.inner.p;
+        self.rows(
+            &c,
+            &format!(r#"SELECT seq, rv, type, key, object FROM "{p}_events" WHERE seq > ?1 ORDER BY seq"#),
+            [seq],
+        )
+    }
+
+    /// The object stored under `key` as of revision `rv` (None: absent then).
+    pub fn state_at(&self, key: &str, rv: u64) -> Result<Option<Value>> {
+        let c = self.conn();
+        let (crv, _) = self.compacted(&c)?;
+        if rv < crv {
+            return Err(self.expired(rv, crv));
+        }
+        let p = &self.inner.p;
+        let row: Option<(String, String)> = c
+            .query_row(
+                &format!(
+                    r#"SELECT type, object FROM "{p}_events" WHERE key = ?1 AND rv <= ?2 ORDER BY seq DESC LIMIT 1"#
+                ),
+                params![key, rv as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .ctx(|| format!("{} {key}: state at {rv}", self.name()))?;
+        match row {
+            Some((t, _)) if t == "DELETED" => Ok(None),
+            Some((_, obj)) => self.decode(key, &obj).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every object as of revision `rv`, ordered by key.
+    pub fn list_at(&self, rv: u64) -> Result<Vec<Value>> {
+        let c = self.conn();
+        let (crv, _) = self.compacted(&c)?;
+        if rv < crv {
+            return Err(self.expired(rv, crv));
+        }
+        let p = &self.inner.p;
+        let evs = self.rows(
+            &c,
+            &format!(r#"SELECT seq, rv, type, key, object FROM "{p}_events" WHERE rv <= ?1 ORDER BY seq"#),
+            [rv as i64],
+        )?;
+        let mut state = BTreeMap::new();
+        for e in evs {
+            match e.kind {
+                EventType::Deleted => state.remove(&e.key),
+                _ => state.insert(e.key, e.object),
+            };
+        }
+        Ok(state.into_values().collect())
+    }
+
+    /// Forget history at or below `rv` (keeping each key's last state there); later `list_since(< rv)` is Expired.
+    pub fn compact(&self, rv: u64) -> Result<usize> {
+        let c = self.conn();
+        let p = &self.inner.p;
+        let (crv, _) = self.compacted(&c)?;
+        if rv <= crv {
+            return Ok(0);
+        }
+        let name = self.name();
+        let tx = c.unchecked_transaction().ctx(|| format!("{name}: compact"))?;
+        // Superseded events, then deletes that are a key's latest state at the compaction point.
+        let mut n = tx
+            .execute(
+                &format!(
+                    r#"DELETE FROM "{p}_events" AS e WHERE e.rv <= ?1 AND EXISTS (SELECT 1 FROM "{p}_events" AS l
+                         WHERE l.key = e.key AND l.rv <= ?1 AND l.seq > e.seq)"#
+                ),
+                [rv as i64],
+            )
+            .ctx(|| format!("{name}: compact to {rv}"))?;
+        n += tx
+            .execute(&format!(r#"DELETE FROM "{p}_events" WHERE rv <= ?1 AND type = 'DELETED'"#), [rv as i64])
+            .ctx(|| format!("{name}: compact deletes to {rv}"))?;
+        let seq: i64 = tx
+            .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{p}_events" WHERE rv <= ?1"#), [rv as i64], |r| {
+                r.get(0)
+            })
+            .ctx(|| format!("{name}: compact seq"))?;
+        let old_seq = self.compacted(&tx)?.1;
+        write_meta(&tx, p, "compacted_rv", &rv.to_string())?;
+        write_meta(&tx, p, "compacted_seq", &seq.max(old_seq).to_string())?;
+        tx.commit().ctx(|| format!("{name}: compact commit"))?;
+        Ok(n)
+    }
+
+    /// Keep about the newest `keep` events: compact to the revision just below them.
+    pub fn compact_keep_last(&self, keep: usize) -> Result<usize> {
+        let rv: Option<i64> = {
+            let c = self.conn();
+            let p = &self.inner.p;
+            c.query_row(
+                &format!(r#"SELECT rv FROM "{p}_events" ORDER BY seq DESC LIMIT 1 OFFSET ?1"#),
+                [keep as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx(|| format!("{}: compact by count", self.name()))?
+        };
+        match rv {
+            Some(rv) => self.compact(rv as u64),
+            None => Ok(0),
+        }
+    }
+
+    /// Compact away events logged more than `age` ago.
+    pub fn compact_older_than(&self, age: std::time::Duration) -> Result<usize> {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(age)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let rv: Option<i64> = {
+            let c = self.conn();
+            let p = &self.inner.p;
+            c.query_row(&format!(r#"SELECT MAX(rv) FROM "{p}_events" WHERE ts < ?1"#), [cutoff], |r| r.get(0))
+                .ctx(|| format!("{}: compact by age", self.name()))?
+        };
+        match rv {
+            Some(rv) => self.compact(rv as u64),
+            None => Ok(0),
+        }
+    }
+
+    /// A consistent snapshot (objects ordered by key) and the revision to watch from after it.
+    pub fn snapshot(&self) -> Result<(Vec<Value>, u64)> {
+        // list and last_rv under one lock hold so no write slips between them
+        let c = self.conn();
+        let p = &self.inner.p;
+        let rv = read_meta_u64(&c, p, "last_rv")?.unwrap_or(0);
+        let mut s = c
+            .prepare_cached(&format!(r#"SELECT key, object FROM "{p}_objects" ORDER BY key"#))
+            .ctx(|| format!("{}: snapshot", self.name()))?;
+        let rows: Vec<(String, String)> = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|r| r.collect())
+            .ctx(|| format!("{}: snapshot", self.name()))?;
+        let items = rows.iter().map(|(k, t)| self.decode(k, t)).collect::<Result<_>>()?;
+        Ok((items, rv))
+    }
+
+    /// Every event after revision `rv`, then live events as they commit, until `cancel` or the session is
+    /// dropped. Fails at once with `Expired` if `rv` is compacted away.
+    pub fn watch(&self, rv: u64, cancel: CancellationToken) -> Result<WatchSession> {
+        let mut notified = self.inner.notify.subscribe();
+        let (backlog, mut last_seq) = {
+            let c = self.conn();
+            self.list_since_locked(&c, rv)?
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let store = self.clone();
+        tokio::spawn(async move {
+            for e in backlog {
+                if tx.send(Ok(e)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tx.closed() => return,
+                    changed = notified.changed() => if changed.is_err() { return },
+                }
+                if *notified.borrow_and_update() <= last_seq {
+                    continue;
+                }
+                let s = store.clone();
+                let read = tokio::task::spawn_blocking(move || s.events_after_seq(last_seq)).await;
+                let evs = match read {
+                    Ok(Ok(evs)) => evs,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Error::Join(e.to_string()))).await;
+                        return;
+                    }
+                };
+                for e in evs {
+                    last_seq = e.seq;
+                    if tx.send(Ok(e)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(WatchSession { rx })
+    }
+}
+
+/// Events of one watcher; ends on cancellation. An `Err` (e.g. Expired after compaction overtook a slow
+/// reader) is the last item.
+pub struct WatchSession {
+    rx: tokio::sync::mpsc::Receiver<Result<WatchEvent>>,
+}
+
+impl WatchSession {
+    pub async fn next(&mut self) -> Option<Result<WatchEvent>> {
+        self.rx.recv().await
+    }
+
+    pub fn into_stream(self) -> impl futures::Stream<Item = Result<WatchEvent>> + Send + 'static {
+        futures::stream::unfold(self.rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+    }
+}

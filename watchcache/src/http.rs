@@ -1,0 +1,1 @@
+//! HTTP routes (phase 5).

@@ -1,0 +1,1 @@
+//! Kubernetes -> store ingestion (phase 4).

@@ -1,0 +1,135 @@
+//! Event log, compaction, state_at and watch sessions.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use litecar_watchcache::{Error, EventType, WriteOp};
+use tokio_util::sync::CancellationToken;
+
+#[test]
+fn log_records_adds_updates_deletes_with_resource_versions() {
+    let s = pods();
+    s.add(pod("ns", "a", 10)).unwrap();
+    s.add(pod("ns", "b", 11)).unwrap();
+    s.update(with_labels(pod("ns", "a", 12), &[("x", "1")])).unwrap();
+    // an identical write is not a change
+    s.update(with_labels(pod("ns", "a", 12), &[("x", "1")])).unwrap();
+    s.delete(&pod("ns", "b", 13)).unwrap();
+    let evs = s.list_since(0).unwrap();
+    let got: Vec<(u64, EventType, &str)> = evs.iter().map(|e| (e.rv, e.kind, e.key.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (10, EventType::Added, "ns/a"),
+            (11, EventType::Added, "ns/b"),
+            (12, EventType::Modified, "ns/a"),
+            (13, EventType::Deleted, "ns/b")
+        ]
+    );
+    assert_eq!(s.list_since(11).unwrap().len(), 2);
+    assert!(s.list_since(13).unwrap().is_empty());
+    assert_eq!(evs[2].to_wire()["type"], "MODIFIED");
+}
+
+#[test]
+fn replace_logs_the_difference() {
+    let s = pods();
+    s.replace(vec![pod("ns", "a", 1), pod("ns", "b", 2)], Some("2")).unwrap();
+    s.replace(vec![pod("ns", "a", 1), pod("ns", "c", 5)], Some("7")).unwrap();
+    let evs = s.list_since(2).unwrap();
+    let got: Vec<(u64, EventType, &str)> = evs.iter().map(|e| (e.rv, e.kind, e.key.as_str())).collect();
+    assert_eq!(got, [(5, EventType::Added, "ns/c"), (7, EventType::Deleted, "ns/b")]);
+    assert_eq!(s.last_resource_version().unwrap(), 7);
+}
+
+#[test]
+fn state_at_answers_for_objects_and_lists() {
+    let s = pods();
+    s.add(pod("ns", "a", 10)).unwrap();
+    s.add(pod("ns", "b", 20)).unwrap();
+    s.update(with_labels(pod("ns", "a", 30), &[("v", "2")])).unwrap();
+    s.delete(&pod("ns", "b", 40)).unwrap();
+    assert_eq!(s.state_at("ns/a", 5).unwrap(), None);
+    assert_eq!(s.state_at("ns/a", 25).unwrap().unwrap()["metadata"]["resourceVersion"], "10");
+    assert_eq!(s.state_at("ns/a", 30).unwrap().unwrap()["metadata"]["labels"]["v"], "2");
+    assert!(s.state_at("ns/b", 39).unwrap().is_some());
+    assert_eq!(s.state_at("ns/b", 40).unwrap(), None);
+    assert_eq!(names(&s.list_at(25).unwrap()), ["a", "b"]);
+    assert_eq!(names(&s.list_at(45).unwrap()), ["a"]);
+}
+
+#[test]
+fn compaction_expires_old_revisions_but_keeps_state() {
+    let s = pods();
+    for rv in 1..=10 {
+        s.add(with_labels(pod("ns", "a", rv), &[("n", &rv.to_string())])).unwrap();
+    }
+    s.add(pod("ns", "gone", 11)).unwrap();
+    s.delete(&pod("ns", "gone", 12)).unwrap();
+    s.add(pod("ns", "b", 13)).unwrap();
+    assert!(s.compact(8).unwrap() > 0);
+    let e = s.list_since(7).unwrap_err();
+    assert!(matches!(e, Error::Expired { requested: 7, compacted: 8, .. }), "{e}");
+    assert!(matches!(s.state_at("ns/a", 7), Err(Error::Expired { .. })));
+    assert_eq!(s.state_at("ns/a", 8).unwrap().unwrap()["metadata"]["labels"]["n"], "8");
+    assert_eq!(s.list_since(8).unwrap().iter().map(|e| e.rv).collect::<Vec<_>>(), [9, 10, 11, 12, 13]);
+    // by count: keep the newest 2 events
+    s.compact_keep_last(2).unwrap();
+    assert_eq!(s.list_since(11).unwrap().iter().map(|e| e.rv).collect::<Vec<_>>(), [12, 13]);
+    assert!(s.list_since(10).is_err());
+    assert_eq!(names(&s.list_at(12).unwrap()), ["a"]);
+    assert_eq!(names(&s.list_at(13).unwrap()), ["a", "b"]);
+    // by age: everything is older than zero seconds
+    std::thread::sleep(Duration::from_millis(5));
+    s.compact_older_than(Duration::ZERO).unwrap();
+    assert!(matches!(s.list_since(12), Err(Error::Expired { compacted: 13, .. })));
+    assert_eq!(names(&s.list_at(13).unwrap()), ["a", "b"]);
+}
+
+#[tokio::test]
+async fn snapshot_then_watch_sees_every_later_event_once_in_order() {
+    let s = pods();
+    s.add(pod("ns", "a", 1)).unwrap();
+    let (items, rv) = s.snapshot().unwrap();
+    assert_eq!((names(&items), rv), (vec!["a".to_owned()], 1));
+    s.add(pod("ns", "b", 2)).unwrap();
+    let cancel = CancellationToken::new();
+    let mut w1 = s.watch(rv, cancel.clone()).unwrap();
+    let mut w2 = s.watch(rv, cancel.clone()).unwrap();
+    let writer = {
+        let s = s.clone();
+        tokio::task::spawn_blocking(move || {
+            for i in 3..=50u64 {
+                let ops = vec![WriteOp::Upsert(pod("ns", &format!("p{i}"), i))];
+                s.write(ops).unwrap();
+            }
+            s.write(vec![WriteOp::Delete { key: "ns/a".into(), object: Some(pod("ns", "a", 51)) }]).unwrap();
+        })
+    };
+    for w in [&mut w1, &mut w2] {
+        let mut rvs = Vec::new();
+        while rvs.len() < 50 {
+            let e = tokio::time::timeout(Duration::from_secs(10), w.next()).await.unwrap().unwrap().unwrap();
+            rvs.push(e.rv);
+        }
+        assert_eq!(rvs, (2..=51).collect::<Vec<_>>());
+    }
+    writer.await.unwrap();
+    cancel.cancel();
+    assert!(tokio::time::timeout(Duration::from_secs(5), w1.next()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_revision_is_expired() {
+    let s = pods();
+    for rv in 1..=5 {
+        s.add(pod("ns", &format!("p{rv}"), rv)).unwrap();
+    }
+    s.compact(4).unwrap();
+    assert!(matches!(s.watch(2, CancellationToken::new()), Err(Error::Expired { .. })));
+    let mut w = s.watch(4, CancellationToken::new()).unwrap();
+    assert_eq!(w.next().await.unwrap().unwrap().rv, 5);
+}
