@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 pub mod emulators;
+pub mod fakekube;
 pub mod workload;
 
 /// Path of the `litecar` binary under test.

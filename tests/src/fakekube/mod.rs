@@ -1,0 +1,763 @@
+//! A fake Kubernetes API server for tests: an in-process axum app on 127.0.0.1 (random port) that speaks enough
+//! of the real API for kube-rs and kubectl: discovery, list (resourceVersion "0"/exact/not-older-than, `limit` +
+//! `continue`, label and field selectors), get/create/update/delete, and chunked newline-delimited watch
+//! streams with bookmarks and `410 Expired` for compacted revisions. Fault knobs drop watch streams, force a 410,
+//! fail requests with 500 and add latency. Every request is logged so tests can assert what a client did.
+
+mod selector;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use selector::Selector;
+
+pub const PODS: &str = "v1/pods";
+pub const CONFIGMAPS: &str = "v1/configmaps";
+pub const SECRETS: &str = "v1/secrets";
+pub const NAMESPACES: &str = "v1/namespaces";
+
+/// A resource type the fake serves; its id is `apiVersion/plural` (e.g. `v1/pods`, `apps/v1/deployments`).
+#[derive(Debug, Clone)]
+pub struct ResourceDef {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub namespaced: bool,
+}
+
+impl ResourceDef {
+    pub fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
+        Self { group: group.into(), version: version.into(), kind: kind.into(), plural: plural.into(), namespaced }
+    }
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+    }
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.api_version(), self.plural)
+    }
+}
+
+/// A logged request.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+}
+
+impl RequestRecord {
+    pub fn is_watch(&self) -> bool {
+        self.query.get("watch").is_some_and(|w| w == "true" || w == "1")
+    }
+    pub fn is_list(&self) -> bool {
+        self.method == "GET" && !self.is_watch()
+    }
+}
+
+/// Fault knobs; change them with [`FakeKube::faults`].
+#[derive(Debug, Clone)]
+pub struct Faults {
+    /// Close every watch stream after this many events (bookmarks not counted).
+    pub drop_watch_after: Option<usize>,
+    /// The next watch request gets an ERROR event with a 410 Expired status.
+    pub force_gone_next_watch: bool,
+    /// The next N requests to resource paths get a 500.
+    pub fail_next: usize,
+    /// Added before every resource request.
+    pub latency: Duration,
+    /// Interval of BOOKMARK events on watches that allow them.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            drop_watch_after: None,
+            force_gone_next_watch: false,
+            fail_next: 0,
+            latency: Duration::ZERO,
+            bookmark_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Event {
+    rv: u64,
+    resource: String,
+    kind: &'static str,
+    object: Value,
+}
+
+#[derive(Default)]
+struct Db {
+    rv: u64,
+    resources: BTreeMap<String, ResourceDef>,
+    /// resource id -> key (ns/name or name) -> object
+    objects: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Every change since the start, so exact-revision lists can be answered by replay.
+    history: Vec<Event>,
+    compacted: u64,
+}
+
+struct Shared {
+    db: Mutex<Db>,
+    events: broadcast::Sender<Event>,
+    faults: Mutex<Faults>,
+    log: Mutex<Vec<RequestRecord>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A Kubernetes API error as a Status object.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Self { code, reason, message: message.into() }
+    }
+    fn status(&self) -> Value {
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": self.message, "reason": self.reason, "code": self.code})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (code, axum::Json(self.status())).into_response()
+    }
+}
+
+/// RFC 3339 UTC without a date library (Howard Hinnant's civil-from-days).
+fn rfc3339_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn key_of(ns: Option<&str>, name: &str) -> String {
+    match ns.filter(|n| !n.is_empty()) {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// The fake server. Dropping it stops serving.
+pub struct FakeKube {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl FakeKube {
+    /// Start on 127.0.0.1 with a random port, serving core/v1 pods, configmaps, secrets and namespaces.
+    pub async fn start() -> Self {
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            db: Mutex::new(Db::default()),
+            events,
+            faults: Mutex::new(Faults::default()),
+            log: Mutex::default(),
+        });
+        let cancel = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake kube");
+        let addr = listener.local_addr().expect("fake kube address");
+        let app = axum::Router::new().fallback(handle).with_state(shared.clone());
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(c.cancelled_owned()).await;
+        });
+        let fake = Self { addr, shared, cancel };
+        for r in [
+            ResourceDef::new("", "v1", "Pod", "pods", true),
+            ResourceDef::new("", "v1", "ConfigMap", "configmaps", true),
+            ResourceDef::new("", "v1", "Secret", "secrets", true),
+            ResourceDef::new("", "v1", "Namespace", "namespaces", false),
+        ] {
+            fake.register(r);
+        }
+        fake
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kube-rs client for this server.
+    pub fn client(&self) -> kube::Client {
+        let uri: axum::http::Uri = self.url().parse().expect("fake kube url");
+        let config = kube::Config::new(uri);
+        kube::Client::try_from(config).expect("kube client for the fake")
+    }
+
+    /// A kubeconfig for kubectl pointing at this server.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: u\n  user:\n    token: fake\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: u\n    namespace: default\ncurrent-context: fake\n",
+            self.url()
+        )
+    }
+
+    pub fn register(&self, def: ResourceDef) {
+        let mut db = lock(&self.shared.db);
+        db.objects.entry(def.id()).or_default();
+        db.resources.insert(def.id(), def);
+    }
+
+    pub fn faults(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut lock(&self.shared.faults));
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.log).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        lock(&self.shared.db).rv
+    }
+
+    /// Forget history up to the current revision: older watches and continue tokens get 410.
+    pub fn compact(&self) {
+        let mut db = lock(&self.shared.db);
+        db.compacted = db.rv;
+    }
+
+    /// Current objects of a resource, ordered by key.
+    pub fn objects(&self, resource: &str) -> Vec<Value> {
+        lock(&self.shared.db).objects.get(resource).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn create(&self, resource: &str, obj: Value) -> Result<Value, ApiError> {
+        let ns = obj["metadata"]["namespace"].as_str().map(str::to_owned);
+        create(&self.shared, resource, ns.as_deref(), obj)
+    }
+
+    pub fn update(&self, resource: &str, obj: Value) -> Result<Value, ApiError> {
+        let ns = obj["metadata"]["namespace"].as_str().map(str::to_owned);
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        update(&self.shared, resource, ns.as_deref(), &name, obj)
+    }
+
+    pub fn delete(&self, resource: &str, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        delete(&self.shared, resource, ns, name)
+    }
+}
+
+fn commit(shared: &Shared, db: &mut Db, resource: &str, kind: &'static str, object: Value) {
+    let ev = Event { rv: db.rv, resource: resource.to_owned(), kind, object };
+    db.history.push(ev.clone());
+    // no receivers is fine
+    let _ = shared.events.send(ev);
+}
+
+fn resource_def(db: &Db, resource: &str) -> Result<ResourceDef, ApiError> {
+    db.resources.get(resource).cloned().ok_or_else(|| {
+        ApiError::new(404, "NotFound", format!("the server could not find the requested resource {resource}"))
+    })
+}
+
+fn create(shared: &Shared, resource: &str, ns: Option<&str>, mut obj: Value) -> Result<Value, ApiError> {
+    let mut db = lock(&shared.db);
+    let def = resource_def(&db, resource)?;
+    let name = obj["metadata"]["name"].as_str().filter(|n| !n.is_empty()).map(str::to_owned);
+    let name = name.ok_or_else(|| ApiError::new(422, "Invalid", "metadata.name: Required value"))?;
+    let ns = if def.namespaced { Some(ns.unwrap_or("default")) } else { None };
+    let key = key_of(ns, &name);
+    if db.objects.get(resource).is_some_and(|m| m.contains_key(&key)) {
+        return Err(ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", def.plural)));
+    }
+    db.rv += 1;
+    let rv = db.rv;
+    obj["apiVersion"] = json!(def.api_version());
+    obj["kind"] = json!(def.kind);
+    let m = &mut obj["metadata"];
+    if let Some(ns) = ns {
+        m["namespace"] = json!(ns);
+    }
+    m["uid"] = json!(format!("00000000-0000-4000-8000-{rv:012}"));
+    m["resourceVersion"] = json!(rv.to_string());
+    m["creationTimestamp"] = json!(rfc3339_now());
+    db.objects.entry(resource.to_owned()).or_default().insert(key, obj.clone());
+    commit(shared, &mut db, resource, "ADDED", obj.clone());
+    Ok(obj)
+}
+
+fn update(shared: &Shared, resource: &str, ns: Option<&str>, name: &str, mut obj: Value) -> Result<Value, ApiError> {
+    let mut db = lock(&shared.db);
+    let def = resource_def(&db, resource)?;
+    let key = key_of(if def.namespaced { Some(ns.unwrap_or("default")) } else { None }, name);
+    let Some(old) = db.objects.get(resource).and_then(|m| m.get(&key)).cloned() else {
+        return Err(ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", def.plural)));
+    };
+    if let Some(rv) = obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty())
+        && old["metadata"]["resourceVersion"].as_str() != Some(rv)
+    {
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} \"{name}\": the object has been modified", def.plural),
+        ));
+    }
+    db.rv += 1;
+    obj["apiVersion"] = json!(def.api_version());
+    obj["kind"] = json!(def.kind);
+    for f in ["namespace", "uid", "creationTimestamp"] {
+        obj["metadata"][f] = old["metadata"][f].clone();
+    }
+    obj["metadata"]["resourceVersion"] = json!(db.rv.to_string());
+    db.objects.entry(resource.to_owned()).or_default().insert(key, obj.clone());
+    commit(shared, &mut db, resource, "MODIFIED", obj.clone());
+    Ok(obj)
+}
+
+fn delete(shared: &Shared, resource: &str, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    let mut db = lock(&shared.db);
+    let def = resource_def(&db, resource)?;
+    let key = key_of(if def.namespaced { Some(ns.unwrap_or("default")) } else { None }, name);
+    let Some(mut obj) = db.objects.get_mut(resource).and_then(|m| m.remove(&key)) else {
+        return Err(ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", def.plural)));
+    };
+    db.rv += 1;
+    obj["metadata"]["resourceVersion"] = json!(db.rv.to_string());
+    commit(shared, &mut db, resource, "DELETED", obj.clone());
+    Ok(obj)
+}
+
+/// What a path names.
+struct Target {
+    resource: String,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+fn parse_target(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (api_version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => (v.to_string(), rest),
+        ["apis", g, v, rest @ ..] => (format!("{g}/{v}"), rest),
+        _ => return None,
+    };
+    let t = |plural: &str, ns: Option<&str>, name: Option<&str>| Target {
+        resource: format!("{api_version}/{plural}"),
+        namespace: ns.map(str::to_owned),
+        name: name.map(str::to_owned),
+    };
+    match rest {
+        [plural] => Some(t(plural, None, None)),
+        ["namespaces", ns, plural] => Some(t(plural, Some(ns), None)),
+        ["namespaces", ns, plural, name] => Some(t(plural, Some(ns), Some(name))),
+        [plural, name] => Some(t(plural, None, Some(name))),
+        _ => None,
+    }
+}
+
+fn query_map(q: Option<&str>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for kv in q.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        out.insert(decode(k), decode(v));
+    }
+    out
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() + 1 && s.get(i + 1..i + 3).is_some() => {
+                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    Ok(c) => out.push(c),
+                    Err(_) => out.push(b'%'),
+                }
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let query = query_map(req.uri().query());
+    let method = req.method().clone();
+    lock(&shared.log).push(RequestRecord { method: method.to_string(), path: path.clone(), query: query.clone() });
+    match path.as_str() {
+        "/version" => {
+            return axum::Json(
+                json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "platform": "linux/amd64"}),
+            )
+            .into_response();
+        }
+        "/api" => {
+            return axum::Json(json!({"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}))
+            .into_response();
+        }
+        "/apis" => return axum::Json(api_groups(&shared)).into_response(),
+        _ => {}
+    }
+    if let Some(list) = resource_list(&shared, &path) {
+        return axum::Json(list).into_response();
+    }
+    let Some(target) = parse_target(&path) else {
+        return ApiError::new(404, "NotFound", format!("the server could not find the requested resource {path}"))
+            .into_response();
+    };
+    let (latency, fail) = {
+        let mut f = lock(&shared.faults);
+        let fail = f.fail_next > 0;
+        f.fail_next = f.fail_next.saturating_sub(1);
+        (f.latency, fail)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if fail {
+        return ApiError::new(500, "InternalError", "injected fault").into_response();
+    }
+    let body = axum::body::to_bytes(req.into_body(), 16 << 20).await.unwrap_or_default();
+    let result = match (&method, &target.name) {
+        (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            return watch(shared, target, query);
+        }
+        (&Method::GET, None) => list(&shared, &target, &query),
+        (&Method::GET, Some(name)) => {
+            let db = lock(&shared.db);
+            resource_def(&db, &target.resource).and_then(|def| {
+                let key = key_of(target.namespace.as_deref().filter(|_| def.namespaced), name);
+                db.objects
+                    .get(&target.resource)
+                    .and_then(|m| m.get(&key))
+                    .cloned()
+                    .ok_or_else(|| ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", def.plural)))
+            })
+        }
+        (&Method::POST, None) => match serde_json::from_slice(&body) {
+            Ok(obj) => create(&shared, &target.resource, target.namespace.as_deref(), obj),
+            Err(e) => Err(ApiError::new(400, "BadRequest", e.to_string())),
+        },
+        (&Method::PUT, Some(name)) => match serde_json::from_slice(&body) {
+            Ok(obj) => update(&shared, &target.resource, target.namespace.as_deref(), name, obj),
+            Err(e) => Err(ApiError::new(400, "BadRequest", e.to_string())),
+        },
+        (&Method::DELETE, Some(name)) => delete(&shared, &target.resource, target.namespace.as_deref(), name),
+        _ => Err(ApiError::new(405, "MethodNotAllowed", format!("{method} {path} is not supported"))),
+    };
+    match result {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn api_groups(shared: &Shared) -> Value {
+    let db = lock(&shared.db);
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for d in db.resources.values().filter(|d| !d.group.is_empty()) {
+        let vs = groups.entry(d.group.clone()).or_default();
+        if !vs.contains(&d.version) {
+            vs.push(d.version.clone());
+        }
+    }
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(g, vs)| {
+            let versions: Vec<Value> =
+                vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `/api/v1` or `/apis/{group}/{version}`: an APIResourceList.
+fn resource_list(shared: &Shared, path: &str) -> Option<Value> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let gv = match segs.as_slice() {
+        ["api", v] => v.to_string(),
+        ["apis", g, v] => format!("{g}/{v}"),
+        _ => return None,
+    };
+    let db = lock(&shared.db);
+    let resources: Vec<Value> = db
+        .resources
+        .values()
+        .filter(|d| d.api_version() == gv)
+        .map(|d| {
+            json!({"name": d.plural, "singularName": d.kind.to_lowercase(), "namespaced": d.namespaced,
+                   "kind": d.kind, "verbs": ["create", "delete", "get", "list", "update", "watch"]})
+        })
+        .collect();
+    if resources.is_empty() {
+        return None;
+    }
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+}
+
+struct Filters {
+    namespace: Option<String>,
+    labels: Selector,
+    fields: Selector,
+}
+
+impl Filters {
+    fn parse(target: &Target, q: &BTreeMap<String, String>) -> Result<Self, ApiError> {
+        let bad = |e: String| ApiError::new(400, "BadRequest", e);
+        let labels = Selector::parse(q.get("labelSelector").map(String::as_str).unwrap_or("")).map_err(bad)?;
+        let fields = Selector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")).map_err(bad)?;
+        fields.check_fields().map_err(bad)?;
+        Ok(Self { namespace: target.namespace.clone(), labels, fields })
+    }
+
+    fn matches(&self, obj: &Value) -> bool {
+        if let Some(ns) = &self.namespace
+            && obj["metadata"]["namespace"].as_str() != Some(ns.as_str())
+        {
+            return false;
+        }
+        self.labels.matches(|k| selector::label(obj, k)) && self.fields.matches(|k| selector::field(obj, k))
+    }
+}
+
+fn expired(message: &str) -> ApiError {
+    ApiError::new(410, "Expired", message)
+}
+
+/// Objects of `resource` as of revision `rv`, by replaying the history.
+fn state_at(db: &Db, resource: &str, rv: u64) -> BTreeMap<String, Value> {
+    let mut m = BTreeMap::new();
+    for e in db.history.iter().filter(|e| e.resource == resource && e.rv <= rv) {
+        let ns = e.object["metadata"]["namespace"].as_str();
+        let key = key_of(ns, e.object["metadata"]["name"].as_str().unwrap_or_default());
+        if e.kind == "DELETED" {
+            m.remove(&key);
+        } else {
+            m.insert(key, e.object.clone());
+        }
+    }
+    m
+}
+
+fn list(shared: &Shared, target: &Target, q: &BTreeMap<String, String>) -> Result<Value, ApiError> {
+    let filters = Filters::parse(target, q)?;
+    let db = lock(&shared.db);
+    let def = resource_def(&db, &target.resource)?;
+    let rv_param = q.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let exact = q.get("resourceVersionMatch").is_some_and(|m| m == "Exact");
+    let parse =
+        |s: &str| s.parse::<u64>().map_err(|_| ApiError::new(400, "BadRequest", format!("bad resourceVersion {s:?}")));
+    // continue tokens pin the revision of the first page: "<rv>|<last key>"
+    let (at, after) = match q.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let (rv, key) =
+                token.split_once('|').ok_or_else(|| ApiError::new(400, "BadRequest", "bad continue token"))?;
+            let rv = parse(rv)?;
+            if rv < db.compacted {
+                return Err(expired("The provided continue parameter is too old to display a consistent list result."));
+            }
+            (rv, Some(key.to_owned()))
+        }
+        None => match rv_param {
+            "" | "0" => (db.rv, None),
+            s if exact => {
+                let rv = parse(s)?;
+                if rv < db.compacted {
+                    return Err(expired(&format!("too old resource version: {rv} ({})", db.compacted)));
+                }
+                if rv > db.rv {
+                    return Err(ApiError::new(
+                        504,
+                        "Timeout",
+                        format!("Too large resource version: {rv}, current: {}", db.rv),
+                    ));
+                }
+                (rv, None)
+            }
+            s => {
+                let rv = parse(s)?;
+                if rv > db.rv {
+                    return Err(ApiError::new(
+                        504,
+                        "Timeout",
+                        format!("Too large resource version: {rv}, current: {}", db.rv),
+                    ));
+                }
+                (db.rv, None)
+            }
+        },
+    };
+    let objects = if at == db.rv {
+        db.objects.get(&target.resource).cloned().unwrap_or_default()
+    } else {
+        state_at(&db, &target.resource, at)
+    };
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let matching: Vec<(&String, &Value)> = objects
+        .iter()
+        .filter(|(k, _)| after.as_ref().is_none_or(|a| k.as_str() > a.as_str()))
+        .filter(|(_, o)| filters.matches(o))
+        .collect();
+    let page: Vec<Value> = matching.iter().take(limit).map(|(_, o)| (*o).clone()).collect();
+    let mut meta = json!({"resourceVersion": at.to_string()});
+    if matching.len() > page.len()
+        && let Some((last, _)) = matching.get(page.len().saturating_sub(1))
+    {
+        meta["continue"] = json!(format!("{at}|{last}"));
+        meta["remainingItemCount"] = json!(matching.len() - page.len());
+    }
+    Ok(json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta, "items": page}))
+}
+
+fn line(v: &Value) -> Result<Bytes, Infallible> {
+    let mut s = v.to_string();
+    s.push('\n');
+    Ok(Bytes::from(s))
+}
+
+fn watch(shared: Arc<Shared>, target: Target, q: BTreeMap<String, String>) -> Response {
+    let filters = match Filters::parse(&target, &q) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let (def, backlog, mut rx, start) = {
+        let db = lock(&shared.db);
+        let def = match resource_def(&db, &target.resource) {
+            Ok(d) => d,
+            Err(e) => return e.into_response(),
+        };
+        // subscribe under the lock so nothing committed after the backlog read is missed
+        let rx = shared.events.subscribe();
+        let rv_param = q.get("resourceVersion").map(String::as_str).unwrap_or("");
+        let forced = std::mem::take(&mut lock(&shared.faults).force_gone_next_watch);
+        let backlog: Result<Vec<Event>, ApiError> = match rv_param {
+            // "" / "0": synthetic ADDED for the current state, then changes
+            "" | "0" => Ok(db
+                .objects
+                .get(&target.resource)
+                .map(|m| {
+                    m.values()
+                        .map(|o| Event {
+                            rv: db.rv,
+                            resource: target.resource.clone(),
+                            kind: "ADDED",
+                            object: o.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()),
+            s => match s.parse::<u64>() {
+                Ok(rv) if forced || rv < db.compacted => {
+                    Err(expired(&format!("too old resource version: {rv} ({})", db.compacted.max(rv + 1))))
+                }
+                Ok(rv) => {
+                    Ok(db.history.iter().filter(|e| e.resource == target.resource && e.rv > rv).cloned().collect())
+                }
+                Err(_) => {
+                    return ApiError::new(400, "BadRequest", format!("bad resourceVersion {s:?}")).into_response();
+                }
+            },
+        };
+        (def, backlog, rx, db.rv)
+    };
+    let faults = lock(&shared.faults).clone();
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
+    tokio::spawn(async move {
+        let backlog = match backlog {
+            Ok(b) => b,
+            Err(e) => {
+                // the API server answers 200 and sends the 410 as an ERROR event
+                let _ = tx.send(line(&json!({"type": "ERROR", "object": e.status()}))).await;
+                return;
+            }
+        };
+        let deadline = tokio::time::Instant::now() + timeout.unwrap_or(Duration::from_secs(3600));
+        let mut sent = 0usize;
+        let mut last_rv = start;
+        let mut tick = tokio::time::interval(faults.bookmark_interval);
+        tick.tick().await;
+        for e in backlog.into_iter().filter(|e| filters.matches(&e.object)) {
+            if faults.drop_watch_after.is_some_and(|n| sent >= n) {
+                return;
+            }
+            if tx.send(line(&json!({"type": e.kind, "object": e.object}))).await.is_err() {
+                return;
+            }
+            sent += 1;
+        }
+        loop {
+            if faults.drop_watch_after.is_some_and(|n| sent >= n) {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = tx.closed() => return,
+                _ = tick.tick(), if bookmarks => {
+                    let bm = json!({"type": "BOOKMARK", "object": {"kind": def.kind, "apiVersion": def.api_version(),
+                        "metadata": {"resourceVersion": last_rv.to_string()}}});
+                    if tx.send(line(&bm)).await.is_err() { return }
+                }
+                ev = rx.recv() => match ev {
+                    Ok(e) => {
+                        last_rv = last_rv.max(e.rv);
+                        if e.rv <= start || e.resource != target.resource || !filters.matches(&e.object) { continue }
+                        if tx.send(line(&json!({"type": e.kind, "object": e.object}))).await.is_err() { return }
+                        sent += 1;
+                    }
+                    // a watcher that fell behind is closed, as the API server does; clients re-watch
+                    Err(_) => return,
+                },
+            }
+        }
+    });
+    let body =
+        Body::from_stream(futures::stream::unfold(out, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
