@@ -22,6 +22,7 @@ mod store;
 
 pub use error::{Error, Result};
 pub use events::{EventType, WatchEvent, WatchSession};
+pub use ingest::{IngestOptions, ResourceSpec, ingest};
 
 pub use path::FieldPath;
 pub use query::{Filter, ListOptions, ListResult, Op, SortKey};

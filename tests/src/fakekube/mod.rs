@@ -69,7 +69,7 @@ impl RequestRecord {
 /// Fault knobs; change them with [`FakeKube::faults`].
 #[derive(Debug, Clone)]
 pub struct Faults {
-    /// Close every watch stream after this many events (bookmarks not counted).
+    /// Close every watch stream after this many events (bookmarks not counted); applies to open streams too.
     pub drop_watch_after: Option<usize>,
     /// The next watch request gets an ERROR event with a 410 Expired status.
     pub force_gone_next_watch: bool,
@@ -657,6 +657,11 @@ fn line(v: &Value) -> Result<Bytes, Infallible> {
     Ok(Bytes::from(s))
 }
 
+/// Read live, so turning the knob on also ends streams that are already open (at their next event).
+fn dropped(shared: &Shared, sent: usize) -> bool {
+    lock(&shared.faults).drop_watch_after.is_some_and(|n| sent >= n)
+}
+
 fn watch(shared: Arc<Shared>, target: Target, q: BTreeMap<String, String>) -> Response {
     let filters = match Filters::parse(&target, &q) {
         Ok(f) => f,
@@ -702,7 +707,7 @@ fn watch(shared: Arc<Shared>, target: Target, q: BTreeMap<String, String>) -> Re
         };
         (def, backlog, rx, db.rv)
     };
-    let faults = lock(&shared.faults).clone();
+    let bookmark_interval = lock(&shared.faults).bookmark_interval;
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
     let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
@@ -718,10 +723,10 @@ fn watch(shared: Arc<Shared>, target: Target, q: BTreeMap<String, String>) -> Re
         let deadline = tokio::time::Instant::now() + timeout.unwrap_or(Duration::from_secs(3600));
         let mut sent = 0usize;
         let mut last_rv = start;
-        let mut tick = tokio::time::interval(faults.bookmark_interval);
+        let mut tick = tokio::time::interval(bookmark_interval);
         tick.tick().await;
         for e in backlog.into_iter().filter(|e| filters.matches(&e.object)) {
-            if faults.drop_watch_after.is_some_and(|n| sent >= n) {
+            if dropped(&shared, sent) {
                 return;
             }
             if tx.send(line(&json!({"type": e.kind, "object": e.object}))).await.is_err() {
@@ -730,7 +735,7 @@ fn watch(shared: Arc<Shared>, target: Target, q: BTreeMap<String, String>) -> Re
             sent += 1;
         }
         loop {
-            if faults.drop_watch_after.is_some_and(|n| sent >= n) {
+            if dropped(&shared, sent) {
                 return;
             }
             tokio::select! {
@@ -747,6 +752,7 @@ fn watch(shared: Arc<Shared>, target: Target, q: BTreeMap<String, String>) -> Re
                         if e.rv <= start || e.resource != target.resource || !filters.matches(&e.object) { continue }
                         if tx.send(line(&json!({"type": e.kind, "object": e.object}))).await.is_err() { return }
                         sent += 1;
+                        if dropped(&shared, sent) { return }
                     }
                     // a watcher that fell behind is closed, as the API server does; clients re-watch
                     Err(_) => return,
