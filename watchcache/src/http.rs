@@ -1,1 +1,111 @@
-//! HTTP routes (phase 5).
+//! `GET /k8s/{group}/{version}/{resource}`: the list query language, or `?watch=true&resourceVersion=N` for
+//! newline-delimited watch events from the event log. The core group is spelled `core` (an empty path segment
+//! cannot be routed). Authentication is the caller's layer (the daemon's JWT layer).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::query::serde_urlencoded_pairs;
+use crate::{Error, ListOptions, Store};
+
+/// The stores served, by (group, version, plural resource name).
+#[derive(Clone, Default)]
+pub struct K8sApi {
+    stores: Arc<BTreeMap<(String, String, String), Store>>,
+}
+
+impl K8sApi {
+    /// Serve `store` at `/k8s/{group or core}/{version}/{resource}`.
+    pub fn with(mut self, group: &str, version: &str, resource: &str, store: Store) -> Self {
+        let g = if group.is_empty() { "core" } else { group };
+        Arc::make_mut(&mut self.stores).insert((g.into(), version.into(), resource.into()), store);
+        self
+    }
+}
+
+pub fn router(state: K8sApi) -> axum::Router {
+    axum::Router::new().route("/k8s/{group}/{version}/{resource}", axum::routing::get(get)).with_state(state)
+}
+
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
+                      "message": message, "code": code.as_u16()});
+    (code, axum::Json(body)).into_response()
+}
+
+fn error_response(e: Error) -> Response {
+    match e {
+        Error::Query { .. } | Error::FieldPath { .. } => status(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
+        Error::Expired { .. } => status(StatusCode::GONE, "Expired", e.to_string()),
+        Error::TooNew { .. } => status(StatusCode::GATEWAY_TIMEOUT, "Timeout", e.to_string()),
+        other => status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", other.to_string()),
+    }
+}
+
+async fn get(
+    State(api): State<K8sApi>,
+    Path((group, version, resource)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let Some(store) = api.stores.get(&(group.clone(), version.clone(), resource.clone())).cloned() else {
+        return status(StatusCode::NOT_FOUND, "NotFound", format!("{group}/{version}/{resource} is not cached"));
+    };
+    let mut pairs = match serde_urlencoded_pairs(q.as_deref().unwrap_or("")) {
+        Ok(p) => p,
+        Err(e) => return error_response(e),
+    };
+    let watch = pairs.iter().any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
+    let rv = pairs.iter().find(|(k, _)| k == "resourceVersion").map(|(_, v)| v.clone());
+    pairs.retain(|(k, _)| k != "watch" && k != "resourceVersion");
+    if watch {
+        let from = match rv.as_deref() {
+            None | Some("") | Some("0") => {
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || s.last_resource_version()).await {
+                    Ok(Ok(rv)) => rv,
+                    Ok(Err(e)) => return error_response(e),
+                    Err(e) => return error_response(Error::Join(e.to_string())),
+                }
+            }
+            Some(s) => match s.parse() {
+                Ok(rv) => rv,
+                Err(_) => {
+                    return error_response(Error::Query {
+                        term: format!("resourceVersion={s}"),
+                        reason: "not a number".into(),
+                    });
+                }
+            },
+        };
+        // the session ends when the client goes away (its channel closes with the body)
+        let session = match store.watch(from, CancellationToken::new()) {
+            Ok(s) => s,
+            Err(e) => return error_response(e),
+        };
+        let body = session.into_stream().map(|e| {
+            let v = match e {
+                Ok(e) => e.to_wire(),
+                Err(e) => json!({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": e.to_string()}}),
+            };
+            Ok::<_, std::convert::Infallible>(Bytes::from(format!("{v}\n")))
+        });
+        return ([(axum::http::header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response();
+    }
+    let opts = match ListOptions::from_pairs(&pairs) {
+        Ok(o) => o,
+        Err(e) => return error_response(e),
+    };
+    match tokio::task::spawn_blocking(move || store.query(&opts)).await {
+        Ok(Ok(r)) => axum::Json(r).into_response(),
+        Ok(Err(e)) => error_response(e),
+        Err(e) => error_response(Error::Join(e.to_string())),
+    }
+}

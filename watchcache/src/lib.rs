@@ -13,6 +13,7 @@
 mod error;
 mod events;
 pub mod http;
+pub use http::{K8sApi, router};
 mod ingest;
 mod path;
 mod query;

@@ -222,7 +222,7 @@ impl ListOptions {
 }
 
 /// Minimal `application/x-www-form-urlencoded` decoding, so the library needs no extra dependency.
-fn serde_urlencoded_pairs(q: &str) -> Result<Vec<(String, String)>> {
+pub(crate) fn serde_urlencoded_pairs(q: &str) -> Result<Vec<(String, String)>> {
     fn dec(s: &str) -> Result<String> {
         let mut out = Vec::with_capacity(s.len());
         let b = s.as_bytes();
