@@ -36,6 +36,12 @@ pub enum Command {
         #[arg(value_name = "DB_PATH REPLICA_URL")]
         args: Vec<String>,
     },
+    /// Fill the config's `watchcache:` database from the Kubernetes API (and serve it under /k8s on the REST
+    /// listener if there is a `rest:` section), without replicating.
+    Ingest {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Serve the REST table API of the config's `rest:` section, without replicating.
     Serve {
         #[command(flatten)]

@@ -47,6 +47,45 @@ pub struct Config {
     /// litecar: the REST table API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rest: Option<RestConfig>,
+    /// litecar: fill a database from the Kubernetes API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchcache: Option<WatchcacheConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WatchcacheConfig {
+    /// The database to fill (`:memory:` works too).
+    pub db: String,
+    /// A kubeconfig file; default: in-cluster service account, else $KUBECONFIG / ~/.kube/config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    pub resources: Vec<WatchResource>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WatchResource {
+    /// API group; empty or absent for the core group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub version: String,
+    pub kind: String,
+    /// URL plural, for kinds whose plural is irregular.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plural: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_selector: Option<String>,
+    /// More indexed fields (JSON paths such as `spec.nodeName`) for filters and sorting.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Keep Secrets' data (stripped by default).
+    #[serde(default)]
+    pub keep_secret_data: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -407,6 +446,19 @@ impl Config {
             }
             if rest.db.is_none() && self.dbs.len() != 1 {
                 return Err(invalid("rest.db".into(), "required unless exactly one database is configured".into()));
+            }
+        }
+        if let Some(wc) = &self.watchcache {
+            if wc.resources.is_empty() {
+                return Err(invalid(
+                    "watchcache.resources".into(),
+                    "list at least one resource (version and kind)".into(),
+                ));
+            }
+            for (i, r) in wc.resources.iter().enumerate() {
+                if r.version.is_empty() || r.kind.is_empty() {
+                    return Err(invalid(format!("watchcache.resources[{i}]"), "needs a version and a kind".into()));
+                }
             }
         }
         let mut seen = std::collections::HashSet::new();

@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod replicas;
 pub mod rest;
 pub mod supervisor;
+pub mod watchcache;

@@ -51,6 +51,14 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             run_daemon(config_file, exec, true).await
         }
+        Command::Ingest { config } => {
+            let (config_file, path) = commands::load_config(&config)?;
+            let config_file = config_file.with_context(|| format!("no config file at {}", path.display()))?;
+            if config_file.watchcache.is_none() {
+                bail!("config file {}: no watchcache: section", path.display());
+            }
+            run_daemon(config_file, None, false).await
+        }
         Command::Serve { config } => {
             let (config_file, path) = commands::load_config(&config)?;
             let config_file = config_file.with_context(|| format!("no config file at {}", path.display()))?;
@@ -97,7 +105,8 @@ async fn run_daemon(config_file: Config, exec: Option<String>, replicate: bool) 
     let addr = config_file.addr.as_deref().filter(|a| !a.is_empty()).map(http::parse_addr).transpose()?;
     let metrics = Metrics::new().context("setting up metrics")?;
     let rest = rest::plan(&config_file)?;
-    supervisor::run(supervisor::Plan { dbs, exec, shutdown_timeout, addr, metrics, rest }).await
+    let watchcache = config_file.watchcache.as_ref().map(litecar::watchcache::plan);
+    supervisor::run(supervisor::Plan { dbs, exec, shutdown_timeout, addr, metrics, rest, watchcache }).await
 }
 
 /// `replicate DB_PATH REPLICA_URL...` without a config file.

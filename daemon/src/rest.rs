@@ -87,12 +87,22 @@ pub fn plan(config: &Config) -> Result<Option<RestPlan>> {
 }
 
 /// Serve the table API until `cancel`; in-flight requests are drained.
-pub async fn run(plan: RestPlan, registry: &prometheus::Registry, cancel: CancellationToken) -> Result<()> {
+/// `extra` routes (the watch-cache's `/k8s`) are served on the same listener, behind the same auth layer.
+pub async fn run(
+    plan: RestPlan,
+    extra: Option<axum::Router>,
+    registry: &prometheus::Registry,
+    cancel: CancellationToken,
+) -> Result<()> {
     litecar_rest::check_auth_allowed(&plan.addr, &plan.auth)?;
     let metrics = RestMetrics::new(registry).context("registering REST metrics")?;
     let layer = litecar_rest::AuthLayer::try_new(&plan.auth, metrics.clone())?;
     let state = RestState::new(plan.options, metrics)?;
-    let app = litecar_rest::router(state).layer(layer);
+    let mut app = litecar_rest::router(state);
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
+    let app = app.layer(layer);
     let listener =
         tokio::net::TcpListener::bind(plan.addr).await.with_context(|| format!("rest: listening on {}", plan.addr))?;
     tracing::info!(addr = %plan.addr, "serving the REST table API");

@@ -22,6 +22,7 @@ pub struct Plan {
     pub addr: Option<std::net::SocketAddr>,
     pub metrics: Metrics,
     pub rest: Option<crate::rest::RestPlan>,
+    pub watchcache: Option<crate::watchcache::WatchPlan>,
 }
 
 /// Run until a signal, the child's exit, or a fatal replicator error; returns the process exit code.
@@ -48,9 +49,16 @@ pub async fn run(plan: Plan) -> Result<i32> {
     let server_stop = CancellationToken::new();
     let rest_stop = CancellationToken::new();
     let mut rest = tokio::task::JoinSet::new();
+    let ingest_stop = CancellationToken::new();
+    let mut k8s_routes = None;
+    if let Some(wc) = plan.watchcache {
+        let running = crate::watchcache::start(wc, ingest_stop.clone()).await?;
+        k8s_routes = Some(litecar_watchcache::router(running.api));
+        rest.spawn(async move { running.task.await.context("watch-cache task")? });
+    }
     if let Some(rest_plan) = plan.rest {
         let (registry, stop) = (plan.metrics.registry.clone(), rest_stop.clone());
-        rest.spawn(async move { crate::rest::run(rest_plan, &registry, stop).await });
+        rest.spawn(async move { crate::rest::run(rest_plan, k8s_routes, &registry, stop).await });
     }
     let server = match plan.addr {
         Some(addr) => {
@@ -89,8 +97,8 @@ pub async fn run(plan: Plan) -> Result<i32> {
         }
         Some(joined) = rest.join_next() => {
             match joined {
-                Ok(Err(e)) => fatal = Some(e.context("REST API")),
-                Ok(Ok(())) => tracing::warn!("REST API stopped"),
+                Ok(Err(e)) => fatal = Some(e),
+                Ok(Ok(())) => tracing::warn!("REST API or watch-cache stopped"),
                 Err(e) => fatal = Some(anyhow::Error::new(e).context("REST API task failed")),
             }
             if let Some(c) = child.as_mut() { code = forward_and_wait(c, nix::sys::signal::Signal::SIGTERM).await; }
@@ -105,8 +113,9 @@ pub async fn run(plan: Plan) -> Result<i32> {
         }
     }
 
-    // Stop the REST API first (draining requests), so that its last writes are in the final sync.
+    // Stop the REST API and the ingester first (draining requests), so that their last writes are in the final sync.
     rest_stop.cancel();
+    ingest_stop.cancel();
     let _ = tokio::time::timeout(plan.shutdown_timeout, async { while rest.join_next().await.is_some() {} }).await;
     cancel.cancel();
     // Each replicator bounds its own drain by the shutdown timeout; the margin covers the final sync itself.

@@ -36,6 +36,18 @@ pub struct ResourceSpec {
     pub keep_secret_data: bool,
 }
 
+impl ResourceSpec {
+    /// The resource's URL plural (`pods`), as the API server and the `/k8s` routes spell it.
+    pub fn plural(&self) -> String {
+        let rt = &self.resource;
+        let gvk = GroupVersionKind::gvk(&rt.group, &rt.version, &rt.kind);
+        match &self.plural {
+            Some(p) => p.clone(),
+            None => ApiResource::from_gvk(&gvk).plural,
+        }
+    }
+}
+
 impl Default for ResourceType {
     fn default() -> Self {
         Self::new("", "v1", "Pod")
