@@ -70,6 +70,9 @@ pub enum Error {
     State { path: PathBuf, message: String },
     #[error("cancelled")]
     Cancelled,
+    /// An error of one sync, reported to every caller whose request that sync served.
+    #[error("{0}")]
+    Relayed(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -338,7 +338,7 @@ fn send_all(replies: Vec<oneshot::Sender<Result<SyncReport>>>, result: &Result<S
     for r in replies {
         let copy = match result {
             Ok(report) => Ok(report.clone()),
-            Err(e) => Err(Error::Wal { path: PathBuf::new(), message: e.to_string() }),
+            Err(e) => Err(Error::Relayed(e.to_string())),
         };
         let _ = r.send(copy);
     }
@@ -555,6 +555,13 @@ async fn maintenance_loop(
                 match crate::retention::enforce(&opts.replica, &current, retention, SystemTime::now()).await {
                     Ok(r) => {
                         let deleted = (r.snapshots_deleted + r.segments_deleted) as u64;
+                        if deleted > 0 || r.generations_deleted > 0 {
+                            tracing::info!(
+                                replica = %opts.replica.describe(), current = %current,
+                                generations = r.generations_deleted, snapshots = r.snapshots_deleted,
+                                segments = r.segments_deleted, "retention deleted old backups"
+                            );
+                        }
                         if let Some(rs) = status
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())

@@ -176,7 +176,9 @@ fn retention(kind: Kind) {
     stop(&mut lc);
     let snapshots = ctx.listing("snapshots");
     let indexes: Vec<u32> = snapshots.iter().map(|r| r[2].parse().expect("index")).collect();
-    let min_snapshot = *indexes.iter().min().expect("the newest snapshot is always kept");
+    let Some(&min_snapshot) = indexes.iter().min() else {
+        panic!("no snapshot left; the newest is always kept. wal: {:?}\nlog:\n{}", ctx.listing("wal"), lc.log_text())
+    };
     assert!(min_snapshot > 0, "snapshot 0 outlived a 2s retention: {snapshots:?}; log:\n{}", lc.log_text());
     let wal = ctx.listing("wal");
     assert!(

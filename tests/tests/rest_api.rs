@@ -103,6 +103,7 @@ fn serve_runs_the_api_alone_and_schemathesis_finds_no_server_error() {
         .args(["run", &format!("http://127.0.0.1:{port}/openapi.json")])
         .args(["--checks", "not_a_server_error", "--max-examples", "40", "--seed", "1"])
         .args(["-H", &format!("Authorization: Bearer {}", token("writer"))])
+        .current_dir(dir.path())
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .env("NO_COLOR", "1")
         .output()
