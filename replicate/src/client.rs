@@ -38,6 +38,11 @@ pub trait ObjectClient: Send + Sync + fmt::Debug {
     async fn get_file(&self, key: &str, dst: &Path) -> Result<u64, ReplicaError>;
     /// Delete objects; keys that do not exist are not an error.
     async fn delete(&self, keys: &[String]) -> Result<(), ReplicaError>;
+    /// Where object `key` can be read in place, for backends that are local directories: restore then reads it
+    /// without copying it first.
+    fn local_path(&self, _key: &str) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

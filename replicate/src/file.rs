@@ -146,6 +146,10 @@ impl ObjectClient for FileClient {
         .await
     }
 
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        Some(self.path(key))
+    }
+
     async fn delete(&self, keys: &[String]) -> Result<(), ReplicaError> {
         let paths: Vec<(String, PathBuf)> = keys.iter().map(|k| (k.clone(), self.path(k))).collect();
         let first = keys.first().cloned().unwrap_or_default();

@@ -168,28 +168,32 @@ async fn restore_into(
     scratch: &Path,
 ) -> Result<RestoreSummary> {
     let downloaded = std::sync::atomic::AtomicU64::new(0);
-    let snapshot_file = scratch.join("snapshot.lz4");
-    let mut jobs: Vec<(String, PathBuf, Option<layout::Pos>)> =
-        vec![(layout::snapshot_key(&plan.generation, plan.snapshot.index), snapshot_file.clone(), None)];
-    for (i, s) in plan.segments.iter().enumerate() {
-        jobs.push((
-            layout::wal_segment_key(&plan.generation, s.pos),
-            scratch.join(format!("{i:08}.wal.lz4")),
-            Some(s.pos),
-        ));
-    }
-    futures::stream::iter(jobs.iter().map(|(_, dst, pos)| {
-        let downloaded = &downloaded;
-        async move {
-            let n = match pos {
-                None => replica.get_snapshot(&plan.generation, plan.snapshot.index, dst).await?,
-                Some(p) => replica.get_segment(&plan.generation, *p, dst).await?,
-            };
-            let total = downloaded.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-            progress(total);
-            Ok::<_, Error>(())
-        }
-    }))
+    // Every object of the plan: the snapshot first, then the segments. A local replica is read in place; anything
+    // else is downloaded into the scratch directory, `parallelism` at a time.
+    let mut objects: Vec<(String, Option<layout::Pos>)> =
+        vec![(layout::snapshot_key(&plan.generation, plan.snapshot.index), None)];
+    objects.extend(plan.segments.iter().map(|s| (layout::wal_segment_key(&plan.generation, s.pos), Some(s.pos))));
+    let paths: Vec<PathBuf> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, (key, _))| replica.client.local_path(key).unwrap_or_else(|| scratch.join(format!("{i:08}.lz4"))))
+        .collect();
+    futures::stream::iter(
+        objects.iter().zip(&paths).filter(|((key, _), _)| replica.client.local_path(key).is_none()).map(
+            |((_, pos), dst)| {
+                let downloaded = &downloaded;
+                async move {
+                    let n = match pos {
+                        None => replica.get_snapshot(&plan.generation, plan.snapshot.index, dst).await?,
+                        Some(p) => replica.get_segment(&plan.generation, *p, dst).await?,
+                    };
+                    let total = downloaded.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                    progress(total);
+                    Ok::<_, Error>(())
+                }
+            },
+        ),
+    )
     .buffer_unordered(opts.parallelism.max(1))
     .try_collect::<Vec<()>>()
     .await?;
@@ -198,9 +202,8 @@ async fn restore_into(
     let plan_owned = plan.clone();
     let replica_name = replica.describe();
     let full = opts.full_integrity_check;
-    let scratch_owned = scratch.to_owned();
     let work = work_db.clone();
-    tokio::task::spawn_blocking(move || apply(&replica_name, &plan_owned, &scratch_owned, &snapshot_file, &work, full))
+    tokio::task::spawn_blocking(move || apply(&replica_name, &plan_owned, &paths, &work, full))
         .await
         .map_err(|e| Error::Io { path: work_db.clone(), source: io::Error::other(e) })??;
 
@@ -227,7 +230,9 @@ impl Replica {
     }
 }
 
-fn apply(replica: &str, plan: &Plan, scratch: &Path, snapshot: &Path, db: &Path, full_check: bool) -> Result<()> {
+/// Rebuild the database from `paths`: the snapshot's file, then one file per segment of the plan, in order.
+fn apply(replica: &str, plan: &Plan, paths: &[PathBuf], db: &Path, full_check: bool) -> Result<()> {
+    let snapshot = &paths[0];
     let snap_key = layout::snapshot_key(&plan.generation, plan.snapshot.index);
     let corrupt =
         |key: &str, message: String| Error::Corrupt { replica: replica.to_owned(), key: key.to_owned(), message };
@@ -258,7 +263,7 @@ fn apply(replica: &str, plan: &Plan, scratch: &Path, snapshot: &Path, db: &Path,
                 message: format!("missing WAL segment {key}: WAL index {index:08x} does not start at offset 0"),
             });
         }
-        write_wal(replica, plan, scratch, &segs, &wal_file)?;
+        write_wal(replica, plan, &paths[1..], &segs, &wal_file)?;
         checkpoint_restored(db)?;
     }
     verify(db, full_check)
@@ -270,7 +275,7 @@ fn apply(replica: &str, plan: &Plan, scratch: &Path, snapshot: &Path, db: &Path,
 fn write_wal(
     replica: &str,
     plan: &Plan,
-    scratch: &Path,
+    segment_files: &[PathBuf],
     segs: &[(usize, &SegmentInfo)],
     wal_file: &Path,
 ) -> Result<()> {
@@ -287,7 +292,7 @@ fn write_wal(
                 seg.pos.offset
             )));
         }
-        let src = scratch.join(format!("{i:08}.wal.lz4"));
+        let src = &segment_files[*i];
         let mut r = lz4_reader(BufReader::with_capacity(1 << 20, File::open(&src).at(&src)?));
         let mut start = seg.pos.offset;
         if seg.pos.offset == 0 {

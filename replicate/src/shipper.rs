@@ -658,6 +658,9 @@ impl Shipper {
         if !shipped {
             return self.write_unlock();
         }
+        // Only now, with the write lock held, let go of the read lock: a restart needs every reader out of the WAL,
+        // and with the write lock ours is the only connection that can restart or truncate it.
+        self.unpin()?;
         let touched = self.touch_and_commit();
         if touched.is_err() {
             self.write_unlock()?;
@@ -691,7 +694,10 @@ impl Shipper {
             Err(ShipError::Mismatch) => return Ok(false),
             Err(ShipError::Other(e)) => return Err(e),
         }
+        // Move our read lock to the newest snapshot, so that it does not hold the checkpoint back but still keeps
+        // anyone else from restarting or truncating the WAL once we let go of the write lock.
         self.unpin()?;
+        self.pin()?;
         let (busy, log, done): (i64, i64, i64) = self
             .ckpt
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
