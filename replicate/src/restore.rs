@@ -293,7 +293,7 @@ fn write_wal(
             )));
         }
         let src = &segment_files[*i];
-        let mut r = lz4_reader(BufReader::with_capacity(1 << 20, File::open(&src).at(&src)?));
+        let mut r = lz4_reader(BufReader::with_capacity(1 << 20, File::open(src).at(src)?));
         let mut start = seg.pos.offset;
         if seg.pos.offset == 0 {
             let mut hb = [0u8; WAL_HEADER_SIZE as usize];
