@@ -52,7 +52,7 @@ fn pod(i: usize) -> Value {
             "namespace": ns, "name": name, "creationTimestamp": ts,
             "generateName": format!("{app}-{:06}-", i),
             "labels": {"app": app, "pod-template-hash": format!("{:08x}", i % 997 * 7919),
-                       "tier": if i % 2 == 0 { "web" } else { "worker" }},
+                       "tier": if i.is_multiple_of(2) { "web" } else { "worker" }},
             "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-01T00:00:00Z",
                             "prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{app}-{:08x}", i % 997),
