@@ -266,7 +266,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ReplicaError>>,
 {
-    const ATTEMPTS: u32 = 6;
+    const ATTEMPTS: u32 = 8;
     let mut delay = std::time::Duration::from_millis(50);
     for attempt in 1.. {
         match op().await {

@@ -185,9 +185,11 @@ impl ObjectClient for ObjectStoreClient {
     async fn get_file(&self, key: &str, dst: &Path) -> Result<u64, ReplicaError> {
         let location = self.path(key);
         let out = Arc::new(File::create(dst).map_err(|e| self.io_err("get", key, e))?);
-        let result = self.store.get(&location).await.map_err(|e| self.err("get", key, e))?;
-        let size = result.meta.size;
+        // The size decides between one streamed GET and parallel ranged GETs; asking for it with HEAD avoids
+        // starting a full GET only to abandon it.
+        let size = self.store.head(&location).await.map_err(|e| self.err("get", key, e))?.size;
         if size as usize <= 2 * PART_SIZE {
+            let result = self.store.get(&location).await.map_err(|e| self.err("get", key, e))?;
             let mut stream = result.into_stream();
             let mut offset = 0u64;
             while let Some(chunk) = stream.try_next().await.map_err(|e| self.err("get", key, e))? {
@@ -200,7 +202,6 @@ impl ObjectClient for ObjectStoreClient {
             }
         } else {
             // Large object: parallel ranged reads, each written at its offset.
-            drop(result);
             let ranges: Vec<std::ops::Range<u64>> =
                 (0..size).step_by(PART_SIZE).map(|start| start..(start + PART_SIZE as u64).min(size)).collect();
             futures::stream::iter(ranges)

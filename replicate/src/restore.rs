@@ -368,8 +368,6 @@ fn checkpoint_restored(db: &Path) -> Result<()> {
 
 fn verify(db: &Path, full: bool) -> Result<()> {
     let conn = open_restored(db)?;
-    // The check reads every page; through mmap that is a fraction of the cost of one pread per page.
-    let _ = conn.pragma_update(None, "mmap_size", 1i64 << 40);
     let pragma = if full { "PRAGMA integrity_check" } else { "PRAGMA quick_check" };
     let mut stmt = conn.prepare(pragma).map_err(|source| Error::Sqlite { path: db.to_owned(), source })?;
     let rows: Vec<String> = stmt

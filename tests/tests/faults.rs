@@ -77,13 +77,19 @@ fn replication_survives_a_faulty_store() {
     let upload_errors: u64 = status.lock().expect("status").replicas.iter().map(|r| r.errors).sum();
     assert!(upload_errors > 0, "no upload ever failed, so the test proved nothing");
 
-    // Restore through the faulty client too: cut-off downloads and lost responses are retried, never accepted.
+    // Restore through a faulty client too: cut-off downloads and lost responses are retried, never accepted. About
+    // one attempt in five fails, so with restore's retry budget every object still arrives.
+    let restore_faults =
+        FaultConfig { fail_before: 0.08, fail_after: 0.05, delay: 0.2, truncate: 0.08, ..FaultConfig::default() };
+    let restoring = Arc::new(FaultyClient::new(clean.client.clone(), restore_faults));
+    let faulty = Replica::new("s3", restoring.clone() as Arc<dyn ObjectClient>);
     let out = dir.path().join("restored.db");
     rt.block_on(async {
         let plan = restore::plan(&faulty, &Target::default()).await.expect("plan").expect("a backup");
         let opts = RestoreOptions { output: out.clone(), parallelism: 4, full_integrity_check: true };
         restore::restore(&faulty, &plan, &opts, &|_| {}).await.expect("restore");
     });
+    assert!(restoring.injected.load(std::sync::atomic::Ordering::Relaxed) > 0, "the restore met no fault");
     let rows = workload::rows_in(&out);
     assert!(committed.lock().expect("lock").is_subset(&rows), "committed rows lost");
     assert_eq!(digest(&out), digest(&db));
