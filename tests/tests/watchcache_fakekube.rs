@@ -34,21 +34,25 @@ async fn lists_page_with_continue_and_filter_by_selectors() {
     assert_eq!(first.metadata.remaining_item_count, Some(3));
     // a change between pages does not show up: the continue token pins the first page's revision
     fake.create(PODS, pod("b", "p3a", "web")).unwrap();
+    // nor do an update and a delete: later pages show those objects as they were at the first page
+    let mut p4 = fake.objects(PODS).into_iter().find(|p| p["metadata"]["name"] == "p4").unwrap();
+    p4["metadata"]["labels"]["app"] = json!("changed");
+    fake.update(PODS, p4).unwrap();
+    fake.delete(PODS, Some("c"), "p5").unwrap();
     let token = first.metadata.continue_.clone().unwrap();
     let second = api.list(&ListParams::default().limit(2).continue_token(&token)).await.unwrap();
     assert_eq!(names(&second), ["p3", "p4"]);
+    assert_eq!(second.items[1].metadata.labels.as_ref().unwrap()["app"], "web");
+    assert_eq!(second.metadata.remaining_item_count, Some(1));
     let third = api
         .list(&ListParams::default().limit(2).continue_token(second.metadata.continue_.as_ref().unwrap()))
         .await
         .unwrap();
     assert_eq!((names(&third), third.metadata.continue_.clone()), (vec!["p5".to_owned()], None));
-    assert_eq!(names(&api.list(&ListParams::default().labels("app=web")).await.unwrap()), ["p1", "p3", "p3a", "p4"]);
-    assert_eq!(names(&api.list(&ListParams::default().labels("app in (db,x)")).await.unwrap()), ["p2", "p5"]);
+    assert_eq!(names(&api.list(&ListParams::default().labels("app=web")).await.unwrap()), ["p1", "p3", "p3a"]);
+    assert_eq!(names(&api.list(&ListParams::default().labels("app in (db,changed)")).await.unwrap()), ["p2", "p4"]);
     assert_eq!(names(&api.list(&ListParams::default().fields("metadata.name=p4")).await.unwrap()), ["p4"]);
-    assert_eq!(
-        names(&api.list(&ListParams::default().fields("metadata.namespace!=b")).await.unwrap()),
-        ["p1", "p2", "p5"]
-    );
+    assert_eq!(names(&api.list(&ListParams::default().fields("metadata.namespace!=b")).await.unwrap()), ["p1", "p2"]);
     let ns_b: Api<Pod> = Api::namespaced(fake.client(), "b");
     assert_eq!(names(&ns_b.list(&ListParams::default()).await.unwrap()), ["p3", "p3a", "p4"]);
     // exact revision: the state before p3a

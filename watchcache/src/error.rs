@@ -35,6 +35,8 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{resource}: the relist was superseded by a newer one")]
+    Superseded { resource: String },
     #[error("blocking SQLite task failed: {0}")]
     Join(String),
     #[error("kubernetes {resource}: {message}")]

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::SqlContext;
-use crate::store::{Store, read_meta_u64, write_meta};
+use crate::store::{Names, Store, read_meta_u64, write_meta};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -71,9 +71,21 @@ impl Store {
         Error::Expired { resource: self.name().to_owned(), requested, compacted }
     }
 
-    fn rows(&self, c: &rusqlite::Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<WatchEvent>> {
-        let mut s = c.prepare_cached(sql).ctx(|| format!("{}: read events", self.name()))?;
-        let rows: Vec<(i64, i64, String, String, String)> = s
+    /// Events selected by `filter` (SQL over the events table aliased `e`), their objects resolved.
+    fn rows(
+        &self,
+        c: &rusqlite::Connection,
+        n: &Names,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<WatchEvent>> {
+        let sql = format!(
+            r#"SELECT e.seq, e.rv, e.type, e.key, {} FROM "{}" e WHERE {filter} ORDER BY e.seq"#,
+            n.event_object(),
+            n.events
+        );
+        let mut s = c.prepare_cached(&sql).ctx(|| format!("{}: read events", self.name()))?;
+        let rows: Vec<(i64, i64, String, String, Option<String>)> = s
             .query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
             .and_then(|r| r.collect())
             .ctx(|| format!("{}: read events", self.name()))?;
@@ -83,6 +95,10 @@ impl Store {
                     term: t.clone(),
                     reason: format!("{}: unknown event type in the log", self.name()),
                 })?;
+                let obj = obj.ok_or_else(|| Error::Query {
+                    term: key.clone(),
+                    reason: format!("{}: event {seq} has no object in the log", self.name()),
+                })?;
                 Ok(WatchEvent { seq, rv: rv as u64, kind, object: self.decode(&key, &obj)?, key })
             })
             .collect()
@@ -90,80 +106,67 @@ impl Store {
 
     /// Events with a resource version above `rv`, in commit order; `Expired` if `rv` is older than the log.
     pub fn list_since(&self, rv: u64) -> Result<Vec<WatchEvent>> {
-        let c = self.conn();
-        self.list_since_locked(&c, rv).map(|(evs, _)| evs)
+        self.read(|c, n| self.list_since_in(c, n, rv)).map(|(evs, _)| evs)
     }
 
     /// Also returns the highest seq at the time of reading, so a session continues exactly after it.
-    fn list_since_locked(&self, c: &rusqlite::Connection, rv: u64) -> Result<(Vec<WatchEvent>, i64)> {
+    fn list_since_in(&self, c: &rusqlite::Connection, n: &Names, rv: u64) -> Result<(Vec<WatchEvent>, i64)> {
         let (crv, cseq) = self.compacted(c)?;
         if rv < crv {
             return Err(self.expired(rv, crv));
         }
-        let p = &self.inner.p;
-        let evs = self.rows(
-            c,
-            &format!(r#"SELECT seq, rv, type, key, object FROM "{p}_events" WHERE rv > ?1 AND seq > ?2 ORDER BY seq"#),
-            params![rv as i64, cseq],
-        )?;
+        let evs = self.rows(c, n, "e.rv > ?1 AND e.seq > ?2", params![rv as i64, cseq])?;
         let max: i64 = c
-            .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{p}_events""#), [], |r| r.get(0))
+            .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{}""#, n.events), [], |r| r.get(0))
             .ctx(|| format!("{}: last event", self.name()))?;
         Ok((evs, max))
     }
 
     fn events_after_seq(&self, seq: i64) -> Result<Vec<WatchEvent>> {
-        let c = self.conn();
-        let (crv, cseq) = self.compacted(&c)?;
-        if seq < cseq {
-            return Err(self.expired(0, crv));
-        }
-        let p = &self.inner.p;
-        self.rows(
-            &c,
-            &format!(r#"SELECT seq, rv, type, key, object FROM "{p}_events" WHERE seq > ?1 ORDER BY seq"#),
-            [seq],
-        )
+        self.read(|c, n| {
+            let (crv, cseq) = self.compacted(c)?;
+            if seq < cseq {
+                return Err(self.expired(0, crv));
+            }
+            self.rows(c, n, "e.seq > ?1", [seq])
+        })
     }
 
     /// The object stored under `key` as of revision `rv` (None: absent then).
     pub fn state_at(&self, key: &str, rv: u64) -> Result<Option<Value>> {
-        let c = self.conn();
-        let (crv, _) = self.compacted(&c)?;
-        if rv < crv {
-            return Err(self.expired(rv, crv));
-        }
-        let p = &self.inner.p;
-        let row: Option<(String, String)> = c
-            .query_row(
+        let row: Option<(String, Option<String>)> = self.read(|c, n| {
+            let (crv, _) = self.compacted(c)?;
+            if rv < crv {
+                return Err(self.expired(rv, crv));
+            }
+            c.query_row(
                 &format!(
-                    r#"SELECT type, object FROM "{p}_events" WHERE key = ?1 AND rv <= ?2 ORDER BY seq DESC LIMIT 1"#
+                    r#"SELECT e.type, {} FROM "{}" e WHERE e.key = ?1 AND e.rv <= ?2 ORDER BY e.seq DESC LIMIT 1"#,
+                    n.event_object(),
+                    n.events
                 ),
                 params![key, rv as i64],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .ctx(|| format!("{} {key}: state at {rv}", self.name()))?;
+            .ctx(|| format!("{} {key}: state at {rv}", self.name()))
+        })?;
         match row {
             Some((t, _)) if t == "DELETED" => Ok(None),
-            Some((_, obj)) => self.decode(key, &obj).map(Some),
-            None => Ok(None),
+            Some((_, Some(obj))) => self.decode(key, &obj).map(Some),
+            Some((_, None)) | None => Ok(None),
         }
     }
 
     /// Every object as of revision `rv`, ordered by key.
     pub fn list_at(&self, rv: u64) -> Result<Vec<Value>> {
-        let c = self.conn();
-        let (crv, _) = self.compacted(&c)?;
-        if rv < crv {
-            return Err(self.expired(rv, crv));
-        }
-        let p = &self.inner.p;
-        let evs = self.rows(
-            &c,
-            &format!(r#"SELECT seq, rv, type, key, object FROM "{p}_events" WHERE rv <= ?1 ORDER BY seq"#),
-            [rv as i64],
-        )?;
+        let evs = self.read(|c, n| {
+            let (crv, _) = self.compacted(c)?;
+            if rv < crv {
+                return Err(self.expired(rv, crv));
+            }
+            self.rows(c, n, "e.rv <= ?1", [rv as i64])
+        })?;
         let mut state = BTreeMap::new();
         for e in evs {
             match e.kind {
@@ -176,52 +179,51 @@ impl Store {
 
     /// Forget history at or below `rv` (keeping each key's last state there); later `list_since(< rv)` is Expired.
     pub fn compact(&self, rv: u64) -> Result<usize> {
-        let c = self.conn();
-        let p = &self.inner.p;
-        let (crv, _) = self.compacted(&c)?;
-        if rv <= crv {
-            return Ok(0);
-        }
-        let name = self.name();
-        let tx = c.unchecked_transaction().ctx(|| format!("{name}: compact"))?;
-        // Superseded events, then deletes that are a key's latest state at the compaction point.
-        let mut n = tx
-            .execute(
-                &format!(
-                    r#"DELETE FROM "{p}_events" AS e WHERE e.rv <= ?1 AND EXISTS (SELECT 1 FROM "{p}_events" AS l
-                         WHERE l.key = e.key AND l.rv <= ?1 AND l.seq > e.seq)"#
-                ),
-                [rv as i64],
-            )
-            .ctx(|| format!("{name}: compact to {rv}"))?;
-        n += tx
-            .execute(&format!(r#"DELETE FROM "{p}_events" WHERE rv <= ?1 AND type = 'DELETED'"#), [rv as i64])
-            .ctx(|| format!("{name}: compact deletes to {rv}"))?;
-        let seq: i64 = tx
-            .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{p}_events" WHERE rv <= ?1"#), [rv as i64], |r| {
-                r.get(0)
-            })
-            .ctx(|| format!("{name}: compact seq"))?;
-        let old_seq = self.compacted(&tx)?.1;
-        write_meta(&tx, p, "compacted_rv", &rv.to_string())?;
-        write_meta(&tx, p, "compacted_seq", &seq.max(old_seq).to_string())?;
-        tx.commit().ctx(|| format!("{name}: compact commit"))?;
-        Ok(n)
+        let p = self.inner.p.clone();
+        let name = self.name().to_owned();
+        self.write_tx("compact", |tx, n| {
+            let (crv, _) = self.compacted(tx)?;
+            if rv <= crv {
+                return Ok(0);
+            }
+            let ev = &n.events;
+            // Superseded events, then deletes that are a key's latest state at the compaction point. A lazily
+            // logged event (NULL object) is always its key's newest, so never superseded.
+            let mut removed = tx
+                .execute(
+                    &format!(
+                        r#"DELETE FROM "{ev}" AS e WHERE e.rv <= ?1 AND EXISTS (SELECT 1 FROM "{ev}" AS l
+                             WHERE l.key = e.key AND l.rv <= ?1 AND l.seq > e.seq)"#
+                    ),
+                    [rv as i64],
+                )
+                .ctx(|| format!("{name}: compact to {rv}"))?;
+            removed += tx
+                .execute(&format!(r#"DELETE FROM "{ev}" WHERE rv <= ?1 AND type = 'DELETED'"#), [rv as i64])
+                .ctx(|| format!("{name}: compact deletes to {rv}"))?;
+            let seq: i64 = tx
+                .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{ev}" WHERE rv <= ?1"#), [rv as i64], |r| {
+                    r.get(0)
+                })
+                .ctx(|| format!("{name}: compact seq"))?;
+            let old_seq = self.compacted(tx)?.1;
+            write_meta(tx, &p, "compacted_rv", &rv.to_string())?;
+            write_meta(tx, &p, "compacted_seq", &seq.max(old_seq).to_string())?;
+            Ok(removed)
+        })
     }
 
     /// Keep about the newest `keep` events: compact to the revision just below them.
     pub fn compact_keep_last(&self, keep: usize) -> Result<usize> {
-        let rv: Option<i64> = {
-            let c = self.conn();
-            let p = &self.inner.p;
+        let rv: Option<i64> = self.read(|c, n| {
             c.query_row(
-                &format!(r#"SELECT rv FROM "{p}_events" ORDER BY seq DESC LIMIT 1 OFFSET ?1"#),
+                &format!(r#"SELECT rv FROM "{}" ORDER BY seq DESC LIMIT 1 OFFSET ?1"#, n.events),
                 [keep as i64],
                 |r| r.get(0),
             )
             .optional()
-            .ctx(|| format!("{}: compact by count", self.name()))?
-        };
+            .ctx(|| format!("{}: compact by count", self.name()))
+        })?;
         match rv {
             Some(rv) => self.compact(rv as u64),
             None => Ok(0),
@@ -235,12 +237,10 @@ impl Store {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let rv: Option<i64> = {
-            let c = self.conn();
-            let p = &self.inner.p;
-            c.query_row(&format!(r#"SELECT MAX(rv) FROM "{p}_events" WHERE ts < ?1"#), [cutoff], |r| r.get(0))
-                .ctx(|| format!("{}: compact by age", self.name()))?
-        };
+        let rv: Option<i64> = self.read(|c, n| {
+            c.query_row(&format!(r#"SELECT MAX(rv) FROM "{}" WHERE ts < ?1"#, n.events), [cutoff], |r| r.get(0))
+                .ctx(|| format!("{}: compact by age", self.name()))
+        })?;
         match rv {
             Some(rv) => self.compact(rv as u64),
             None => Ok(0),
@@ -249,17 +249,18 @@ impl Store {
 
     /// A consistent snapshot (objects ordered by key) and the revision to watch from after it.
     pub fn snapshot(&self) -> Result<(Vec<Value>, u64)> {
-        // list and last_rv under one lock hold so no write slips between them
-        let c = self.conn();
-        let p = &self.inner.p;
-        let rv = read_meta_u64(&c, p, "last_rv")?.unwrap_or(0);
-        let mut s = c
-            .prepare_cached(&format!(r#"SELECT key, object FROM "{p}_objects" ORDER BY key"#))
-            .ctx(|| format!("{}: snapshot", self.name()))?;
-        let rows: Vec<(String, String)> = s
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|r| r.collect())
-            .ctx(|| format!("{}: snapshot", self.name()))?;
+        // list and last_rv in one read transaction so no write slips between them
+        let (rows, rv) = self.read(|c, n| {
+            let rv = read_meta_u64(c, &self.inner.p, "last_rv")?.unwrap_or(0);
+            let mut s = c
+                .prepare_cached(&format!(r#"SELECT key, object FROM "{}" ORDER BY key"#, n.objects))
+                .ctx(|| format!("{}: snapshot", self.name()))?;
+            let rows: Vec<(String, String)> = s
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|r| r.collect())
+                .ctx(|| format!("{}: snapshot", self.name()))?;
+            Ok((rows, rv))
+        })?;
         let items = rows.iter().map(|(k, t)| self.decode(k, t)).collect::<Result<_>>()?;
         Ok((items, rv))
     }
@@ -268,10 +269,7 @@ impl Store {
     /// dropped. Fails at once with `Expired` if `rv` is compacted away.
     pub fn watch(&self, rv: u64, cancel: CancellationToken) -> Result<WatchSession> {
         let mut notified = self.inner.notify.subscribe();
-        let (backlog, mut last_seq) = {
-            let c = self.conn();
-            self.list_since_locked(&c, rv)?
-        };
+        let (backlog, mut last_seq) = self.read(|c, n| self.list_since_in(c, n, rv))?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let store = self.clone();
         tokio::spawn(async move {

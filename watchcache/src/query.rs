@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::error::SqlContext;
 use crate::path::{FieldPath, project};
-use crate::store::{Store, read_meta_u64};
+use crate::store::{Names, Store, read_meta_u64};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,9 +256,31 @@ struct Expr {
     params: Vec<Sql>,
 }
 
+/// Where a label or configured field lives: its table, the column naming it, and the name.
+struct Side<'a> {
+    table: &'a str,
+    column: &'static str,
+    name: String,
+}
+
+/// Matching objects are at most this many for a label or field test to be worth starting from (see `driver`).
+const DRIVER_CAP: i64 = 10_000;
+
 impl Store {
-    fn field_expr(&self, f: &FieldPath, term: &str) -> Result<Expr> {
-        let p = &self.inner.p;
+    /// The table holding `f` when it is a label or a configured field.
+    fn side<'a>(&self, f: &FieldPath, n: &'a Names, fields: &[FieldPath]) -> Option<Side<'a>> {
+        if is_label(f) {
+            return Some(Side { table: &n.labels, column: "label", name: f.segments[2].clone() });
+        }
+        fields.iter().find(|k| k.segments == f.segments).map(|k| Side {
+            table: &n.fields,
+            column: "field",
+            name: k.text.clone(),
+        })
+    }
+
+    /// A field's value for sorting and summaries.
+    fn field_expr(&self, f: &FieldPath, term: &str, n: &Names, fields: &[FieldPath]) -> Result<Expr> {
         let col = |c: &str| Ok(Expr { sql: format!("o.{c}"), params: vec![] });
         match f.text.as_str() {
             "id" => return col("key"),
@@ -267,69 +289,146 @@ impl Store {
             "metadata.creationTimestamp" => return col("created"),
             _ => {}
         }
-        if is_label(f) {
-            return Ok(Expr {
-                sql: format!(r#"(SELECT l.value FROM "{p}_labels" l WHERE l.key = o.key AND l.label = ?)"#),
-                params: vec![Sql::Text(f.segments[2].clone())],
-            });
+        match self.side(f, n, fields) {
+            Some(s) => Ok(Expr {
+                sql: format!(r#"(SELECT x.value FROM "{}" x WHERE x.key = o.key AND x.{} = ?)"#, s.table, s.column),
+                params: vec![Sql::Text(s.name)],
+            }),
+            None => Err(bad(term, format!("field `{}` is not indexed for {}", f.text, self.name()))),
         }
-        if let Some(known) = self.inner.fields.iter().find(|k| k.segments == f.segments) {
-            return Ok(Expr {
-                sql: format!(r#"(SELECT x.value FROM "{p}_fields" x WHERE x.key = o.key AND x.field = ?)"#),
-                params: vec![Sql::Text(known.text.clone())],
-            });
-        }
-        Err(bad(term, format!("field `{}` is not indexed for {}", f.text, self.name())))
     }
 
-    fn condition(&self, f: &Filter) -> Result<Expr> {
-        let p = &self.inner.p;
-        if matches!(f.op, Op::Exists | Op::NotExists) {
-            let not = if f.op == Op::NotExists { "NOT " } else { "" };
-            return Ok(Expr {
-                sql: format!(r#"{not}EXISTS (SELECT 1 FROM "{p}_labels" l WHERE l.key = o.key AND l.label = ?)"#),
-                params: vec![Sql::Text(f.field.segments[2].clone())],
-            });
-        }
-        let e = self.field_expr(&f.field, &f.term)?;
-        let x = &e.sql;
+    /// The value test of `f` on a column `x` (None for existence tests, which test the row itself).
+    fn value_test(f: &Filter, x: &str) -> Result<Option<(String, Vec<Sql>)>> {
         let marks = vec!["?"; f.values.len()].join(", ");
-        let sql = match f.op {
-            Op::Eq => format!("{x} = ?"),
-            Op::NotEq => format!("{x} IS NOT ?"),
-            Op::Contains => format!("instr({x}, ?) > 0"),
-            Op::NotContains => format!("IFNULL(instr({x}, ?), 0) = 0"),
-            Op::In => format!("{x} IN ({marks})"),
-            // the field expression appears twice, so its parameters are bound twice below
-            Op::NotIn => format!("({x} IS NULL OR {x} NOT IN ({marks}))"),
-            Op::Lt => format!("CAST({x} AS REAL) < ?"),
-            Op::Gt => format!("CAST({x} AS REAL) > ?"),
-            Op::Exists | Op::NotExists => unreachable!("handled above"),
+        let text = || f.values.iter().map(|v| Sql::Text(v.clone())).collect::<Vec<_>>();
+        let number = || -> Result<Vec<Sql>> {
+            f.values.iter().map(|v| v.parse().map(Sql::Real).map_err(|_| bad(&f.term, "not a number"))).collect()
         };
-        let mut params = e.params.clone();
-        if f.op == Op::NotIn {
-            params.extend(e.params.iter().cloned());
-        }
-        for v in &f.values {
-            params.push(match f.op {
-                Op::Lt | Op::Gt => Sql::Real(v.parse().map_err(|_| bad(&f.term, "not a number"))?),
-                _ => Sql::Text(v.clone()),
+        Ok(Some(match f.op {
+            Op::Eq | Op::NotEq => (format!("{x} = ?"), text()),
+            Op::Contains | Op::NotContains => (format!("instr({x}, ?) > 0"), text()),
+            Op::In | Op::NotIn => (format!("{x} IN ({marks})"), text()),
+            Op::Lt => (format!("CAST({x} AS REAL) < ?"), number()?),
+            Op::Gt => (format!("CAST({x} AS REAL) > ?"), number()?),
+            Op::Exists | Op::NotExists => return Ok(None),
+        }))
+    }
+
+    /// Negated operators match what the positive one does not, including objects without the label or field
+    /// (as `!=` in Kubernetes label selectors).
+    fn negated(op: Op) -> bool {
+        matches!(op, Op::NotEq | Op::NotContains | Op::NotIn | Op::NotExists)
+    }
+
+    fn condition(&self, f: &Filter, n: &Names, fields: &[FieldPath]) -> Result<Expr> {
+        if let Some(s) = self.side(&f.field, n, fields) {
+            // a probe by primary key (key, label|field) per candidate row; the (label|field, value) indexes serve
+            // the driver instead (see `driver`)
+            let mut params = vec![Sql::Text(s.name)];
+            let test = match Self::value_test(f, "x.value")? {
+                Some((sql, p)) => {
+                    params.extend(p);
+                    format!(" AND {sql}")
+                }
+                None => String::new(),
+            };
+            let not = if Self::negated(f.op) { "NOT " } else { "" };
+            return Ok(Expr {
+                sql: format!(
+                    r#"{not}EXISTS (SELECT 1 FROM "{}" x WHERE x.key = o.key AND x.{} = ?{test})"#,
+                    s.table, s.column
+                ),
+                params,
             });
         }
+        if matches!(f.op, Op::Exists | Op::NotExists) {
+            return Err(bad(&f.term, "an existence test needs metadata.labels[KEY]"));
+        }
+        let e = self.field_expr(&f.field, &f.term, n, fields)?;
+        let x = &e.sql;
+        let (test, values) = Self::value_test(f, x)?.unwrap_or_default();
+        // the object columns are never NULL except created; a missing value matches only negated tests
+        let sql = if Self::negated(f.op) { format!("IFNULL(NOT ({test}), 1)") } else { test };
+        let mut params = e.params;
+        params.extend(values);
         Ok(Expr { sql, params })
     }
 
-    fn where_clause(&self, o: &ListOptions) -> Result<Expr> {
+    /// Pick a single positive label/field test (`=`, `in`, existence) to start from when it matches fewer
+    /// objects than the namespace restriction (or than `DRIVER_CAP` without one): SQLite then looks up those
+    /// keys through the (label|field, value) index instead of scanning objects and probing each. Estimates are
+    /// index counts stopped at the smallest alternative, so choosing costs at most a few thousand index steps.
+    fn driver(
+        &self,
+        c: &rusqlite::Connection,
+        o: &ListOptions,
+        n: &Names,
+        fields: &[FieldPath],
+    ) -> Result<Option<(usize, Expr)>> {
+        let count = |sql: String, params: &[Sql]| -> Result<i64> {
+            c.prepare_cached(&sql)
+                .and_then(|mut s| s.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0)))
+                .ctx(|| format!("{}: estimate", self.name()))
+        };
+        let mut best = DRIVER_CAP;
+        let mut namespaces: Option<&[String]> = (!o.namespaces.is_empty()).then_some(o.namespaces.as_slice());
+        for group in &o.filters {
+            if let [f] = group.as_slice()
+                && f.field.text == "metadata.namespace"
+                && matches!(f.op, Op::Eq | Op::In)
+                && namespaces.is_none_or(|ns| ns.len() > f.values.len())
+            {
+                namespaces = Some(&f.values);
+            }
+        }
+        if let Some(ns) = namespaces {
+            let marks = vec!["?"; ns.len()].join(", ");
+            let mut params: Vec<Sql> = ns.iter().map(|v| Sql::Text(v.clone())).collect();
+            params.push(Sql::Integer(best));
+            best = count(
+                format!(r#"SELECT count(*) FROM (SELECT 1 FROM "{}" WHERE namespace IN ({marks}) LIMIT ?)"#, n.objects),
+                &params,
+            )?;
+        }
+        let mut chosen = None;
+        for (i, group) in o.filters.iter().enumerate() {
+            let [f] = group.as_slice() else { continue };
+            if !matches!(f.op, Op::Eq | Op::In | Op::Exists) {
+                continue;
+            }
+            let Some(s) = self.side(&f.field, n, fields) else { continue };
+            let mut params = vec![Sql::Text(s.name)];
+            let mut sql = format!(r#"SELECT key FROM "{}" WHERE {} = ?"#, s.table, s.column);
+            if let Some((test, p)) = Self::value_test(f, "value")? {
+                sql.push_str(&format!(" AND {test}"));
+                params.extend(p);
+            }
+            let mut limited = params.clone();
+            limited.push(Sql::Integer(best));
+            let est = count(format!("SELECT count(*) FROM ({sql} LIMIT ?)"), &limited)?;
+            if est < best {
+                best = est;
+                chosen = Some((i, Expr { sql, params }));
+            }
+        }
+        Ok(chosen)
+    }
+
+    fn where_clause(&self, o: &ListOptions, skip: Option<usize>, n: &Names, fields: &[FieldPath]) -> Result<Expr> {
         let mut parts = vec!["1".to_owned()];
         let mut params = Vec::new();
         if !o.namespaces.is_empty() {
             parts.push(format!("o.namespace IN ({})", vec!["?"; o.namespaces.len()].join(", ")));
             params.extend(o.namespaces.iter().map(|n| Sql::Text(n.clone())));
         }
-        for group in &o.filters {
+        for (i, group) in o.filters.iter().enumerate() {
+            if Some(i) == skip {
+                continue;
+            }
             let mut ors = Vec::new();
             for f in group {
-                let c = self.condition(f)?;
+                let c = self.condition(f, n, fields)?;
                 ors.push(format!("({})", c.sql));
                 params.extend(c.params);
             }
@@ -340,21 +439,8 @@ impl Store {
 
     /// Run a query against the current contents.
     pub fn query(&self, o: &ListOptions) -> Result<ListResult> {
-        let p = &self.inner.p;
         let name = self.name().to_owned();
-        let w = self.where_clause(o)?;
-        let mut order = Vec::new();
-        let mut order_params = Vec::new();
-        for s in &o.sort {
-            let e = self.field_expr(&s.field, &format!("sort={}", s.field.text))?;
-            order.push(format!("{} {}", e.sql, if s.descending { "DESC" } else { "ASC" }));
-            order_params.extend(e.params);
-        }
-        order.push("o.key ASC".into());
-        let mut summary_exprs = Vec::new();
-        for f in &o.summary {
-            summary_exprs.push((f.text.clone(), self.field_expr(f, &format!("summary={}", f.text))?));
-        }
+        let fields = self.fields();
         let offset = match (&o.continue_token, o.page) {
             (Some(t), _) => t
                 .strip_prefix("o:")
@@ -363,55 +449,84 @@ impl Store {
             (None, Some(page)) if page > 1 => (page - 1) * o.page_size.unwrap_or(0),
             _ => 0,
         };
-        let c = self.conn();
-        let revision = read_meta_u64(&c, p, "last_rv")?.unwrap_or(0);
-        if let Some(r) = o.revision
-            && r > revision
-        {
-            return Err(Error::TooNew { resource: name, requested: r, current: revision });
-        }
-        let count: i64 = c
-            .query_row(
-                &format!(r#"SELECT count(*) FROM "{p}_objects" o WHERE {}"#, w.sql),
-                rusqlite::params_from_iter(w.params.iter()),
-                |r| r.get(0),
-            )
-            .ctx(|| format!("{name}: count query"))?;
-        let count = count as usize;
-        let limit = o.page_size.map(|n| n as i64).unwrap_or(-1);
-        let sql = format!(
-            r#"SELECT o.key, o.object FROM "{p}_objects" o WHERE {} ORDER BY {} LIMIT ? OFFSET ?"#,
-            w.sql,
-            order.join(", ")
-        );
-        let mut params = w.params.clone();
-        params.extend(order_params);
-        params.push(Sql::Integer(limit));
-        params.push(Sql::Integer(offset as i64));
-        let rows: Vec<(String, String)> = {
-            let mut s = c.prepare(&sql).ctx(|| format!("{name}: query"))?;
-            s.query_map(rusqlite::params_from_iter(params.iter()), |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|r| r.collect())
-                .ctx(|| format!("{name}: query"))?
-        };
-        let mut summary = BTreeMap::new();
-        for (field, e) in summary_exprs {
-            let sql = format!(
-                r#"SELECT {} AS v, count(*) FROM "{p}_objects" o WHERE {} GROUP BY v HAVING v IS NOT NULL"#,
-                e.sql, w.sql
-            );
-            let mut params = e.params.clone();
-            params.extend(w.params.iter().cloned());
-            let mut s = c.prepare(&sql).ctx(|| format!("{name}: summary {field}"))?;
-            let counts: BTreeMap<String, usize> = s
-                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
-                })
-                .and_then(|r| r.collect())
-                .ctx(|| format!("{name}: summary {field}"))?;
-            summary.insert(field, counts);
-        }
-        drop(c);
+        let (rows, count, revision, summary) = self.read(|c, n| {
+            let revision = read_meta_u64(c, &self.inner.p, "last_rv")?.unwrap_or(0);
+            if let Some(r) = o.revision
+                && r > revision
+            {
+                return Err(Error::TooNew { resource: name.clone(), requested: r, current: revision });
+            }
+            let mut order = Vec::new();
+            let mut order_params = Vec::new();
+            for s in &o.sort {
+                let e = self.field_expr(&s.field, &format!("sort={}", s.field.text), n, &fields)?;
+                order.push(format!("{} {}", e.sql, if s.descending { "DESC" } else { "ASC" }));
+                order_params.extend(e.params);
+            }
+            order.push("o.key ASC".into());
+            let mut summary_exprs = Vec::new();
+            for f in &o.summary {
+                summary_exprs.push((f.text.clone(), self.field_expr(f, &format!("summary={}", f.text), n, &fields)?));
+            }
+            // validate every term before estimating anything
+            let _ = self.where_clause(o, None, n, &fields)?;
+            let driver = self.driver(c, o, n, &fields)?;
+            let w = self.where_clause(o, driver.as_ref().map(|(i, _)| *i), n, &fields)?;
+            // CROSS JOIN keeps the driver as the outer loop
+            let (from, mut base_params) = match &driver {
+                Some((_, d)) => {
+                    (format!(r#"({}) AS d CROSS JOIN "{}" o ON o.key = d.key"#, d.sql, n.objects), d.params.clone())
+                }
+                None => (format!(r#""{}" o"#, n.objects), vec![]),
+            };
+            base_params.extend(w.params.iter().cloned());
+            let count: i64 = c
+                .prepare_cached(&format!("SELECT count(*) FROM {from} WHERE {}", w.sql))
+                .and_then(|mut s| s.query_row(rusqlite::params_from_iter(base_params.iter()), |r| r.get(0)))
+                .ctx(|| format!("{name}: count query"))?;
+            let limit = o.page_size.map(|n| n as i64).unwrap_or(-1);
+            // the page's keys first, then only their objects: a sort reads no JSON of rows it drops
+            let sql =
+                format!("SELECT o.key FROM {from} WHERE {} ORDER BY {} LIMIT ? OFFSET ?", w.sql, order.join(", "));
+            let mut params = base_params.clone();
+            params.extend(order_params);
+            params.push(Sql::Integer(limit));
+            params.push(Sql::Integer(offset as i64));
+            let keys: Vec<String> = {
+                let mut s = c.prepare_cached(&sql).ctx(|| format!("{name}: query"))?;
+                s.query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
+                    .and_then(|r| r.collect())
+                    .ctx(|| format!("{name}: query"))?
+            };
+            let mut rows = Vec::with_capacity(keys.len());
+            {
+                let mut get = c
+                    .prepare_cached(&format!(r#"SELECT object FROM "{}" WHERE key = ?1"#, n.objects))
+                    .ctx(|| format!("{name}: query"))?;
+                for k in keys {
+                    let text: String = get.query_row([&k], |r| r.get(0)).ctx(|| format!("{name} {k}: query"))?;
+                    rows.push((k, text));
+                }
+            }
+            let mut summary = BTreeMap::new();
+            for (field, e) in summary_exprs {
+                let sql = format!(
+                    r#"SELECT {} AS v, count(*) FROM {from} WHERE {} GROUP BY v HAVING v IS NOT NULL"#,
+                    e.sql, w.sql
+                );
+                let mut params = e.params.clone();
+                params.extend(base_params.iter().cloned());
+                let mut s = c.prepare_cached(&sql).ctx(|| format!("{name}: summary {field}"))?;
+                let counts: BTreeMap<String, usize> = s
+                    .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+                    })
+                    .and_then(|r| r.collect())
+                    .ctx(|| format!("{name}: summary {field}"))?;
+                summary.insert(field, counts);
+            }
+            Ok((rows, count as usize, revision, summary))
+        })?;
         let items = rows
             .iter()
             .map(|(k, t)| self.decode(k, t).map(|v| project(v, &o.include, &o.exclude)))

@@ -1,10 +1,8 @@
 //! The strict repository (kyverno reports-server v2 storage semantics) over a [`Store`]: create fails if the
 //! object exists, update and delete fail if it does not.
 
-use rusqlite::OptionalExtension;
 use serde_json::Value;
 
-use crate::error::SqlContext;
 use crate::store::{Store, WriteOp};
 use crate::{Error, Result};
 
@@ -30,12 +28,7 @@ impl Repository {
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
-        let c = self.store.conn();
-        let p = &self.store.inner.p;
-        c.query_row(&format!(r#"SELECT 1 FROM "{p}_objects" WHERE key = ?1"#), [key], |_| Ok(()))
-            .optional()
-            .map(|o| o.is_some())
-            .ctx(|| format!("{} {key}: exists", self.store.name()))
+        self.store.contains_key(key)
     }
 
     fn not_found(&self, key: String) -> Error {

@@ -1,16 +1,27 @@
 //! The SQLite object store: one set of tables per resource type, client-go `Store`/`Indexer` semantics.
 //!
-//! Tables (prefix `wc_<group>_<version>_<kind>_<hash>`): `_objects` (one row per key with namespace, name, uid,
-//! resourceVersion, creationTimestamp and the JSON), `_fields` (configured JSON-path fields), `_labels`,
-//! `_indexes` (values of the registered index functions, computed on write) and `_events` (the event log).
-//! Every write is one transaction that updates all of them, so a reader sees either all of a write or none of it.
+//! Tables (prefix `wc_<group>_<version>_<kind>_<hash>`): two generations `_g0_*`/`_g1_*` of `objects` (one row
+//! per key with namespace, name, uid, resourceVersion, creationTimestamp and the JSON), `fields` (configured
+//! JSON-path fields), `labels` and `indexes` (values of the registered index functions), plus `_events` (the
+//! event log) and a view `_objects` of the live objects for other readers (sqlite3, scripts). `wc_meta` names the
+//! live generation. A relist fills the other generation in many small transactions and one short transaction
+//! swaps it in, so readers see the old list or the new one, never a half-filled one, and nothing is buffered.
+//! Every write is one transaction that updates all tables, so a reader sees either all of a write or none of it.
+//!
+//! Reads go through a small pool of read connections (WAL lets them run while the ingester writes); each read
+//! runs in one read transaction, so it sees one committed state across its statements.
+//!
+//! The event log stores an object's JSON only once it is superseded: the newest event of a key whose object
+//! column is NULL stands for the key's current row in the objects table (the writer copies the JSON into it
+//! before it changes or deletes the row). So the log does not hold a second copy of every object.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::Value;
 
 use crate::error::SqlContext;
@@ -30,11 +41,18 @@ pub struct StoreConfig {
     pub fields: Vec<String>,
 }
 
-/// One SQLite database holding any number of resource types.
-#[derive(Clone)]
-pub struct Database {
-    conn: Arc<Mutex<Connection>>,
-    stores: Arc<Mutex<HashMap<ResourceType, Store>>>,
+/// Bumped when the table layout changes; an older layout is dropped and rebuilt (it is a cache: the ingester
+/// relists).
+const SCHEMA: &str = "2";
+/// Read connections per file database: queries, watch sessions and the ingester's own checks run side by side.
+const READERS: usize = 3;
+
+/// The connections of one database: one writer, and readers (none for `:memory:`, whose data only the writer's
+/// connection can see).
+pub(crate) struct Conns {
+    write: Mutex<Connection>,
+    read: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
 }
 
 pub(crate) fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -42,15 +60,124 @@ pub(crate) fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     conn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl Conns {
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.write)
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        if self.read.is_empty() {
+            return self.writer();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.read.len() {
+            if let Ok(g) = self.read[(start + i) % self.read.len()].try_lock() {
+                return g;
+            }
+        }
+        lock(&self.read[start % self.read.len()])
+    }
+}
+
+/// One SQLite database holding any number of resource types.
+#[derive(Clone)]
+pub struct Database {
+    conns: Arc<Conns>,
+    stores: Arc<Mutex<HashMap<ResourceType, Store>>>,
+}
+
+fn open_conn(path: &Path, shown: &str, cache_kib: i64) -> Result<Connection> {
+    let conn = Connection::open(path).ctx(|| format!("open {shown}"))?;
+    conn.busy_timeout(Duration::from_secs(30)).ctx(|| format!("busy_timeout on {shown}"))?;
+    conn.execute_batch(&format!("PRAGMA cache_size = -{cache_kib}")).ctx(|| format!("cache_size on {shown}"))?;
+    Ok(conn)
+}
+
+/// The table names of one resource type in one generation.
+pub(crate) struct Names {
+    pub(crate) objects: String,
+    pub(crate) fields: String,
+    pub(crate) labels: String,
+    pub(crate) indexes: String,
+    pub(crate) events: String,
+}
+
+impl Names {
+    fn new(p: &str, generation: i64) -> Self {
+        Self {
+            objects: format!("{p}_g{generation}_objects"),
+            fields: format!("{p}_g{generation}_fields"),
+            labels: format!("{p}_g{generation}_labels"),
+            indexes: format!("{p}_g{generation}_indexes"),
+            events: format!("{p}_events"),
+        }
+    }
+
+    /// `o.object`, or for a lazily logged event (NULL object) the key's current row: an expression over the
+    /// events table aliased `e`.
+    pub(crate) fn event_object(&self) -> String {
+        format!(r#"IFNULL(e.object, (SELECT lo.object FROM "{}" lo WHERE lo.key = e.key))"#, self.objects)
+    }
+}
+
+/// Tables of one generation. Labels, fields and index values are small rows looked up by key or by value:
+/// WITHOUT ROWID keeps each in one b-tree ordered by its primary key.
+fn create_generation(c: &Connection, p: &str, generation: i64) -> rusqlite::Result<()> {
+    let n = Names::new(p, generation);
+    let (o, f, l, i) = (&n.objects, &n.fields, &n.labels, &n.indexes);
+    c.execute_batch(&format!(
+        r#"CREATE TABLE IF NOT EXISTS "{o}" (key TEXT PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL,
+             uid TEXT, resource_version TEXT, rv INTEGER, created TEXT, object TEXT NOT NULL);
+           CREATE UNIQUE INDEX IF NOT EXISTS "{o}_ns" ON "{o}" (namespace, name);
+           CREATE INDEX IF NOT EXISTS "{o}_ns_created" ON "{o}" (namespace, created);
+           CREATE INDEX IF NOT EXISTS "{o}_name" ON "{o}" (name);
+           CREATE INDEX IF NOT EXISTS "{o}_created" ON "{o}" (created);
+           CREATE TABLE IF NOT EXISTS "{f}" (key TEXT NOT NULL, field TEXT NOT NULL, value TEXT,
+             PRIMARY KEY (key, field)) WITHOUT ROWID;
+           CREATE INDEX IF NOT EXISTS "{f}_fv" ON "{f}" (field, value);
+           CREATE TABLE IF NOT EXISTS "{l}" (key TEXT NOT NULL, label TEXT NOT NULL, value TEXT NOT NULL,
+             PRIMARY KEY (key, label)) WITHOUT ROWID;
+           CREATE INDEX IF NOT EXISTS "{l}_lv" ON "{l}" (label, value);
+           CREATE TABLE IF NOT EXISTS "{i}" (name TEXT NOT NULL, value TEXT NOT NULL, key TEXT NOT NULL,
+             PRIMARY KEY (name, value, key)) WITHOUT ROWID;
+           CREATE INDEX IF NOT EXISTS "{i}_key" ON "{i}" (key);"#
+    ))
+}
+
+fn drop_generation(c: &Connection, p: &str, generation: i64) -> rusqlite::Result<()> {
+    let n = Names::new(p, generation);
+    for t in [&n.objects, &n.fields, &n.labels, &n.indexes] {
+        c.execute_batch(&format!(r#"DROP TABLE IF EXISTS "{t}""#))?;
+    }
+    Ok(())
+}
+
+/// The view other readers use; recreated whenever the live generation changes.
+fn create_view(c: &Connection, p: &str, generation: i64) -> rusqlite::Result<()> {
+    let n = Names::new(p, generation);
+    c.execute_batch(&format!(
+        r#"DROP VIEW IF EXISTS "{p}_objects"; CREATE VIEW "{p}_objects" AS SELECT * FROM "{}";"#,
+        n.objects
+    ))
+}
+
+pub(crate) fn live_generation(c: &Connection, p: &str) -> Result<i64> {
+    Ok(read_meta_u64(c, p, "generation")?.unwrap_or(0) as i64)
+}
+
 impl Database {
     /// Open (or create) `path`; `:memory:` gives a private in-memory database.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let conn = Connection::open(path).ctx(|| format!("open {shown}"))?;
-        conn.busy_timeout(Duration::from_secs(30)).ctx(|| format!("busy_timeout on {shown}"))?;
-        if shown != ":memory:" {
-            // WAL lets other readers (the REST API, sqlite3) read while the ingester writes.
+        let memory = shown == ":memory:";
+        let conn = open_conn(path, &shown, 32 * 1024)?;
+        let mut read = Vec::new();
+        if !memory {
+            // Objects of ~2 KB fill 8 KiB pages well (one per 4 KiB page left ~40% of every page empty); only a
+            // new database takes it.
+            conn.execute_batch("PRAGMA page_size = 8192").ctx(|| format!("page_size on {shown}"))?;
+            // WAL lets the read connections (and the REST API, sqlite3) read while the ingester writes.
             let _: String =
                 conn.query_row("PRAGMA journal_mode = wal", [], |r| r.get(0)).ctx(|| format!("WAL on {shown}"))?;
             conn.execute_batch("PRAGMA synchronous = NORMAL").ctx(|| format!("synchronous on {shown}"))?;
@@ -60,91 +187,86 @@ impl Database {
                PRIMARY KEY (prefix, name))",
         )
         .ctx(|| format!("create wc_meta in {shown}"))?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), stores: Arc::default() })
+        if !memory {
+            for _ in 0..READERS {
+                let r = open_conn(path, &shown, 8 * 1024)?;
+                r.execute_batch("PRAGMA query_only = ON").ctx(|| format!("query_only on {shown}"))?;
+                read.push(Mutex::new(r));
+            }
+        }
+        let conns = Conns { write: Mutex::new(conn), read, next: AtomicUsize::new(0) };
+        Ok(Self { conns: Arc::new(conns), stores: Arc::default() })
     }
 
     /// The store of one resource type, creating its tables on first use. A second call for the same type
-    /// returns the same store (so watchers share one notification channel); its `config` is then ignored.
+    /// returns the same store (so watchers share one notification channel); fields in its `config` that the
+    /// store does not index yet are added (filled from the stored objects), so the order in which parts of a
+    /// program open a store does not decide which fields are queryable.
     pub fn store(&self, rt: ResourceType, config: StoreConfig) -> Result<Store> {
         let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        let fields = config.fields.iter().map(|f| FieldPath::parse(f)).collect::<Result<Vec<_>>>()?;
         if let Some(s) = stores.get(&rt) {
+            s.add_fields(fields)?;
             return Ok(s.clone());
         }
-        let fields = config.fields.iter().map(|f| FieldPath::parse(f)).collect::<Result<Vec<_>>>()?;
         let p = rt.table_prefix();
         {
-            let c = lock(&self.conn);
-            c.execute_batch(&format!(
-                r#"CREATE TABLE IF NOT EXISTS "{p}_objects" (key TEXT PRIMARY KEY, namespace TEXT NOT NULL,
-                     name TEXT NOT NULL, uid TEXT, resource_version TEXT, created TEXT, object TEXT NOT NULL);
-                   CREATE INDEX IF NOT EXISTS "{p}_objects_ns" ON "{p}_objects" (namespace, name);
-                   CREATE INDEX IF NOT EXISTS "{p}_objects_name" ON "{p}_objects" (name);
-                   CREATE INDEX IF NOT EXISTS "{p}_objects_created" ON "{p}_objects" (created);
-                   CREATE TABLE IF NOT EXISTS "{p}_fields" (key TEXT NOT NULL, field TEXT NOT NULL, value TEXT,
-                     PRIMARY KEY (key, field));
-                   CREATE INDEX IF NOT EXISTS "{p}_fields_fv" ON "{p}_fields" (field, value);
-                   CREATE TABLE IF NOT EXISTS "{p}_labels" (key TEXT NOT NULL, label TEXT NOT NULL,
-                     value TEXT NOT NULL, PRIMARY KEY (key, label));
-                   CREATE INDEX IF NOT EXISTS "{p}_labels_lv" ON "{p}_labels" (label, value);
-                   CREATE TABLE IF NOT EXISTS "{p}_indexes" (name TEXT NOT NULL, value TEXT NOT NULL,
-                     key TEXT NOT NULL, PRIMARY KEY (name, value, key));
-                   CREATE INDEX IF NOT EXISTS "{p}_indexes_key" ON "{p}_indexes" (key);
-                   CREATE TABLE IF NOT EXISTS "{p}_events" (seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                     rv INTEGER NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, object TEXT NOT NULL,
-                     ts INTEGER NOT NULL);
+            let mut c = self.conns.writer();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).ctx(|| format!("{rt}: schema"))?;
+            if read_meta(&tx, &p, "schema")?.as_deref() != Some(SCHEMA) {
+                // an older layout (or none): start over; the ingester relists
+                let old: Vec<(String, String)> = {
+                    let mut stmt = tx
+                        .prepare("SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view') AND substr(name, 1, length(?1)) = ?1")
+                        .ctx(|| format!("{rt}: old tables"))?;
+                    stmt.query_map([format!("{p}_")], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .and_then(|r| r.collect())
+                        .ctx(|| format!("{rt}: old tables"))?
+                };
+                for (kind, name) in old {
+                    let kind = if kind == "view" { "VIEW" } else { "TABLE" };
+                    tx.execute_batch(&format!(r#"DROP {kind} IF EXISTS "{name}""#))
+                        .ctx(|| format!("{rt}: drop old {name}"))?;
+                }
+                tx.execute("DELETE FROM wc_meta WHERE prefix = ?1", [&p]).ctx(|| format!("{rt}: old meta"))?;
+                write_meta(&tx, &p, "schema", SCHEMA)?;
+            }
+            let live = live_generation(&tx, &p)?;
+            tx.execute_batch(&format!(
+                r#"CREATE TABLE IF NOT EXISTS "{p}_events" (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                     rv INTEGER NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL, object TEXT, ts INTEGER NOT NULL);
                    CREATE INDEX IF NOT EXISTS "{p}_events_rv" ON "{p}_events" (rv);
                    CREATE INDEX IF NOT EXISTS "{p}_events_key" ON "{p}_events" (key, seq);"#
             ))
             .ctx(|| format!("create tables for {rt}"))?;
-            // Fields configured now but not before (or changed) are filled from the stored objects.
-            for f in &fields {
-                let known: bool = c
-                    .query_row(
-                        &format!(r#"SELECT EXISTS (SELECT 1 FROM "{p}_fields" WHERE field = ?1)"#),
-                        [&f.text],
-                        |r| r.get(0),
-                    )
-                    .ctx(|| format!("{rt}: look up field {}", f.text))?;
-                if !known {
-                    let mut stmt = c
-                        .prepare(&format!(r#"SELECT key, object FROM "{p}_objects""#))
-                        .ctx(|| format!("{rt}: scan"))?;
-                    let rows: Vec<(String, String)> = stmt
-                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .and_then(|rows| rows.collect())
-                        .ctx(|| format!("{rt}: scan"))?;
-                    for (key, text) in rows {
-                        let obj: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-                            resource: rt.to_string(),
-                            key: key.clone(),
-                            source,
-                        })?;
-                        c.execute(
-                            &format!(r#"INSERT OR REPLACE INTO "{p}_fields" (key, field, value) VALUES (?1, ?2, ?3)"#),
-                            params![key, f.text, f.scalar(&obj)],
-                        )
-                        .ctx(|| format!("{rt} {key}: fill field {}", f.text))?;
-                    }
-                }
+            // the other generation only holds data while a relist fills it; a process that stopped mid-relist
+            // left it behind
+            drop_generation(&tx, &p, 1 - live).ctx(|| format!("{rt}: clear the relist tables"))?;
+            for g in [0, 1] {
+                create_generation(&tx, &p, g).ctx(|| format!("create tables for {rt}"))?;
             }
+            create_view(&tx, &p, live).ctx(|| format!("{rt}: objects view"))?;
+            tx.commit().ctx(|| format!("{rt}: schema commit"))?;
         }
         let last_seq = {
-            let c = lock(&self.conn);
+            let c = self.conns.writer();
             c.query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{p}_events""#), [], |r| r.get(0))
                 .ctx(|| format!("{rt}: last event"))?
         };
         let (notify, _) = tokio::sync::watch::channel(last_seq);
         let store = Store {
             inner: Arc::new(Inner {
-                conn: self.conn.clone(),
+                conns: self.conns.clone(),
                 name: rt.to_string(),
                 rt: rt.clone(),
                 p,
-                fields,
+                fields: RwLock::default(),
                 indexers: RwLock::default(),
                 notify,
+                staging: AtomicU64::new(0),
             }),
         };
+        store.add_fields(fields)?;
         stores.insert(rt, store.clone());
         Ok(store)
     }
@@ -158,14 +280,16 @@ pub struct Store {
 }
 
 pub(crate) struct Inner {
-    pub(crate) conn: Arc<Mutex<Connection>>,
+    conns: Arc<Conns>,
     pub(crate) name: String,
     pub(crate) rt: ResourceType,
     pub(crate) p: String,
-    pub(crate) fields: Vec<FieldPath>,
+    fields: RwLock<Vec<FieldPath>>,
     indexers: RwLock<Indexers>,
     /// The highest event sequence number committed; watch sessions wait on it.
     pub(crate) notify: tokio::sync::watch::Sender<i64>,
+    /// Number of the relist in progress; a newer one supersedes it.
+    staging: AtomicU64,
 }
 
 /// One write in a batch.
@@ -179,8 +303,24 @@ pub enum WriteOp {
     },
 }
 
+/// A relist in progress: objects go into the generation that is not live, and [`Store::stage_commit`] swaps it
+/// in. Obtained from [`Store::stage_begin`].
+pub(crate) struct Staging {
+    id: u64,
+    generation: i64,
+    items: usize,
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The columns of an object row, extracted once.
+struct Row<'a> {
+    key: String,
+    namespace: &'a str,
+    name: &'a str,
+    text: String,
 }
 
 impl Store {
@@ -192,8 +332,31 @@ impl Store {
         &self.inner.name
     }
 
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        lock(&self.inner.conn)
+    pub(crate) fn fields(&self) -> Vec<FieldPath> {
+        self.inner.fields.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Run `f` in one read transaction on a read connection, with the live generation's table names.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection, &Names) -> Result<T>) -> Result<T> {
+        let c = self.inner.conns.reader();
+        let tx = c.unchecked_transaction().ctx(|| format!("{}: begin read", self.name()))?;
+        let names = Names::new(&self.inner.p, live_generation(&tx, &self.inner.p)?);
+        let out = f(&tx, &names)?;
+        // a read transaction has nothing to commit; ending it lets checkpoints move past its snapshot
+        tx.rollback().ctx(|| format!("{}: end read", self.name()))?;
+        Ok(out)
+    }
+
+    /// Run `f` in one write transaction, with the live generation's table names.
+    pub(crate) fn write_tx<T>(&self, what: &str, f: impl FnOnce(&Transaction<'_>, &Names) -> Result<T>) -> Result<T> {
+        let mut c = self.inner.conns.writer();
+        let tx = c
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx(|| format!("{}: begin {what}", self.name()))?;
+        let names = Names::new(&self.inner.p, live_generation(&tx, &self.inner.p)?);
+        let out = f(&tx, &names)?;
+        tx.commit().ctx(|| format!("{}: commit {what}", self.name()))?;
+        Ok(out)
     }
 
     pub(crate) fn key_of(&self, obj: &Value) -> Result<String> {
@@ -205,6 +368,60 @@ impl Store {
             resource: self.inner.name.clone(),
             key: key.to_owned(),
             source,
+        })
+    }
+
+    fn row<'a>(&self, obj: &'a Value) -> Result<Row<'a>> {
+        let key = self.key_of(obj)?;
+        let namespace = meta_str(obj, "namespace").filter(|s| !s.is_empty()).unwrap_or("");
+        let name = meta_str(obj, "name").unwrap_or("");
+        Ok(Row { key, namespace, name, text: obj.to_string() })
+    }
+
+    /// Index `new` fields too (filling them from the stored objects); known ones are skipped.
+    fn add_fields(&self, new: Vec<FieldPath>) -> Result<()> {
+        let added: Vec<FieldPath> = {
+            let mut fields = self.inner.fields.write().unwrap_or_else(|e| e.into_inner());
+            let added: Vec<FieldPath> = new.into_iter().filter(|f| !fields.iter().any(|k| k.text == f.text)).collect();
+            fields.extend(added.iter().cloned());
+            added
+        };
+        if added.is_empty() {
+            return Ok(());
+        }
+        let name = self.name().to_owned();
+        self.write_tx("index fields", |tx, n| {
+            for f in &added {
+                let known: bool = tx
+                    .query_row(
+                        &format!(r#"SELECT EXISTS (SELECT 1 FROM "{}" WHERE field = ?1)"#, n.fields),
+                        [&f.text],
+                        |r| r.get(0),
+                    )
+                    .ctx(|| format!("{name}: look up field {}", f.text))?;
+                if known {
+                    continue;
+                }
+                // Fields configured now but not before are filled from the stored objects.
+                let mut stmt = tx
+                    .prepare(&format!(r#"SELECT key, object FROM "{}""#, n.objects))
+                    .ctx(|| format!("{name}: scan"))?;
+                let mut rows = stmt.query([]).ctx(|| format!("{name}: scan"))?;
+                let mut ins = tx
+                    .prepare(&format!(
+                        r#"INSERT OR REPLACE INTO "{}" (key, field, value) VALUES (?1, ?2, ?3)"#,
+                        n.fields
+                    ))
+                    .ctx(|| format!("{name}: fill field {}", f.text))?;
+                while let Some(r) = rows.next().ctx(|| format!("{name}: scan"))? {
+                    let key: String = r.get(0).ctx(|| format!("{name}: scan"))?;
+                    let text: String = r.get(1).ctx(|| format!("{name}: scan"))?;
+                    let obj = self.decode(&key, &text)?;
+                    ins.execute(params![key, f.text, f.scalar(&obj)])
+                        .ctx(|| format!("{name} {key}: fill field {}", f.text))?;
+                }
+            }
+            Ok(())
         })
     }
 
@@ -227,33 +444,33 @@ impl Store {
     }
 
     pub fn list(&self) -> Result<Vec<Value>> {
-        let c = self.conn();
-        let p = &self.inner.p;
-        let mut stmt = c
-            .prepare_cached(&format!(r#"SELECT key, object FROM "{p}_objects" ORDER BY key"#))
-            .ctx(|| format!("{}: list", self.name()))?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|r| r.collect())
-            .ctx(|| format!("{}: list", self.name()))?;
+        let rows: Vec<(String, String)> = self.read(|c, n| {
+            let mut stmt = c
+                .prepare_cached(&format!(r#"SELECT key, object FROM "{}" ORDER BY key"#, n.objects))
+                .ctx(|| format!("{}: list", self.name()))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|r| r.collect())
+                .ctx(|| format!("{}: list", self.name()))
+        })?;
         rows.iter().map(|(k, t)| self.decode(k, t)).collect()
     }
 
     pub fn list_keys(&self) -> Result<Vec<String>> {
-        let c = self.conn();
-        let p = &self.inner.p;
-        let mut stmt = c
-            .prepare_cached(&format!(r#"SELECT key FROM "{p}_objects" ORDER BY key"#))
-            .ctx(|| format!("{}: list keys", self.name()))?;
-        stmt.query_map([], |r| r.get(0)).and_then(|r| r.collect()).ctx(|| format!("{}: list keys", self.name()))
+        self.read(|c, n| {
+            let mut stmt = c
+                .prepare_cached(&format!(r#"SELECT key FROM "{}" ORDER BY key"#, n.objects))
+                .ctx(|| format!("{}: list keys", self.name()))?;
+            stmt.query_map([], |r| r.get(0)).and_then(|r| r.collect()).ctx(|| format!("{}: list keys", self.name()))
+        })
     }
 
     pub fn len(&self) -> Result<usize> {
-        let c = self.conn();
-        let p = &self.inner.p;
-        c.query_row(&format!(r#"SELECT count(*) FROM "{p}_objects""#), [], |r| r.get::<_, i64>(0))
-            .map(|n| n as usize)
-            .ctx(|| format!("{}: count", self.name()))
+        self.read(|c, n| {
+            c.prepare_cached(&format!(r#"SELECT count(*) FROM "{}""#, n.objects))
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+                .map(|n| n as usize)
+                .ctx(|| format!("{}: count", self.name()))
+        })
     }
 
     pub fn is_empty(&self) -> Result<bool> {
@@ -266,153 +483,297 @@ impl Store {
     }
 
     pub fn get_by_key(&self, key: &str) -> Result<Option<Value>> {
-        let text: Option<String> = {
-            let c = self.conn();
-            let p = &self.inner.p;
-            c.query_row(&format!(r#"SELECT object FROM "{p}_objects" WHERE key = ?1"#), [key], |r| r.get(0))
-                .optional()
-                .ctx(|| format!("{} {key}: get", self.name()))?
-        };
+        let text: Option<String> = self.read(|c, n| {
+            c.prepare_cached(&format!(r#"SELECT object FROM "{}" WHERE key = ?1"#, n.objects))
+                .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+                .ctx(|| format!("{} {key}: get", self.name()))
+        })?;
         text.map(|t| self.decode(key, &t)).transpose()
     }
 
-    /// Atomically make the store hold exactly `items` (client-go Replace): one transaction, so readers see the
-    /// old set or the new one, never a half-filled or empty store. Differences are logged as events; deletes get
+    pub(crate) fn contains_key(&self, key: &str) -> Result<bool> {
+        self.read(|c, n| {
+            c.prepare_cached(&format!(r#"SELECT 1 FROM "{}" WHERE key = ?1"#, n.objects))
+                .and_then(|mut s| s.query_row([key], |_| Ok(())).optional())
+                .map(|o| o.is_some())
+                .ctx(|| format!("{} {key}: exists", self.name()))
+        })
+    }
+
+    /// Atomically make the store hold exactly `items` (client-go Replace): readers see the old set or the new
+    /// one, never a half-filled or empty store. Differences are logged as events; deletes get
     /// `resource_version` (the list's) when it is numeric.
     pub fn replace(&self, items: Vec<Value>, resource_version: Option<&str>) -> Result<()> {
         let list_rv = resource_version.and_then(|s| s.parse::<u64>().ok());
-        self.write_inner(items.into_iter().map(WriteOp::Upsert).collect(), Some(list_rv)).map(drop)
+        let mut st = self.stage_begin()?;
+        self.stage_items(&mut st, items)?;
+        self.stage_commit(st, list_rv, None).map(drop)
+    }
+
+    /// Start a relist: empty the generation that is not live, for [`Store::stage_items`] to fill. Starting
+    /// another relist (on this store) supersedes this one.
+    pub(crate) fn stage_begin(&self) -> Result<Staging> {
+        let id = self.inner.staging.fetch_add(1, Ordering::SeqCst) + 1;
+        let p = self.inner.p.clone();
+        let generation = self.write_tx("relist start", |tx, _| {
+            let next = 1 - live_generation(tx, &p)?;
+            drop_generation(tx, &p, next)
+                .and_then(|_| create_generation(tx, &p, next))
+                .ctx(|| format!("{}: clear the relist tables", self.name()))?;
+            Ok(next)
+        })?;
+        Ok(Staging { id, generation, items: 0 })
+    }
+
+    fn check_staging(&self, st: &Staging) -> Result<()> {
+        if self.inner.staging.load(Ordering::SeqCst) != st.id {
+            return Err(Error::Superseded { resource: self.name().to_owned() });
+        }
+        Ok(())
+    }
+
+    /// Add objects of the list being staged, in one transaction; readers do not see them before the swap.
+    pub(crate) fn stage_items(&self, st: &mut Staging, items: Vec<Value>) -> Result<()> {
+        self.check_staging(st)?;
+        let indexers = self.indexers();
+        let fields = self.fields();
+        let n = Names::new(&self.inner.p, st.generation);
+        let name = self.name();
+        let mut c = self.inner.conns.writer();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).ctx(|| format!("{name}: stage"))?;
+        // the swap may have happened while this waited for the lock
+        self.check_staging(st)?;
+        if live_generation(&tx, &self.inner.p)? == st.generation {
+            return Err(Error::Superseded { resource: name.to_owned() });
+        }
+        for obj in &items {
+            let row = self.row(obj)?;
+            self.insert_row(&tx, &n, &row, obj, false)?;
+            self.insert_derived(&tx, &n, &row.key, obj, &fields, &indexers)?;
+        }
+        tx.commit().ctx(|| format!("{name}: stage commit"))?;
+        st.items += items.len();
+        Ok(())
+    }
+
+    /// Swap the staged list in, in one transaction: the differences to the live list are logged (objects that
+    /// are new or changed, in key order, then deletes at `list_rv`, or else just after every revision seen), and
+    /// `meta` (the ingester's resume point) is written with them. Returns the number of events logged.
+    pub(crate) fn stage_commit(&self, st: Staging, list_rv: Option<u64>, meta: Option<(&str, &str)>) -> Result<usize> {
+        let p = self.inner.p.clone();
+        let name = self.name().to_owned();
+        let ts = now_ms();
+        let (logged, last_seq, old) = {
+            let mut c = self.inner.conns.writer();
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).ctx(|| format!("{name}: swap"))?;
+            self.check_staging(&st)?;
+            let old_gen = live_generation(&tx, &p)?;
+            if old_gen == st.generation {
+                return Err(Error::Superseded { resource: name });
+            }
+            let (o, n) = (Names::new(&p, old_gen), Names::new(&p, st.generation));
+            let last_rv = read_meta_u64(&tx, &p, "last_rv")?.unwrap_or(0);
+            let max_new: Option<i64> = tx
+                .query_row(&format!(r#"SELECT MAX(rv) FROM "{}""#, n.objects), [], |r| r.get(0))
+                .ctx(|| format!("{name}: swap"))?;
+            let max_new = max_new.map(|v| v.max(0) as u64).unwrap_or(0);
+            // a delete found by a relist happened after everything this store logged so far
+            let delete_rv = list_rv.unwrap_or_else(|| max_new.max(last_rv + 1));
+            let seq_before: i64 = tx
+                .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{}""#, o.events), [], |r| r.get(0))
+                .ctx(|| format!("{name}: last event"))?;
+            let sql = |s: &str| s.replace("{O}", &o.objects).replace("{N}", &n.objects).replace("{E}", &o.events);
+            // the old rows of changed and vanished keys are about to go: their lazily logged events take a copy
+            tx.execute(
+                &sql(r#"UPDATE "{E}" SET object = (SELECT o.object FROM "{O}" o WHERE o.key = "{E}".key)
+                        WHERE object IS NULL AND key IN (SELECT o.key FROM "{O}" o LEFT JOIN "{N}" n ON n.key = o.key
+                          WHERE n.key IS NULL OR n.object IS NOT o.object)"#),
+                [],
+            )
+            .ctx(|| format!("{name}: swap: keep superseded objects in the log"))?;
+            let mut logged = tx
+                .execute(
+                    &sql(r#"INSERT INTO "{E}" (rv, type, key, object, ts)
+                            SELECT IFNULL(n.rv, ?1), CASE WHEN o.key IS NULL THEN 'ADDED' ELSE 'MODIFIED' END, n.key,
+                              NULL, ?2
+                            FROM "{N}" n LEFT JOIN "{O}" o ON o.key = n.key
+                            WHERE o.key IS NULL OR n.object IS NOT o.object ORDER BY n.key"#),
+                    params![(last_rv + 1) as i64, ts],
+                )
+                .ctx(|| format!("{name}: swap: log additions"))?;
+            logged += tx
+                .execute(
+                    &sql(r#"INSERT INTO "{E}" (rv, type, key, object, ts)
+                            SELECT ?1, 'DELETED', o.key, json_set(o.object, '$.metadata.resourceVersion', ?2), ?3
+                            FROM "{O}" o WHERE NOT EXISTS (SELECT 1 FROM "{N}" n WHERE n.key = o.key)
+                            ORDER BY o.key"#),
+                    params![delete_rv as i64, delete_rv.to_string(), ts],
+                )
+                .ctx(|| format!("{name}: swap: log deletions"))?;
+            let newest_logged: Option<i64> = tx
+                .query_row(&format!(r#"SELECT MAX(rv) FROM "{}" WHERE seq > ?1"#, o.events), [seq_before], |r| r.get(0))
+                .ctx(|| format!("{name}: swap"))?;
+            let new_last = last_rv.max(max_new).max(newest_logged.unwrap_or(0).max(0) as u64).max(list_rv.unwrap_or(0));
+            write_meta(&tx, &p, "last_rv", &new_last.to_string())?;
+            write_meta(&tx, &p, "generation", &st.generation.to_string())?;
+            if let Some((k, v)) = meta {
+                write_meta(&tx, &p, k, v)?;
+            }
+            create_view(&tx, &p, st.generation).ctx(|| format!("{name}: objects view"))?;
+            let last_seq: i64 = tx
+                .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{}""#, o.events), [], |r| r.get(0))
+                .ctx(|| format!("{name}: last event"))?;
+            tx.commit().ctx(|| format!("{name}: swap commit"))?;
+            (logged, last_seq, old_gen)
+        };
+        if logged > 0 {
+            self.inner.notify.send_replace(last_seq);
+        }
+        // the old generation is no longer read by anyone who starts reading now (readers that started before
+        // keep their snapshot); emptying it returns its pages for the next relist
+        let c = self.inner.conns.writer();
+        drop_generation(&c, &p, old)
+            .and_then(|_| create_generation(&c, &p, old))
+            .ctx(|| format!("{name}: clear the old generation"))?;
+        tracing::debug!(resource = %name, objects = st.items, events = logged, "relist swapped in");
+        Ok(logged)
     }
 
     /// Recompute configured fields and index values of every object (client-go Resync is a no-op for a plain
     /// cache; here it is useful after index functions change).
     pub fn resync(&self) -> Result<()> {
-        let items = self.list()?;
         let indexers = self.indexers();
-        let mut c = self.conn();
-        let tx = c.transaction().ctx(|| format!("{}: resync", self.name()))?;
-        for obj in &items {
-            let key = self.key_of(obj)?;
-            self.write_derived(&tx, &key, obj, &indexers)?;
-        }
-        tx.commit().ctx(|| format!("{}: resync commit", self.name()))
+        let fields = self.fields();
+        self.write_tx("resync", |tx, n| {
+            let rows: Vec<(String, String)> = {
+                let mut stmt = tx
+                    .prepare(&format!(r#"SELECT key, object FROM "{}""#, n.objects))
+                    .ctx(|| format!("{}: resync", self.name()))?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|r| r.collect())
+                    .ctx(|| format!("{}: resync", self.name()))?
+            };
+            for (key, text) in rows {
+                let obj = self.decode(&key, &text)?;
+                self.clear_derived(tx, n, &key)?;
+                self.insert_derived(tx, n, &key, &obj, &fields, &indexers)?;
+            }
+            Ok(())
+        })
     }
 
     /// Apply a batch of writes in one transaction; returns the events logged (unchanged upserts and deletes of
     /// missing keys log nothing).
     pub fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<WatchEvent>> {
-        self.write_inner(ops, None)
+        self.write_with_meta(ops, None)
     }
 
-    /// `replace`: Some(list rv) turns the batch into a full replacement of the store's contents.
-    fn write_inner(&self, mut ops: Vec<WriteOp>, replace: Option<Option<u64>>) -> Result<Vec<WatchEvent>> {
-        let name = self.name().to_owned();
+    /// `write`, also setting a named meta value in the same transaction (the ingester's resume point, so it never
+    /// runs ahead of what is stored).
+    pub(crate) fn write_with_meta(&self, ops: Vec<WriteOp>, meta: Option<(&str, &str)>) -> Result<Vec<WatchEvent>> {
         let p = self.inner.p.clone();
         let indexers = self.indexers();
-        let mut events = Vec::new();
-        let last_seq;
-        {
-            let mut c = self.conn();
-            let tx = c.transaction().ctx(|| format!("{name}: begin write"))?;
-            let mut last_rv = read_meta_u64(&tx, &p, "last_rv")?.unwrap_or(0);
-            if let Some(list_rv) = replace {
-                let mut keep = BTreeSet::new();
-                for op in &ops {
-                    if let WriteOp::Upsert(o) = op {
-                        keep.insert(self.key_of(o)?);
-                    }
-                }
-                let existing: Vec<String> = {
-                    let mut stmt = tx
-                        .prepare_cached(&format!(r#"SELECT key FROM "{p}_objects""#))
-                        .ctx(|| format!("{name}: replace scan"))?;
-                    stmt.query_map([], |r| r.get(0)).and_then(|r| r.collect()).ctx(|| format!("{name}: replace"))?
-                };
-                for key in existing.into_iter().filter(|k| !keep.contains(k)) {
-                    // Deletions discovered by a relist happened at or before the list's revision.
-                    let object = list_rv.map(|rv| stub_with_rv(&key, rv));
-                    ops.push(WriteOp::Delete { key, object });
-                }
-            }
-            let ts = now_ms();
+        let fields = self.fields();
+        let ts = now_ms();
+        let events = self.write_tx("write", |tx, n| {
+            let mut last_rv = read_meta_u64(tx, &p, "last_rv")?.unwrap_or(0);
+            let mut events = Vec::new();
             for op in ops {
-                if let Some(ev) = self.apply(&tx, op, &mut last_rv, ts, &indexers)? {
+                if let Some(ev) = self.apply(tx, n, op, &mut last_rv, ts, &fields, &indexers)? {
                     events.push(ev);
                 }
             }
-            if let Some(Some(rv)) = replace {
-                last_rv = last_rv.max(rv);
+            write_meta(tx, &p, "last_rv", &last_rv.to_string())?;
+            if let Some((k, v)) = meta {
+                write_meta(tx, &p, k, v)?;
             }
-            write_meta(&tx, &p, "last_rv", &last_rv.to_string())?;
-            last_seq = events.last().map(|e| e.seq);
-            tx.commit().ctx(|| format!("{name}: commit"))?;
-        }
-        if let Some(seq) = last_seq {
-            self.inner.notify.send_replace(seq);
+            Ok(events)
+        })?;
+        if let Some(e) = events.last() {
+            self.inner.notify.send_replace(e.seq);
         }
         Ok(events)
     }
 
+    fn insert_row(&self, tx: &Transaction<'_>, n: &Names, row: &Row<'_>, obj: &Value, replace: bool) -> Result<()> {
+        let verb = if replace { "INSERT OR REPLACE" } else { "INSERT" };
+        tx.prepare_cached(&format!(
+            r#"{verb} INTO "{}" (key, namespace, name, uid, resource_version, rv, created, object)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"#,
+            n.objects
+        ))
+        .and_then(|mut s| {
+            s.execute(params![
+                row.key,
+                row.namespace,
+                row.name,
+                meta_str(obj, "uid"),
+                meta_str(obj, "resourceVersion"),
+                parse_rv(obj).map(|v| v as i64),
+                meta_str(obj, "creationTimestamp"),
+                row.text
+            ])
+        })
+        .map(drop)
+        .ctx(|| format!("{} {}: write", self.name(), row.key))
+    }
+
+    /// The previous row's JSON moves into its lazily logged event before the row changes or goes.
+    fn keep_in_log(&self, tx: &Transaction<'_>, n: &Names, key: &str, prev: &str) -> Result<()> {
+        tx.prepare_cached(&format!(r#"UPDATE "{}" SET object = ?2 WHERE key = ?1 AND object IS NULL"#, n.events))
+            .and_then(|mut s| s.execute(params![key, prev]))
+            .map(drop)
+            .ctx(|| format!("{} {key}: log", self.name()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         tx: &Transaction<'_>,
+        n: &Names,
         op: WriteOp,
         last_rv: &mut u64,
         ts: i64,
+        fields: &[FieldPath],
         indexers: &Indexers,
     ) -> Result<Option<WatchEvent>> {
-        let p = &self.inner.p;
         let name = self.name();
-        let (key, kind, object) = match op {
+        let read_prev = |key: &str| -> Result<Option<String>> {
+            tx.prepare_cached(&format!(r#"SELECT object FROM "{}" WHERE key = ?1"#, n.objects))
+                .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+                .ctx(|| format!("{name} {key}: read"))
+        };
+        let (key, kind, object, logged_text) = match op {
             WriteOp::Upsert(obj) => {
-                let key = self.key_of(&obj)?;
-                let text = obj.to_string();
-                let prev: Option<String> = tx
-                    .query_row(&format!(r#"SELECT object FROM "{p}_objects" WHERE key = ?1"#), [&key], |r| r.get(0))
-                    .optional()
-                    .ctx(|| format!("{name} {key}: read"))?;
-                if prev.as_deref() == Some(text.as_str()) {
+                let row = self.row(&obj)?;
+                let prev = read_prev(&row.key)?;
+                if prev.as_deref() == Some(row.text.as_str()) {
                     return Ok(None);
                 }
-                let (ns, nm) = match key.split_once('/') {
-                    Some((ns, n)) => (ns, n),
-                    None => ("", key.as_str()),
-                };
-                tx.prepare_cached(&format!(
-                    r#"INSERT OR REPLACE INTO "{p}_objects" (key, namespace, name, uid, resource_version, created,
-                         object) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"#
-                ))
-                .and_then(|mut s| {
-                    s.execute(params![
-                        key,
-                        ns,
-                        nm,
-                        meta_str(&obj, "uid"),
-                        meta_str(&obj, "resourceVersion"),
-                        meta_str(&obj, "creationTimestamp"),
-                        text
-                    ])
-                })
-                .ctx(|| format!("{name} {key}: write"))?;
-                self.write_derived(tx, &key, &obj, indexers)?;
-                (key, if prev.is_some() { EventType::Modified } else { EventType::Added }, obj)
+                if let Some(prev) = &prev {
+                    self.keep_in_log(tx, n, &row.key, prev)?;
+                    self.clear_derived(tx, n, &row.key)?;
+                }
+                self.insert_row(tx, n, &row, &obj, true)?;
+                self.insert_derived(tx, n, &row.key, &obj, fields, indexers)?;
+                let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
+                (row.key, kind, obj, None)
             }
             WriteOp::Delete { key, object } => {
-                let prev: Option<String> = tx
-                    .query_row(&format!(r#"SELECT object FROM "{p}_objects" WHERE key = ?1"#), [&key], |r| r.get(0))
-                    .optional()
-                    .ctx(|| format!("{name} {key}: read"))?;
-                let Some(prev) = prev else { return Ok(None) };
-                for t in ["objects", "fields", "labels", "indexes"] {
-                    tx.prepare_cached(&format!(r#"DELETE FROM "{p}_{t}" WHERE key = ?1"#))
-                        .and_then(|mut s| s.execute([&key]))
-                        .ctx(|| format!("{name} {key}: delete from {t}"))?;
-                }
-                let obj = match object {
-                    Some(o) => o,
-                    None => self.decode(&key, &prev)?,
+                let Some(prev) = read_prev(&key)? else { return Ok(None) };
+                self.keep_in_log(tx, n, &key, &prev)?;
+                tx.prepare_cached(&format!(r#"DELETE FROM "{}" WHERE key = ?1"#, n.objects))
+                    .and_then(|mut s| s.execute([&key]))
+                    .ctx(|| format!("{name} {key}: delete"))?;
+                self.clear_derived(tx, n, &key)?;
+                let (obj, text) = match object {
+                    Some(o) => {
+                        let t = o.to_string();
+                        (o, t)
+                    }
+                    None => (self.decode(&key, &prev)?, prev),
                 };
-                (key, EventType::Deleted, obj)
+                (key, EventType::Deleted, obj, Some(text))
             }
         };
         let rv = match parse_rv(&object) {
@@ -420,45 +781,71 @@ impl Store {
             None => *last_rv + 1,
         };
         *last_rv = (*last_rv).max(rv);
+        // upserts log lazily (NULL: the row itself); deletes keep the final state
         tx.prepare_cached(&format!(
-            r#"INSERT INTO "{p}_events" (rv, type, key, object, ts) VALUES (?1, ?2, ?3, ?4, ?5)"#
+            r#"INSERT INTO "{}" (rv, type, key, object, ts) VALUES (?1, ?2, ?3, ?4, ?5)"#,
+            n.events
         ))
-        .and_then(|mut s| s.execute(params![rv as i64, kind.as_str(), key, object.to_string(), ts]))
+        .and_then(|mut s| s.execute(params![rv as i64, kind.as_str(), key, logged_text, ts]))
         .ctx(|| format!("{name} {key}: log event"))?;
         let seq = tx.last_insert_rowid();
         Ok(Some(WatchEvent { seq, rv, kind, key, object }))
     }
 
-    /// Labels, configured fields and index values of one object, replacing any previous ones.
-    fn write_derived(&self, tx: &Transaction<'_>, key: &str, obj: &Value, indexers: &Indexers) -> Result<()> {
-        let p = &self.inner.p;
-        let name = self.name();
-        for t in ["fields", "labels", "indexes"] {
-            tx.prepare_cached(&format!(r#"DELETE FROM "{p}_{t}" WHERE key = ?1"#))
+    fn clear_derived(&self, tx: &Transaction<'_>, n: &Names, key: &str) -> Result<()> {
+        for t in [&n.fields, &n.labels, &n.indexes] {
+            tx.prepare_cached(&format!(r#"DELETE FROM "{t}" WHERE key = ?1"#))
                 .and_then(|mut s| s.execute([key]))
-                .ctx(|| format!("{name} {key}: clear {t}"))?;
+                .ctx(|| format!("{} {key}: clear {t}", self.name()))?;
         }
+        Ok(())
+    }
+
+    /// Labels, configured fields and index values of one object (the caller cleared any previous ones).
+    fn insert_derived(
+        &self,
+        tx: &Transaction<'_>,
+        n: &Names,
+        key: &str,
+        obj: &Value,
+        fields: &[FieldPath],
+        indexers: &Indexers,
+    ) -> Result<()> {
+        let name = self.name();
         if let Some(labels) = obj.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object) {
             let mut s = tx
-                .prepare_cached(&format!(r#"INSERT INTO "{p}_labels" (key, label, value) VALUES (?1, ?2, ?3)"#))
+                .prepare_cached(&format!(
+                    r#"INSERT OR REPLACE INTO "{}" (key, label, value) VALUES (?1, ?2, ?3)"#,
+                    n.labels
+                ))
                 .ctx(|| format!("{name} {key}: labels"))?;
             for (k, v) in labels {
                 let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
                 s.execute(params![key, k, v]).ctx(|| format!("{name} {key}: label {k}"))?;
             }
         }
-        let mut s = tx
-            .prepare_cached(&format!(r#"INSERT INTO "{p}_fields" (key, field, value) VALUES (?1, ?2, ?3)"#))
-            .ctx(|| format!("{name} {key}: fields"))?;
-        for f in &self.inner.fields {
-            s.execute(params![key, f.text, f.scalar(obj)]).ctx(|| format!("{name} {key}: field {}", f.text))?;
+        if !fields.is_empty() {
+            let mut s = tx
+                .prepare_cached(&format!(
+                    r#"INSERT OR REPLACE INTO "{}" (key, field, value) VALUES (?1, ?2, ?3)"#,
+                    n.fields
+                ))
+                .ctx(|| format!("{name} {key}: fields"))?;
+            for f in fields {
+                s.execute(params![key, f.text, f.scalar(obj)]).ctx(|| format!("{name} {key}: field {}", f.text))?;
+            }
         }
-        let mut s = tx
-            .prepare_cached(&format!(r#"INSERT OR IGNORE INTO "{p}_indexes" (name, value, key) VALUES (?1, ?2, ?3)"#))
-            .ctx(|| format!("{name} {key}: indexes"))?;
-        for (index, f) in indexers {
-            for v in f(obj) {
-                s.execute(params![index, v, key]).ctx(|| format!("{name} {key}: index {index}"))?;
+        if !indexers.is_empty() {
+            let mut s = tx
+                .prepare_cached(&format!(
+                    r#"INSERT OR IGNORE INTO "{}" (name, value, key) VALUES (?1, ?2, ?3)"#,
+                    n.indexes
+                ))
+                .ctx(|| format!("{name} {key}: indexes"))?;
+            for (index, f) in indexers {
+                for v in f(obj) {
+                    s.execute(params![index, v, key]).ctx(|| format!("{name} {key}: index {index}"))?;
+                }
             }
         }
         Ok(())
@@ -475,27 +862,35 @@ impl Store {
             }
             idx.extend(new.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        let items = self.list()?;
-        let mut c = self.conn();
-        let p = &self.inner.p;
         let name = self.name();
-        let tx = c.transaction().ctx(|| format!("{name}: add indexers"))?;
-        for (index, f) in &new {
-            // Rows left by an earlier process with a different function under this name are stale.
-            tx.execute(&format!(r#"DELETE FROM "{p}_indexes" WHERE name = ?1"#), [index])
-                .ctx(|| format!("{name}: clear index {index}"))?;
-            for obj in &items {
-                let key = self.key_of(obj)?;
-                for v in f(obj) {
-                    tx.execute(
-                        &format!(r#"INSERT OR IGNORE INTO "{p}_indexes" (name, value, key) VALUES (?1, ?2, ?3)"#),
-                        params![index, v, key],
-                    )
-                    .ctx(|| format!("{name} {key}: index {index}"))?;
+        self.write_tx("add indexers", |tx, n| {
+            let rows: Vec<(String, String)> = {
+                let mut stmt = tx
+                    .prepare(&format!(r#"SELECT key, object FROM "{}""#, n.objects))
+                    .ctx(|| format!("{name}: scan"))?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|r| r.collect())
+                    .ctx(|| format!("{name}: scan"))?
+            };
+            for (index, f) in &new {
+                // Rows left by an earlier process with a different function under this name are stale.
+                tx.execute(&format!(r#"DELETE FROM "{}" WHERE name = ?1"#, n.indexes), [index])
+                    .ctx(|| format!("{name}: clear index {index}"))?;
+                let mut ins = tx
+                    .prepare(&format!(
+                        r#"INSERT OR IGNORE INTO "{}" (name, value, key) VALUES (?1, ?2, ?3)"#,
+                        n.indexes
+                    ))
+                    .ctx(|| format!("{name}: index {index}"))?;
+                for (key, text) in &rows {
+                    let obj = self.decode(key, text)?;
+                    for v in f(&obj) {
+                        ins.execute(params![index, v, key]).ctx(|| format!("{name} {key}: index {index}"))?;
+                    }
                 }
             }
-        }
-        tx.commit().ctx(|| format!("{name}: add indexers commit"))
+            Ok(())
+        })
     }
 
     pub fn indexers(&self) -> Indexers {
@@ -522,14 +917,17 @@ impl Store {
     /// Keys whose `index` values include `value`.
     pub fn index_keys(&self, index: &str, value: &str) -> Result<Vec<String>> {
         self.index_func(index)?;
-        let c = self.conn();
-        let p = &self.inner.p;
-        let mut s = c
-            .prepare_cached(&format!(r#"SELECT key FROM "{p}_indexes" WHERE name = ?1 AND value = ?2 ORDER BY key"#))
-            .ctx(|| format!("{}: index {index}", self.name()))?;
-        s.query_map([index, value], |r| r.get(0))
-            .and_then(|r| r.collect())
-            .ctx(|| format!("{}: index {index}={value}", self.name()))
+        self.read(|c, n| {
+            let mut s = c
+                .prepare_cached(&format!(
+                    r#"SELECT key FROM "{}" WHERE name = ?1 AND value = ?2 ORDER BY key"#,
+                    n.indexes
+                ))
+                .ctx(|| format!("{}: index {index}", self.name()))?;
+            s.query_map([index, value], |r| r.get(0))
+                .and_then(|r| r.collect())
+                .ctx(|| format!("{}: index {index}={value}", self.name()))
+        })
     }
 
     /// Objects whose `index` values include `value`.
@@ -540,12 +938,17 @@ impl Store {
 
     /// Every value of `index` that at least one object has (unknown index: empty, as in client-go).
     pub fn list_index_func_values(&self, index: &str) -> Result<Vec<String>> {
-        let c = self.conn();
-        let p = &self.inner.p;
-        let mut s = c
-            .prepare_cached(&format!(r#"SELECT DISTINCT value FROM "{p}_indexes" WHERE name = ?1 ORDER BY value"#))
-            .ctx(|| format!("{}: index values {index}", self.name()))?;
-        s.query_map([index], |r| r.get(0)).and_then(|r| r.collect()).ctx(|| format!("{}: index {index}", self.name()))
+        self.read(|c, n| {
+            let mut s = c
+                .prepare_cached(&format!(
+                    r#"SELECT DISTINCT value FROM "{}" WHERE name = ?1 ORDER BY value"#,
+                    n.indexes
+                ))
+                .ctx(|| format!("{}: index values {index}", self.name()))?;
+            s.query_map([index], |r| r.get(0))
+                .and_then(|r| r.collect())
+                .ctx(|| format!("{}: index {index}", self.name()))
+        })
     }
 
     fn objects_by_keys(&self, keys: impl IntoIterator<Item = String>) -> Result<Vec<Value>> {
@@ -562,32 +965,17 @@ impl Store {
 
     /// Highest resource version the store has seen (object RVs and list RVs).
     pub fn last_resource_version(&self) -> Result<u64> {
-        let c = self.conn();
-        Ok(read_meta_u64(&c, &self.inner.p, "last_rv")?.unwrap_or(0))
+        self.read(|c, _| Ok(read_meta_u64(c, &self.inner.p, "last_rv")?.unwrap_or(0)))
     }
 
     /// A named string persisted with the store (the ingester keeps its resume resourceVersion here).
     pub fn meta(&self, name: &str) -> Result<Option<String>> {
-        let c = self.conn();
-        read_meta(&c, &self.inner.p, name)
+        self.read(|c, _| read_meta(c, &self.inner.p, name))
     }
 
     pub fn set_meta(&self, name: &str, value: &str) -> Result<()> {
-        let c = self.conn();
-        write_meta(&c, &self.inner.p, name, value)
+        self.write_tx("set meta", |tx, _| write_meta(tx, &self.inner.p, name, value))
     }
-}
-
-fn stub_with_rv(key: &str, rv: u64) -> Value {
-    let (ns, name) = match key.split_once('/') {
-        Some((ns, n)) => (Some(ns), n),
-        None => (None, key),
-    };
-    let mut meta = serde_json::json!({"name": name, "resourceVersion": rv.to_string()});
-    if let (Some(ns), Some(m)) = (ns, meta.as_object_mut()) {
-        m.insert("namespace".into(), ns.into());
-    }
-    serde_json::json!({ "metadata": meta })
 }
 
 fn truncate(obj: &Value) -> String {
@@ -596,8 +984,8 @@ fn truncate(obj: &Value) -> String {
 }
 
 pub(crate) fn read_meta(c: &Connection, prefix: &str, name: &str) -> Result<Option<String>> {
-    c.query_row("SELECT value FROM wc_meta WHERE prefix = ?1 AND name = ?2", [prefix, name], |r| r.get(0))
-        .optional()
+    c.prepare_cached("SELECT value FROM wc_meta WHERE prefix = ?1 AND name = ?2")
+        .and_then(|mut s| s.query_row([prefix, name], |r| r.get(0)).optional())
         .ctx(|| format!("{prefix}: read meta {name}"))
 }
 
@@ -606,7 +994,8 @@ pub(crate) fn read_meta_u64(c: &Connection, prefix: &str, name: &str) -> Result<
 }
 
 pub(crate) fn write_meta(c: &Connection, prefix: &str, name: &str, value: &str) -> Result<()> {
-    c.execute("INSERT OR REPLACE INTO wc_meta (prefix, name, value) VALUES (?1, ?2, ?3)", [prefix, name, value])
+    c.prepare_cached("INSERT OR REPLACE INTO wc_meta (prefix, name, value) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute([prefix, name, value]))
         .map(drop)
         .ctx(|| format!("{prefix}: write meta {name}"))
 }

@@ -566,19 +566,51 @@ fn expired(message: &str) -> ApiError {
     ApiError::new(410, "Expired", message)
 }
 
-/// Objects of `resource` as of revision `rv`, by replaying the history.
-fn state_at(db: &Db, resource: &str, rv: u64) -> BTreeMap<String, Value> {
-    let mut m = BTreeMap::new();
-    for e in db.history.iter().filter(|e| e.resource == resource && e.rv <= rv) {
-        let ns = e.object["metadata"]["namespace"].as_str();
-        let key = key_of(ns, e.object["metadata"]["name"].as_str().unwrap_or_default());
-        if e.kind == "DELETED" {
-            m.remove(&key);
-        } else {
-            m.insert(key, e.object.clone());
+/// The objects of `resource` changed after revision `rv`, with their state at `rv` (None: absent then). Found by
+/// walking the history backwards, so a list pinned to a recent revision costs the changes since, not the history.
+fn changed_since(db: &Db, resource: &str, rv: u64) -> BTreeMap<String, Option<Value>> {
+    let key = |e: &Event| {
+        let m = &e.object["metadata"];
+        key_of(m["namespace"].as_str(), m["name"].as_str().unwrap_or_default())
+    };
+    let mut touched = BTreeMap::new();
+    let mut unresolved = 0usize;
+    for e in db.history.iter().rev().filter(|e| e.resource == resource) {
+        if e.rv > rv {
+            if touched.insert(key(e), None::<Option<Value>>).is_none() {
+                unresolved += 1;
+            }
+            continue;
+        }
+        if unresolved == 0 {
+            break;
+        }
+        if let Some(slot @ None) = touched.get_mut(&key(e)) {
+            *slot = Some((e.kind != "DELETED").then(|| e.object.clone()));
+            unresolved -= 1;
         }
     }
-    m
+    // keys with no event at or before rv did not exist then
+    touched.into_iter().map(|(k, v)| (k, v.flatten())).collect()
+}
+
+/// Merge two key-ordered sequences (the second wins nothing: the caller keeps their keys disjoint).
+fn merge_by_key<'a>(
+    a: impl Iterator<Item = (&'a String, &'a Value)>,
+    b: impl Iterator<Item = (&'a String, &'a Value)>,
+) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some((ka, _)), Some((kb, _))) => {
+            if ka <= kb {
+                a.next()
+            } else {
+                b.next()
+            }
+        }
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 fn list(shared: &Shared, target: &Target, q: &BTreeMap<String, String>) -> Result<Value, ApiError> {
@@ -629,24 +661,33 @@ fn list(shared: &Shared, target: &Target, q: &BTreeMap<String, String>) -> Resul
             }
         },
     };
-    let objects = if at == db.rv {
-        db.objects.get(&target.resource).cloned().unwrap_or_default()
-    } else {
-        state_at(&db, &target.resource, at)
+    // Pages are read in place (no copy of the object map per page, which made a paged list quadratic); a
+    // revision older than the current one overlays the objects changed since with their state then.
+    let overlay = if at == db.rv { BTreeMap::new() } else { changed_since(&db, &target.resource, at) };
+    let empty = BTreeMap::new();
+    let live = db.objects.get(&target.resource).unwrap_or(&empty);
+    let from = match &after {
+        Some(a) => std::ops::Bound::Excluded(a.as_str()),
+        None => std::ops::Bound::Unbounded,
     };
+    let base = live.range::<str, _>((from, std::ops::Bound::Unbounded)).filter(|(k, _)| !overlay.contains_key(*k));
+    let then =
+        overlay.range::<str, _>((from, std::ops::Bound::Unbounded)).filter_map(|(k, v)| v.as_ref().map(|v| (k, v)));
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
-    let matching: Vec<(&String, &Value)> = objects
-        .iter()
-        .filter(|(k, _)| after.as_ref().is_none_or(|a| k.as_str() > a.as_str()))
-        .filter(|(_, o)| filters.matches(o))
-        .collect();
-    let page: Vec<Value> = matching.iter().take(limit).map(|(_, o)| (*o).clone()).collect();
+    let mut matching = merge_by_key(base, then).filter(|(_, o)| filters.matches(o));
+    let mut page = Vec::new();
+    let mut last = None;
+    for (k, o) in matching.by_ref().take(limit) {
+        page.push(o.clone());
+        last = Some(k);
+    }
+    let remaining = matching.count();
     let mut meta = json!({"resourceVersion": at.to_string()});
-    if matching.len() > page.len()
-        && let Some((last, _)) = matching.get(page.len().saturating_sub(1))
+    if remaining > 0
+        && let Some(last) = last
     {
         meta["continue"] = json!(format!("{at}|{last}"));
-        meta["remainingItemCount"] = json!(matching.len() - page.len());
+        meta["remainingItemCount"] = json!(remaining);
     }
     Ok(json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta, "items": page}))
 }
