@@ -3,22 +3,33 @@
 //! Each resource runs one loop: if the store holds a resume resourceVersion from an earlier run, it first
 //! watches from there (no list; kube-rs' watcher cannot start from a given revision, hence this raw watch).
 //! When that revision is gone (410) or the watch cannot start, kube-rs' `watcher` takes over with its default
-//! backoff: its initial list and every relist are buffered and swapped in with one `replace` transaction, then
-//! watch events are written in batches. The highest resourceVersion seen is persisted after every batch.
+//! backoff. Every list is streamed, page by page, into the store's staging generation and swapped in at its end
+//! (readers never see a half-filled store, and no list is held in memory); watch events are written in batches.
+//!
+//! SQLite work runs on one blocking thread per resource, fed through a bounded channel, so the list goes on
+//! while earlier pages are written, and a slow disk pushes back on the watch instead of growing a queue. The
+//! writer folds queued batches into one transaction. The highest resourceVersion seen is persisted with each
+//! write, in its transaction (never while a list is being staged: the store still holds the previous one).
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::resource::{ResourceType, object_key, parse_rv};
-use crate::store::{Database, Store, StoreConfig, WriteOp};
+use crate::store::{Database, Staging, Store, StoreConfig, WriteOp};
 use crate::{Error, Result};
 
 const RESUME_RV: &str = "resume_rv";
-/// Events written per transaction at most.
+/// Watch events taken from the stream at once.
 const BATCH: usize = 500;
+/// Objects per transaction at most when the writer folds queued batches together.
+const MAX_TX: usize = 5_000;
+/// Batches queued for the writer: enough to keep it busy while the next page is fetched and decoded, few enough
+/// that memory stays at a few pages.
+const QUEUE: usize = 8;
 
 /// One resource type to ingest.
 #[derive(Debug, Clone, Default)]
@@ -96,42 +107,129 @@ fn api_for(client: kube::Client, spec: &ResourceSpec) -> Api<DynamicObject> {
     }
 }
 
-/// The JSON stored for an object: apiVersion/kind filled in (list items lack them), secrets stripped.
+/// The JSON stored for an object: apiVersion/kind filled in (list items lack them), secrets stripped. Built from
+/// the parts (the body moves, only the metadata is serialized) rather than by serializing the whole object.
 fn prepare(spec: &ResourceSpec, obj: DynamicObject) -> Result<Value> {
-    let mut v = serde_json::to_value(&obj).map_err(|source| Error::Json {
+    let bad = |source| Error::Json {
         resource: spec.resource.to_string(),
         key: obj.metadata.name.clone().unwrap_or_default(),
         source,
-    })?;
-    if let Value::Object(m) = &mut v {
-        m.insert("apiVersion".into(), spec.resource.api_version().into());
-        m.insert("kind".into(), spec.resource.kind.clone().into());
-        if spec.resource.kind == "Secret" && spec.resource.group.is_empty() && !spec.keep_secret_data {
-            m.remove("data");
-            m.remove("stringData");
+    };
+    let meta = serde_json::to_value(&obj.metadata).map_err(bad)?;
+    let mut m = match obj.data {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    m.insert("metadata".into(), meta);
+    m.insert("apiVersion".into(), spec.resource.api_version().into());
+    m.insert("kind".into(), spec.resource.kind.clone().into());
+    if spec.resource.kind == "Secret" && spec.resource.group.is_empty() && !spec.keep_secret_data {
+        m.remove("data");
+        m.remove("stringData");
+    }
+    Ok(Value::Object(m))
+}
+
+/// Work for a resource's writer thread.
+enum Cmd {
+    Write { ops: Vec<WriteOp>, resume: Option<u64> },
+    ListStart,
+    ListItems(Vec<Value>),
+    ListDone { resume: Option<u64> },
+}
+
+/// The writer thread: applies commands in order, folding runs of queued writes (or list pages) into one
+/// transaction. Ends when every sender is gone (after the queue is drained) or on the first store error.
+fn writer(store: Store, mut rx: mpsc::Receiver<Cmd>) -> Result<()> {
+    let mut staging: Option<Staging> = None;
+    let mut next: Option<Cmd> = None;
+    loop {
+        let cmd = match next.take() {
+            Some(c) => c,
+            None => match rx.blocking_recv() {
+                Some(c) => c,
+                None => return Ok(()),
+            },
+        };
+        match cmd {
+            Cmd::Write { mut ops, mut resume } => {
+                while ops.len() < MAX_TX {
+                    match rx.try_recv() {
+                        Ok(Cmd::Write { ops: more, resume: r }) => {
+                            ops.extend(more);
+                            resume = resume.max(r);
+                        }
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let resume = resume.map(|r| r.to_string());
+                store.write_with_meta(ops, resume.as_deref().map(|r| (RESUME_RV, r)))?;
+            }
+            Cmd::ListStart => staging = Some(store.stage_begin()?),
+            Cmd::ListItems(mut items) => {
+                while items.len() < MAX_TX {
+                    match rx.try_recv() {
+                        Ok(Cmd::ListItems(more)) => items.extend(more),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let st = match &mut staging {
+                    Some(st) => st,
+                    None => staging.insert(store.stage_begin()?),
+                };
+                store.stage_items(st, items)?;
+            }
+            Cmd::ListDone { resume } => {
+                let st = match staging.take() {
+                    Some(st) => st,
+                    None => store.stage_begin()?,
+                };
+                let resume = resume.map(|r| r.to_string());
+                store.stage_commit(st, None, resume.as_deref().map(|r| (RESUME_RV, r)))?;
+            }
         }
     }
-    Ok(v)
+}
+
+/// The sending side of a writer; `send` fails once the writer stopped, and `finish` returns its result.
+struct WriterHandle {
+    tx: Option<mpsc::Sender<Cmd>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl WriterHandle {
+    fn start(store: Store) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        // a dedicated blocking thread for this resource's lifetime: SQLite calls block
+        let task = tokio::task::spawn_blocking(move || writer(store, rx));
+        Self { tx: Some(tx), task }
+    }
+
+    /// False when the writer has stopped (its error comes from `finish`).
+    async fn send(&self, cmd: Cmd) -> bool {
+        match &self.tx {
+            Some(tx) => tx.send(cmd).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Let the writer drain its queue and stop; its result.
+    async fn finish(mut self) -> Result<()> {
+        self.tx = None;
+        (&mut self.task).await.map_err(|e| Error::Join(e.to_string()))?
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Join(e.to_string()))?
-}
-
-/// Writes `ops` and persists the resume revision, in the blocking pool.
-async fn flush(store: &Store, ops: &mut Vec<WriteOp>, resume: Option<u64>) -> Result<()> {
-    let ops = std::mem::take(ops);
-    let s = store.clone();
-    blocking(move || {
-        if !ops.is_empty() {
-            s.write(ops)?;
-        }
-        if let Some(rv) = resume {
-            s.set_meta(RESUME_RV, &rv.to_string())?;
-        }
-        Ok(())
-    })
-    .await
 }
 
 fn delete_op(spec: &ResourceSpec, obj: DynamicObject) -> Result<WriteOp> {
@@ -142,11 +240,29 @@ fn delete_op(spec: &ResourceSpec, obj: DynamicObject) -> Result<WriteOp> {
 }
 
 async fn run(client: kube::Client, spec: ResourceSpec, store: Store, cancel: CancellationToken) -> Result<()> {
-    let api = api_for(client, &spec);
     let s = store.clone();
     let resume = blocking(move || s.meta(RESUME_RV)).await?;
+    let w = WriterHandle::start(store);
+    let followed = watch_into(client, &spec, resume, &w, &cancel).await;
+    // a stopped writer ended the loop early: its error is what `finish` returns
+    let written = w.finish().await;
+    match followed {
+        Err(Some(e)) => Err(e),
+        _ => written,
+    }
+}
+
+/// Follow the API into the writer until cancelled; `Err(None)` when the writer stopped.
+async fn watch_into(
+    client: kube::Client,
+    spec: &ResourceSpec,
+    resume: Option<String>,
+    w: &WriterHandle,
+    cancel: &CancellationToken,
+) -> std::result::Result<(), Stop> {
+    let api = api_for(client, spec);
     if let Some(rv) = resume.and_then(|r| r.parse::<u64>().ok()) {
-        match resume_watch(&api, &spec, &store, rv, &cancel).await? {
+        match resume_watch(&api, spec, w, rv, cancel).await? {
             Resumed::Cancelled => return Ok(()),
             Resumed::Relist => tracing::info!(resource = %spec.resource, "resume revision {rv} unusable, relisting"),
         }
@@ -159,41 +275,42 @@ async fn run(client: kube::Client, spec: ResourceSpec, store: Store, cancel: Can
         cfg = cfg.fields(f);
     }
     let mut stream = watcher(api, cfg).default_backoff().ready_chunks(BATCH).boxed();
-    let mut init: Option<Vec<Value>> = None;
+    let mut listing = false;
     let mut max_rv = 0u64;
+    let mut persisted = 0u64;
     loop {
         let batch = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             b = stream.next() => match b { Some(b) => b, None => return Ok(()) },
         };
         let mut ops = Vec::new();
+        let mut items = Vec::new();
         for ev in batch {
             match ev {
                 Ok(watcher::Event::Init) => {
-                    flush(&store, &mut ops, None).await?;
-                    init = Some(Vec::new());
+                    send(w, Cmd::Write { ops: std::mem::take(&mut ops), resume: None }).await?;
+                    send(w, Cmd::ListStart).await?;
+                    listing = true;
                 }
                 Ok(watcher::Event::InitApply(o)) => {
-                    let v = prepare(&spec, o)?;
+                    let v = prepare(spec, o).map_err(Some)?;
                     max_rv = max_rv.max(parse_rv(&v).unwrap_or(0));
-                    init.get_or_insert_default().push(v);
+                    items.push(v);
                 }
                 Ok(watcher::Event::InitDone) => {
-                    flush(&store, &mut ops, None).await?;
-                    let items = init.take().unwrap_or_default();
-                    let s = store.clone();
-                    let n = items.len();
-                    // one transaction: readers see the previous contents or the new list, nothing between
-                    blocking(move || s.replace(items, None)).await?;
-                    tracing::debug!(resource = %spec.resource, objects = n, "list swapped in");
+                    send(w, Cmd::ListItems(std::mem::take(&mut items))).await?;
+                    // the swap persists the resume point with the list it belongs to
+                    send(w, Cmd::ListDone { resume: (max_rv > 0).then_some(max_rv) }).await?;
+                    persisted = max_rv;
+                    listing = false;
                 }
                 Ok(watcher::Event::Apply(o)) => {
-                    let v = prepare(&spec, o)?;
+                    let v = prepare(spec, o).map_err(Some)?;
                     max_rv = max_rv.max(parse_rv(&v).unwrap_or(0));
                     ops.push(WriteOp::Upsert(v));
                 }
                 Ok(watcher::Event::Delete(o)) => {
-                    let op = delete_op(&spec, o)?;
+                    let op = delete_op(spec, o).map_err(Some)?;
                     if let WriteOp::Delete { object: Some(v), .. } = &op {
                         max_rv = max_rv.max(parse_rv(v).unwrap_or(0));
                     }
@@ -203,11 +320,24 @@ async fn run(client: kube::Client, spec: ResourceSpec, store: Store, cancel: Can
                 Err(e) => tracing::warn!(resource = %spec.resource, "watch error: {e}"),
             }
         }
-        // while a list is being buffered the store still reflects the previous list: do not move the resume
-        // point past it
-        let resume = (init.is_none() && max_rv > 0).then_some(max_rv);
-        flush(&store, &mut ops, resume).await?;
+        if !items.is_empty() {
+            send(w, Cmd::ListItems(items)).await?;
+        }
+        // while a list is being staged the store still reflects the previous one: do not move the resume point
+        let resume = (!listing && max_rv > persisted).then_some(max_rv);
+        if !ops.is_empty() || resume.is_some() {
+            send(w, Cmd::Write { ops, resume }).await?;
+            persisted = persisted.max(resume.unwrap_or(0));
+        }
     }
+}
+
+/// Why following the API stopped early: an error of ours, or None when the writer stopped (its error comes
+/// from [`WriterHandle::finish`]).
+type Stop = Option<Error>;
+
+async fn send(w: &WriterHandle, cmd: Cmd) -> std::result::Result<(), Stop> {
+    if w.send(cmd).await { Ok(()) } else { Err(None) }
 }
 
 enum Resumed {
@@ -219,10 +349,10 @@ enum Resumed {
 async fn resume_watch(
     api: &Api<DynamicObject>,
     spec: &ResourceSpec,
-    store: &Store,
+    w: &WriterHandle,
     mut rv: u64,
     cancel: &CancellationToken,
-) -> Result<Resumed> {
+) -> std::result::Result<Resumed, Stop> {
     let mut wp = WatchParams::default();
     if let Some(l) = &spec.label_selector {
         wp = wp.labels(l);
@@ -257,12 +387,12 @@ async fn resume_watch(
             for ev in batch {
                 match ev {
                     Ok(WatchEvent::Added(o) | WatchEvent::Modified(o)) => {
-                        let v = prepare(spec, o)?;
+                        let v = prepare(spec, o).map_err(Some)?;
                         rv = rv.max(parse_rv(&v).unwrap_or(0));
                         ops.push(WriteOp::Upsert(v));
                     }
                     Ok(WatchEvent::Deleted(o)) => {
-                        let op = delete_op(spec, o)?;
+                        let op = delete_op(spec, o).map_err(Some)?;
                         if let WriteOp::Delete { object: Some(v), .. } = &op {
                             rv = rv.max(parse_rv(v).unwrap_or(0));
                         }
@@ -280,7 +410,7 @@ async fn resume_watch(
                 }
             }
             progressed |= !ops.is_empty();
-            flush(store, &mut ops, Some(rv)).await?;
+            send(w, Cmd::Write { ops, resume: Some(rv) }).await?;
             if gone {
                 return Ok(Resumed::Relist);
             }
