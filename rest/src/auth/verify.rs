@@ -1,10 +1,11 @@
 //! Token verification and role resolution.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
 
 use axum::http::{HeaderMap, header};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Validation, decode, decode_header};
+use jsonwebtoken::{Validation, decode, decode_header, get_current_timestamp};
 use serde_json::Value;
 
 use super::keys::KeySet;
@@ -78,6 +79,17 @@ impl AuthFailure {
     }
 }
 
+/// Tokens remembered after a successful verification. Clients send the same token on every request, and
+/// checking its signature and decoding its claims is most of the cost of authenticating one.
+const VERIFIED_CAPACITY: usize = 4096;
+
+/// A verified token's outcome and the times that bound it, which are checked again on every use.
+struct Verified {
+    context: AuthContext,
+    exp: Option<u64>,
+    nbf: Option<u64>,
+}
+
 /// Everything needed to turn an `Authorization` header into an [`AuthContext`], built once.
 pub(crate) struct Verifier {
     keys: KeySet,
@@ -85,6 +97,11 @@ pub(crate) struct Verifier {
     role_claim: String,
     roles: BTreeMap<String, RolePolicy>,
     default_role: Option<String>,
+    /// Keyed by the whole token text, signature included, and filled only after the signature checked out:
+    /// a token that differs in any byte from a verified one (a forgery) is never found here. The keys are
+    /// fixed for the verifier's lifetime, so a signature once valid stays valid; `exp` and `nbf` are not,
+    /// and are enforced on each hit exactly as `jsonwebtoken` enforces them.
+    verified: Mutex<HashMap<Box<str>, Verified>>,
 }
 
 impl Verifier {
@@ -122,13 +139,62 @@ impl Verifier {
             role_claim: options.role_claim.clone(),
             roles: options.roles.clone(),
             default_role: options.default_role.clone(),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<AuthContext, AuthFailure> {
         let token = bearer_token(headers)?;
+        self.authenticate_token(token, get_current_timestamp())
+    }
+
+    /// `now` (seconds since the epoch) is what a remembered token's `exp`/`nbf` are checked against; a new
+    /// token is verified by `jsonwebtoken` against its own clock.
+    fn authenticate_token(&self, token: &str, now: u64) -> Result<AuthContext, AuthFailure> {
+        {
+            let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = verified.get(token) {
+                let checked = self.check_times(entry, now);
+                if checked.is_err() {
+                    verified.remove(token);
+                }
+                return checked;
+            }
+        }
         let claims = self.verify(token)?;
-        self.context(&claims)
+        let context = self.context(&claims)?;
+        // Only integer times are remembered: they compare the same way here as in `jsonwebtoken`.
+        let time = |name: &str| match claims.get(name) {
+            None | Some(Value::Null) => Some(None),
+            Some(value) => value.as_u64().map(Some),
+        };
+        if let (Some(exp), Some(nbf)) = (time("exp"), time("nbf")) {
+            let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            if verified.len() >= VERIFIED_CAPACITY {
+                // Crude but bounded: only holders of valid tokens can fill it, and refilling costs one
+                // verification per token.
+                verified.clear();
+            }
+            verified.insert(token.into(), Verified { context: context.clone(), exp, nbf });
+        }
+        Ok(context)
+    }
+
+    /// The time checks of `jsonwebtoken`'s validation, with the same leeway and the same comparisons.
+    fn check_times(&self, entry: &Verified, now: u64) -> Result<AuthContext, AuthFailure> {
+        let leeway = self.template.leeway;
+        if self.template.validate_exp && entry.exp.is_some_and(|exp| exp < now.saturating_sub(leeway)) {
+            return Err(AuthFailure::Expired);
+        }
+        if self.template.validate_nbf && entry.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+            return Err(AuthFailure::NotYetValid);
+        }
+        Ok(entry.context.clone())
+    }
+
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     fn verify(&self, token: &str) -> Result<Value, AuthFailure> {
@@ -220,11 +286,78 @@ fn classify(kind: &ErrorKind) -> AuthFailure {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use std::collections::BTreeMap;
 
     fn headers(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).expect("valid header"));
         headers
+    }
+
+    const SECRET: &[u8] = b"a-test-secret-that-is-32-bytes-long!";
+
+    fn verifier() -> Verifier {
+        let mut options = JwtOptions::new(super::super::KeySource::Secret(SECRET.to_vec()));
+        options.roles = BTreeMap::from([("reader".to_owned(), RolePolicy { read_only: true, tables: None })]);
+        Verifier::new(&options).expect("valid options")
+    }
+
+    fn token(claims: &Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).expect("sign")
+    }
+
+    #[test]
+    fn remembered_token_still_expires() {
+        let verifier = verifier();
+        let now = get_current_timestamp();
+        let token = token(&serde_json::json!({"role": "reader", "exp": now + 100}));
+        assert!(verifier.authenticate_token(&token, now).is_ok());
+        assert_eq!(verifier.remembered(), 1, "a verified token is remembered");
+        assert!(verifier.authenticate_token(&token, now + 100 + 30).is_ok(), "within the leeway");
+        assert_eq!(verifier.authenticate_token(&token, now + 100 + 31), Err(AuthFailure::Expired));
+        assert_eq!(verifier.remembered(), 0, "an expired token is forgotten");
+    }
+
+    #[test]
+    fn remembered_token_checks_nbf() {
+        let verifier = verifier();
+        let now = get_current_timestamp();
+        let token = token(&serde_json::json!({"role": "reader", "exp": now + 100, "nbf": now}));
+        assert!(verifier.authenticate_token(&token, now).is_ok());
+        assert_eq!(verifier.remembered(), 1);
+        // A clock stepped back: the remembered token is not valid yet at that time.
+        assert_eq!(verifier.authenticate_token(&token, now - 31), Err(AuthFailure::NotYetValid));
+    }
+
+    #[test]
+    fn forged_tokens_never_match_a_remembered_one() {
+        let verifier = verifier();
+        let now = get_current_timestamp();
+        let good = token(&serde_json::json!({"role": "reader", "exp": now + 100}));
+        assert!(verifier.authenticate_token(&good, now).is_ok());
+        let (signed, signature) = good.rsplit_once('.').expect("three parts");
+        let mut flipped = signature.to_owned().into_bytes();
+        flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+        let forged = format!("{signed}.{}", String::from_utf8(flipped).expect("ascii"));
+        assert_eq!(verifier.authenticate_token(&forged, now), Err(AuthFailure::BadSignature));
+        // Same signature, other claims.
+        let other = token(&serde_json::json!({"role": "writer", "exp": now + 100}));
+        let (other_signed, _) = other.rsplit_once('.').expect("three parts");
+        let spliced = format!("{other_signed}.{signature}");
+        assert_eq!(verifier.authenticate_token(&spliced, now), Err(AuthFailure::BadSignature));
+        assert_eq!(verifier.remembered(), 1, "failed tokens are not remembered");
+    }
+
+    #[test]
+    fn remembered_tokens_are_bounded() {
+        let verifier = verifier();
+        let now = get_current_timestamp();
+        for i in 0..VERIFIED_CAPACITY + 10 {
+            let token = token(&serde_json::json!({"role": "reader", "exp": now + 100, "jti": i}));
+            assert!(verifier.authenticate_token(&token, now).is_ok());
+            assert!(verifier.remembered() <= VERIFIED_CAPACITY);
+        }
     }
 
     #[test]

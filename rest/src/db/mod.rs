@@ -1,23 +1,26 @@
-//! Connections: a pool of read-only ones and a single writer, used from blocking threads only.
+//! Connections: a pool of read-only ones and a single writer, each connection owned by a pool thread.
 //!
-//! Each request runs as one transaction on one connection inside `spawn_blocking`, so SQLite work never
-//! blocks the async executor. Reads get a consistent snapshot (schema and rows alike); writes take the write
-//! lock up front (`BEGIN IMMEDIATE`) so they wait in `busy_timeout` instead of failing on lock upgrade. The
-//! request deadline is enforced twice: while waiting for a connection, and by a progress handler that
+//! Each request runs as one transaction on one connection on a pool thread (see [`workers`]), so SQLite work
+//! never blocks the async executor. Reads get a consistent snapshot (schema and rows alike); writes take the
+//! write lock up front (`BEGIN IMMEDIATE`) so they wait in `busy_timeout` instead of failing on lock upgrade.
+//! The request deadline is enforced twice: while the job waits in the queue, and by a progress handler that
 //! interrupts the statement that runs past it.
 
 mod errors;
 pub mod schema;
+mod workers;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use tokio::sync::Semaphore;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
 
 pub(crate) use errors::map_sqlite;
 use schema::{Schema, SchemaCache};
+use workers::{Job, Session, Workers};
 
 use crate::error::RestError;
 
@@ -51,56 +54,14 @@ pub(crate) enum Access {
     Write,
 }
 
-struct Pool {
-    path: PathBuf,
-    access: Access,
-    busy_timeout: Duration,
-    idle: Mutex<Vec<Connection>>,
-    permits: Arc<Semaphore>,
-}
-
-impl Pool {
-    fn new(path: &Path, access: Access, size: usize, busy_timeout: Duration) -> Self {
-        Pool {
-            path: path.to_owned(),
-            access,
-            busy_timeout,
-            idle: Mutex::new(Vec::with_capacity(size)),
-            permits: Arc::new(Semaphore::new(size)),
-        }
-    }
-
-    /// Connections are opened on first use, so the API can start before the application creates the database.
-    /// The file is never created here: that is the application's job.
-    fn checkout(&self) -> rusqlite::Result<Connection> {
-        if let Some(conn) = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop() {
-            return Ok(conn);
-        }
-        let flags = match self.access {
-            Access::Read => OpenFlags::SQLITE_OPEN_READ_ONLY,
-            Access::Write => OpenFlags::SQLITE_OPEN_READ_WRITE,
-        } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(self.busy_timeout)?;
-        if self.access == Access::Write {
-            // Writes made through the API honour declared foreign keys (a violation answers 409).
-            conn.pragma_update(None, "foreign_keys", true)?;
-        }
-        Ok(conn)
-    }
-
-    fn checkin(&self, conn: Connection) {
-        // A connection left inside a transaction (say, a rollback that was itself interrupted) is dropped, which
-        // rolls it back, rather than handed to the next request.
-        if conn.is_autocommit() {
-            self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
-        }
-    }
-}
+/// Where a queued job stands; the request and the pool thread race for it when the deadline passes.
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
 
 pub(crate) struct Database {
-    readers: Arc<Pool>,
-    writer: Arc<Pool>,
+    readers: Workers,
+    writer: Workers,
     schema: Arc<SchemaCache>,
     request_timeout: Duration,
 }
@@ -114,14 +75,14 @@ impl Database {
         request_timeout: Duration,
     ) -> Self {
         Database {
-            readers: Arc::new(Pool::new(path, Access::Read, read_connections.max(1), busy_timeout)),
-            writer: Arc::new(Pool::new(path, Access::Write, 1, busy_timeout)),
+            readers: Workers::new("read", path.to_owned(), Access::Read, read_connections.max(1), busy_timeout),
+            writer: Workers::new("write", path.to_owned(), Access::Write, 1, busy_timeout),
             schema: Arc::new(SchemaCache::new(allowed)),
             request_timeout,
         }
     }
 
-    /// Runs `work` in one transaction on a pooled connection on a blocking thread; commits when it returns
+    /// Runs `work` in one transaction on a pooled connection on a pool thread; commits when it returns
     /// `Ok`. `table` names the table in error messages.
     pub async fn run<T, F>(&self, access: Access, table: &str, started: Instant, work: F) -> Result<T, RestError>
     where
@@ -132,57 +93,107 @@ impl Database {
         let timeout = || RestError::Timeout { table: table.to_owned(), limit_ms };
         let deadline =
             started.checked_add(self.request_timeout).unwrap_or_else(|| started + Duration::from_secs(86400));
-        let pool = match access {
-            Access::Read => Arc::clone(&self.readers),
-            Access::Write => Arc::clone(&self.writer),
+        let workers = match access {
+            Access::Read => &self.readers,
+            Access::Write => &self.writer,
         };
-        let permit = tokio::time::timeout_at(deadline.into(), Arc::clone(&pool.permits).acquire_owned())
-            .await
-            .map_err(|_| timeout())?
-            .map_err(|_| RestError::Internal("connection pool closed".into()))?;
+        let (reply, mut outcome) = oneshot::channel();
+        let claim = Arc::new(AtomicU8::new(QUEUED));
+        let job_claim = Arc::clone(&claim);
         let schema = Arc::clone(&self.schema);
         let table_name = table.to_owned();
-        let joined = tokio::task::spawn_blocking(move || {
-            // Held until the connection is back in the pool, even if the request is dropped meanwhile.
-            let _permit = permit;
-            let failed = |e: rusqlite::Error| map_sqlite(e, &table_name, Instant::now() >= deadline, limit_ms);
-            if Instant::now() >= deadline {
-                return Err(RestError::Timeout { table: table_name.clone(), limit_ms });
+        let job: Job = Box::new(move |session| {
+            // A request that gave up (timed out in the queue, or dropped by its client) is not run.
+            if reply.is_closed()
+                || job_claim.compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire).is_err()
+            {
+                return;
             }
-            let mut conn = pool.checkout().map_err(failed)?;
-            let armed = conn.progress_handler(PROGRESS_OPS, Some(move || Instant::now() >= deadline));
-            let result = armed.map_err(failed).and_then(|()| in_transaction(&mut conn, access, &schema, work, failed));
-            let disarmed = conn.progress_handler(0, None::<fn() -> bool>);
-            if disarmed.is_ok() {
-                pool.checkin(conn);
+            let result = run_job(session, access, &schema, deadline, &table_name, limit_ms, work);
+            // The request may have been dropped meanwhile; then nobody is waiting for the answer.
+            let _ = reply.send(result);
+        });
+        workers.submit(job).map_err(RestError::Internal)?;
+        let failed = |_| RestError::Internal(format!("database task for table `{table}` failed"));
+        match tokio::time::timeout_at(deadline.into(), &mut outcome).await {
+            Ok(result) => result.map_err(failed)?,
+            Err(_) => {
+                if claim.compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    return Err(timeout());
+                }
+                // Already running: its progress handler stops it at the deadline, and its outcome (a commit
+                // included) is what the client must be told.
+                outcome.await.map_err(failed)?
             }
-            result
-        })
-        .await;
-        match joined {
-            Ok(result) => result,
-            Err(error) => Err(RestError::Internal(format!("database task for table `{table}` failed: {error}"))),
         }
     }
 }
 
+/// One request's database work on a pool thread: deadline armed, one transaction, connection kept only if
+/// it is clean.
+fn run_job<T>(
+    session: &mut Session<'_>,
+    access: Access,
+    schema: &SchemaCache,
+    deadline: Instant,
+    table: &str,
+    limit_ms: u128,
+    work: impl FnOnce(&Connection, &Schema) -> Result<T, DbError>,
+) -> Result<T, RestError> {
+    let failed = |e: rusqlite::Error| map_sqlite(e, table, Instant::now() >= deadline, limit_ms);
+    if Instant::now() >= deadline {
+        return Err(RestError::Timeout { table: table.to_owned(), limit_ms });
+    }
+    let mut rescue = session.rescue();
+    let conn = session.connection().map_err(failed)?;
+    let armed = conn.progress_handler(
+        PROGRESS_OPS,
+        Some(move || {
+            let now = Instant::now();
+            rescue.check(now);
+            now >= deadline
+        }),
+    );
+    let result = armed.map_err(failed).and_then(|()| in_transaction(conn, access, schema, work, failed));
+    let disarmed = conn.progress_handler(0, None::<fn() -> bool>);
+    // A connection left inside a transaction (say, a rollback that was itself interrupted) is dropped, which
+    // rolls it back, rather than handed to the next request.
+    if disarmed.is_err() || !conn.is_autocommit() {
+        session.discard();
+    }
+    result
+}
+
+/// Runs `sql` (BEGIN, COMMIT, ROLLBACK) from the connection's statement cache: parsing them anew would cost
+/// more than running them.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 fn in_transaction<T>(
-    conn: &mut Connection,
+    conn: &Connection,
     access: Access,
     schema: &SchemaCache,
     work: impl FnOnce(&Connection, &Schema) -> Result<T, DbError>,
     failed: impl Fn(rusqlite::Error) -> RestError,
 ) -> Result<T, RestError> {
-    let behavior = match access {
-        Access::Read => TransactionBehavior::Deferred,
-        Access::Write => TransactionBehavior::Immediate,
+    let begin = match access {
+        Access::Read => "BEGIN DEFERRED",
+        // The write lock is taken up front so the request waits in `busy_timeout` instead of failing on lock
+        // upgrade.
+        Access::Write => "BEGIN IMMEDIATE",
     };
-    let tx = conn.transaction_with_behavior(behavior).map_err(&failed)?;
-    let schema = schema.load(&tx).map_err(&failed)?;
-    let value = work(&tx, &schema).map_err(|e| match e {
-        DbError::Sqlite(e) => failed(e),
-        DbError::Rest(e) => e,
-    })?;
-    tx.commit().map_err(&failed)?;
-    Ok(value)
+    exec_cached(conn, begin).map_err(&failed)?;
+    let outcome = schema.load(conn).map_err(&failed).and_then(|schema| {
+        work(conn, &schema).map_err(|e| match e {
+            DbError::Sqlite(e) => failed(e),
+            DbError::Rest(e) => e,
+        })
+    });
+    let committed = outcome.and_then(|value| exec_cached(conn, "COMMIT").map(|()| value).map_err(&failed));
+    if committed.is_err() && !conn.is_autocommit() {
+        // Best effort: if even this fails the connection is still in a transaction and gets discarded.
+        let _ = exec_cached(conn, "ROLLBACK");
+    }
+    committed
 }

@@ -59,12 +59,25 @@ pub fn read(
     let output = Output::resolve(table, query.select.as_deref())?;
     let filter = where_clause(table, &query.filters)?;
     let order = order_clause(table, &query.order)?;
-    let sql =
-        format!("SELECT {} FROM {}{}{} LIMIT ? OFFSET ?", output.sql_list(), quote(&table.name), filter.sql, order);
     let mut params = filter.params.clone();
-    // LIMIT -1 is SQLite for "no limit".
-    params.push(Value::Integer(window.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))));
+    // SQLite (3.47+) plans with the value bound to LIMIT, so rebinding it makes every execution of a cached
+    // statement recompile. Without a limit (a point read, typically) the clause is the constant LIMIT -1
+    // ("no limit"), which keeps the cached statement valid; the offset may stay a parameter.
+    let limit = match window.limit {
+        Some(limit) => {
+            params.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+            "?"
+        }
+        None => "-1",
+    };
     params.push(Value::Integer(i64::try_from(window.offset).unwrap_or(i64::MAX)));
+    let sql = format!(
+        "SELECT {} FROM {}{}{} LIMIT {limit} OFFSET ?",
+        output.sql_list(),
+        quote(&table.name),
+        filter.sql,
+        order
+    );
     let mut rows = Rows { keys: output.keys.clone(), rows: Vec::new() };
     collect(conn, &sql, &params, &output, &mut rows)?;
 
