@@ -27,7 +27,12 @@ impl ReplicaError {
             ReplicaError::NotFound { .. } => true,
             ReplicaError::Io { source, .. } => matches!(
                 source.kind(),
-                io::ErrorKind::PermissionDenied | io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+                io::ErrorKind::PermissionDenied
+                    | io::ErrorKind::NotFound
+                    | io::ErrorKind::InvalidInput
+                    | io::ErrorKind::NotADirectory
+                    | io::ErrorKind::IsADirectory
+                    | io::ErrorKind::ReadOnlyFilesystem
             ),
             ReplicaError::Backend { permanent, .. } => *permanent,
             ReplicaError::Cancelled { .. } => true,

@@ -16,6 +16,7 @@ pub mod shipper;
 pub mod spool;
 pub mod state;
 pub mod wal;
+mod watch;
 
 pub use client::{ObjectClient, ObjectInfo, Replica, SegmentInfo, SnapshotInfo};
 pub use error::{Error, ReplicaError, Result};

@@ -20,8 +20,10 @@ use crate::error::ReplicaError;
 
 /// Objects up to this size go up in one PUT; larger ones as multipart uploads of this part size.
 pub const PART_SIZE: usize = 8 << 20;
-/// Parts in flight at once, per upload or download.
-const PART_CONCURRENCY: usize = 4;
+/// Parts in flight at once, per upload or download. Each part in flight costs about twice its size in memory (our
+/// buffer and the HTTP client's), so two keep a transfer of any size well under the 64 MB that a sidecar is budgeted,
+/// while still overlapping one part's round trip with the next one's transfer.
+const PART_CONCURRENCY: usize = 2;
 
 pub struct ObjectStoreClient {
     store: Arc<dyn ObjectStore>,
@@ -194,7 +196,7 @@ impl ObjectClient for ObjectStoreClient {
             let mut offset = 0u64;
             while let Some(chunk) = stream.try_next().await.map_err(|e| self.err("get", key, e))? {
                 let len = chunk.len() as u64;
-                write_at(out.clone(), chunk.into(), offset).await.map_err(|e| self.io_err("get", key, e))?;
+                write_at(out.clone(), chunk, offset).await.map_err(|e| self.io_err("get", key, e))?;
                 offset += len;
             }
             if offset != size {
@@ -216,7 +218,7 @@ impl ObjectClient for ObjectStoreClient {
                         if bytes.len() as u64 != range.end - range.start {
                             return Err(self.io_err("get", key, std::io::Error::other("short range read")));
                         }
-                        write_at(out, bytes.into(), range.start).await.map_err(|e| self.io_err("get", key, e))
+                        write_at(out, bytes, range.start).await.map_err(|e| self.io_err("get", key, e))
                     }
                 })
                 .buffer_unordered(PART_CONCURRENCY)
@@ -247,6 +249,6 @@ async fn read_at(path: PathBuf, offset: u64, len: usize) -> io::Result<Vec<u8>> 
     .map_err(io::Error::other)?
 }
 
-async fn write_at(file: Arc<File>, bytes: Vec<u8>, offset: u64) -> io::Result<()> {
-    tokio::task::spawn_blocking(move || file.write_all_at(&bytes, offset)).await.map_err(io::Error::other)?
+async fn write_at(file: Arc<File>, bytes: impl AsRef<[u8]> + Send + 'static, offset: u64) -> io::Result<()> {
+    tokio::task::spawn_blocking(move || file.write_all_at(bytes.as_ref(), offset)).await.map_err(io::Error::other)?
 }

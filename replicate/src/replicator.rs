@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::layout::Generation;
 use crate::shipper::{CheckpointPolicy, Shipper, SyncReport};
 use crate::spool::{Spool, SpoolEntry, SpoolKey};
+use crate::watch::WalWatch;
 
 #[derive(Debug, Clone)]
 pub struct DbOptions {
@@ -168,7 +168,8 @@ impl DbReplicator {
         let shipper_thread = spawn_shipper(shipper, cmd_rx)?;
 
         let wake = Arc::new(Notify::new());
-        let _watcher = watch_database(&db, wake.clone());
+        let staging_interval = self.replicas.iter().map(|r| r.sync_interval).min().unwrap_or_default();
+        let mut watch = WalWatch::new(&db, wake.clone(), staging_interval);
         let upload_stop = CancellationToken::new();
         let upload_wake: Vec<Arc<Notify>> = self.replicas.iter().map(|_| Arc::new(Notify::new())).collect();
         let mut tasks = tokio::task::JoinSet::new();
@@ -193,12 +194,11 @@ impl DbReplicator {
             ));
         }
 
-        let staging_interval = self.replicas.iter().map(|r| r.sync_interval).min().unwrap_or_default();
         let mut last_sync = Instant::now() - staging_interval;
         let mut backoff = Backoff::new();
         let mut first = true;
         loop {
-            let wait = if backoff.failures > 0 { backoff.delay() } else { self.opts.monitor_interval };
+            let wait = if backoff.failures > 0 { backoff.delay() } else { watch.wait(self.opts.monitor_interval) };
             if !std::mem::take(&mut first) {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
@@ -221,6 +221,9 @@ impl DbReplicator {
             match result {
                 Ok(report) => {
                     backoff.reset();
+                    if watch.after_sync(report.bytes > 0) {
+                        wake.notify_one();
+                    }
                     self.after_sync(&report, &spool, &upload_wake);
                 }
                 Err(e) => {
@@ -364,38 +367,6 @@ async fn wait_for_database(db: &Path, interval: Duration, cancel: &CancellationT
         tokio::select! {
             _ = cancel.cancelled() => return false,
             _ = tokio::time::sleep(interval.min(Duration::from_millis(250))) => {}
-        }
-    }
-}
-
-/// Wake on changes to the database or its WAL. Returns the watcher, which must be kept alive; `None` (polling only)
-/// where the file system offers no events.
-fn watch_database(db: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
-    let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
-    let name = db.file_name()?.to_owned();
-    let mut wal_name = name.clone();
-    wal_name.push("-wal");
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Only writes matter. Opens and reads are reported too, including our own, and waking on those would make
-        // every sync trigger the next one.
-        if let Ok(event) = event
-            && matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_) | EventKind::Remove(_))
-            && event.paths.iter().any(|p| p.file_name().is_some_and(|n| n == wal_name || n == name))
-        {
-            wake.notify_one();
-        }
-    });
-    match watcher {
-        Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
-            Ok(()) => Some(w),
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "no file-system events; polling at monitor-interval");
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "no file-system events; polling at monitor-interval");
-            None
         }
     }
 }

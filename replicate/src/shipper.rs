@@ -19,7 +19,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::compress::Lz4Writer;
 use crate::error::{Error, IoContext, Result, SqlContext};
-use crate::fsutil::write_atomically;
+use crate::fsutil::{AtomicFile, write_atomically};
 use crate::layout::{Generation, MAX_INDEX, Pos};
 use crate::spool::{Spool, SpoolKey};
 use crate::state::{FileStamp, Position, StateFile};
@@ -82,6 +82,13 @@ pub struct Shipper {
     last_checkpoint: Instant,
     /// Position right after our own restart frame; a WAL holding nothing else needs no checkpoint.
     idle_mark: Option<Pos>,
+    /// The read lock was moved up to the shipped position by [`Shipper::prepare_checkpoint`]; the next due sync
+    /// completes the checkpoint.
+    checkpoint_prepared: bool,
+    /// Frames of the current WAL may have been checkpointed into the database file (our read lock moved past the
+    /// start of the WAL without a restart), so the file is no longer the database as of the start of this WAL
+    /// index, which is what a snapshot filed under the index must hold.
+    index_backfilled: bool,
     /// The database file, opened once for snapshots. POSIX drops every lock a process holds on a file when any
     /// descriptor of it is closed, so opening and closing the database ourselves would silently release SQLite's
     /// locks (and our pin with them). Declared last so that it is closed after the connections.
@@ -170,6 +177,8 @@ impl Shipper {
             spool,
             last_checkpoint: Instant::now(),
             idle_mark: None,
+            checkpoint_prepared: false,
+            index_backfilled: true,
             db_file,
         })
     }
@@ -237,6 +246,14 @@ impl Shipper {
     /// Take a snapshot at the current WAL index (after copying everything committed so far).
     pub fn snapshot(&mut self) -> Result<SyncReport> {
         let mut report = self.sync()?;
+        if self.index_backfilled && self.position.is_some() {
+            // Start a fresh WAL index first: its database file is exactly the state the snapshot is filed under.
+            self.checkpoint(false, &mut report)?;
+            if self.index_backfilled {
+                tracing::debug!(db = %self.db_path.display(), "snapshot postponed: the WAL could not be restarted yet");
+                return Ok(report);
+            }
+        }
         if let Some(p) = &self.position
             && (p.snapshot_index != p.pos.index || p.wal_bytes_since_snapshot > 0)
         {
@@ -375,15 +392,27 @@ impl Shipper {
         let p = self.position.as_ref().ok_or(ShipError::Mismatch)?;
         let header = p.header;
         let (start, seed) = shipping_start(p);
+        let key = SpoolKey::Segment { generation: p.generation.clone(), pos: p.pos };
         let mut f = File::open(&self.wal_path).at(&self.wal_path)?;
         // The frame just before our position must still be the one we shipped.
         if !frame_before_matches(&self.wal_path, &header, start, seed)? {
             return Err(ShipError::Mismatch);
         }
         f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
-        let committed = wal::scan(&mut BufReader::with_capacity(1 << 20, f), &header, start, seed).at(&self.wal_path)?;
-        if committed.end > start {
-            self.stage_segment(&header, start, seed, committed, report)?;
+        // One pass: validate and compress together, holding back each transaction until its commit frame.
+        let path = self.spool.path_for(&key);
+        let created = SystemTime::now();
+        let mut copy = OnePassCopy::new(&path, (p.pos.offset == 0).then(|| header.encode()));
+        let committed =
+            wal::scan_with(&mut BufReader::with_capacity(1 << 20, f), &header, start, seed, |frame| copy.frame(frame))
+                .at(&path)?;
+        if committed.end == start {
+            return Ok(());
+        }
+        match copy.finish(committed.end - start).at(&path)? {
+            Some(size) => self.record_segment(key, path, size, created, committed, report)?,
+            // A transaction too large to hold back: copy the committed range in a second pass.
+            None => self.stage_segment(&header, start, seed, committed, report)?,
         }
         Ok(())
     }
@@ -426,8 +455,21 @@ impl Shipper {
             Ok(())
         })
         .at(&path)?;
-        let shipped = committed.end - pos.offset;
+        self.record_segment(key, path, size, created, committed, report)
+    }
+
+    /// A segment is in the spool: advance and persist the position.
+    fn record_segment(
+        &mut self,
+        key: SpoolKey,
+        path: PathBuf,
+        size: u64,
+        created: SystemTime,
+        committed: wal::Committed,
+        report: &mut SyncReport,
+    ) -> Result<()> {
         let p = self.position_mut()?;
+        let shipped = committed.end - p.pos.offset;
         p.pos.offset = committed.end;
         p.checksum = committed.checksum;
         p.wal_bytes_since_snapshot += shipped;
@@ -446,6 +488,8 @@ impl Shipper {
         }
         let outcome = self.recover_old_tail(new, report);
         if matches!(outcome, Ok(Restart::Followed)) {
+            // Whoever restarted the WAL may have checkpointed some of the new one already.
+            self.index_backfilled = true;
             // Re-take the read lock inside the new WAL while no one can write, so it stays pinned.
             let repin = self.unpin().and_then(|()| self.pin());
             self.write_unlock()?;
@@ -527,6 +571,7 @@ impl Shipper {
                 message: "the WAL restarted while the first snapshot was taken".into(),
             });
         }
+        self.index_backfilled = true;
         self.position = Some(Position {
             generation: generation.clone(),
             pos: Pos { index: 0, offset: 0 },
@@ -599,9 +644,47 @@ impl Shipper {
         let urgent = file_frames >= self.policy.max_page_count;
         let due = frames >= self.policy.min_page_count
             || (frames > 0 && self.last_checkpoint.elapsed() >= self.policy.interval);
-        if due || urgent {
+        if urgent || (due && self.checkpoint_prepared) {
             self.checkpoint(urgent, report)?;
+        } else if due {
+            self.prepare_checkpoint(report)?;
         }
+        Ok(())
+    }
+
+    /// Move the read lock up to everything shipped, under the write lock so that nothing unshipped can be
+    /// checkpointed and overwritten in between. Until now the read lock held the application's own checkpoints
+    /// (SQLite's `wal_autocheckpoint`) back; from here they copy the shipped frames into the database themselves, in
+    /// the application's process, and our checkpoint at the next due sync has only the frames written since to copy.
+    fn prepare_checkpoint(&mut self, report: &mut SyncReport) -> Result<()> {
+        if !self.try_write_lock(self.policy.lock_timeout)? {
+            return Ok(());
+        }
+        let current = self.position.as_ref().map(|p| p.header);
+        let moved = (|| {
+            if self.read_wal_header()? != current {
+                return Ok(false);
+            }
+            match self.ship(report) {
+                Ok(()) => {}
+                Err(ShipError::Mismatch) => return Ok(false),
+                Err(ShipError::Other(e)) => return Err(e),
+            }
+            self.unpin()?;
+            self.pin()?;
+            Ok(true)
+        })();
+        let unlocked = self.write_unlock();
+        let moved = match moved {
+            Ok(m) => m,
+            Err(e) => {
+                self.pin()?;
+                return Err(e);
+            }
+        };
+        unlocked?;
+        self.checkpoint_prepared = moved;
+        self.index_backfilled |= moved;
         Ok(())
     }
 
@@ -611,6 +694,10 @@ impl Shipper {
     /// shrinks to `journal_size_limit`, and the read lock we take next sits inside the new WAL.
     pub fn checkpoint(&mut self, urgent: bool, report: &mut SyncReport) -> Result<()> {
         let timeout = if urgent { self.policy.lock_timeout * 5 } else { self.policy.lock_timeout };
+        if std::mem::take(&mut self.checkpoint_prepared) {
+            // Copy what the application's checkpoints have not, up to our read lock, before blocking its writers.
+            self.ckpt.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).db(&self.db_path)?;
+        }
         if !self.try_write_lock(timeout)? {
             tracing::debug!(db = %self.db_path.display(), "checkpoint skipped: the application holds the write lock");
             return Ok(());
@@ -674,6 +761,8 @@ impl Shipper {
             p.header = new;
             p.checksum = new.checksum;
             self.save()?;
+            // Our read lock is taken next, on the restart frame: nothing past it can be checkpointed.
+            self.index_backfilled = false;
         }
         let frame_size = new.frame_size();
         self.idle_mark = self
@@ -702,8 +791,82 @@ impl Shipper {
             .ckpt
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .db(&self.db_path)?;
+        self.index_backfilled = true;
         tracing::debug!(db = %self.db_path.display(), busy, log, done, "passive checkpoint");
         Ok(busy == 0 && log == done)
+    }
+}
+
+/// Largest transaction held back in memory while copying in one pass; larger ones take a second pass.
+const ONE_PASS_TXN_LIMIT: usize = 4 << 20;
+
+/// Compresses validated frames into a spool file as they are read, holding back the frames of the transaction in
+/// progress until its commit frame arrives, so that the segment ends on a commit without reading the WAL twice. The
+/// spool file is created at the first commit frame: a sync that finds nothing new writes nothing.
+struct OnePassCopy<'a> {
+    path: &'a Path,
+    wal_header: Option<[u8; WAL_HEADER_SIZE as usize]>,
+    pending: Vec<u8>,
+    out: Option<Lz4Writer<BufWriter<AtomicFile>>>,
+    written: u64,
+    too_large: bool,
+}
+
+impl<'a> OnePassCopy<'a> {
+    fn new(path: &'a Path, wal_header: Option<[u8; WAL_HEADER_SIZE as usize]>) -> Self {
+        Self { path, wal_header, pending: Vec::new(), out: None, written: 0, too_large: false }
+    }
+
+    fn frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        if self.too_large {
+            return Ok(());
+        }
+        self.pending.extend_from_slice(frame);
+        if wal::FrameHeader::parse(frame).commit_db_size == 0 {
+            if self.pending.len() > ONE_PASS_TXN_LIMIT {
+                self.too_large = true;
+                self.pending = Vec::new();
+            }
+            return Ok(());
+        }
+        let out = match &mut self.out {
+            Some(out) => out,
+            None => {
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut enc = Lz4Writer::new(BufWriter::with_capacity(1 << 20, AtomicFile::create(self.path)?));
+                if let Some(h) = &self.wal_header {
+                    enc.write_all(h)?;
+                }
+                self.out.insert(enc)
+            }
+        };
+        out.write_all(&self.pending)?;
+        self.written += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Commit the spool file, which must hold exactly `committed` bytes of frames; its size, or `None` when a
+    /// transaction was too large to hold back and nothing was committed.
+    fn finish(self, committed: u64) -> io::Result<Option<u64>> {
+        if self.too_large {
+            return Ok(None);
+        }
+        let Some(enc) = self.out else {
+            return Err(io::Error::other("committed frames were found but none were copied"));
+        };
+        if self.written != committed {
+            return Err(io::Error::other(format!(
+                "copied {} bytes of frames, {committed} are committed",
+                self.written
+            )));
+        }
+        let mut file = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
+        let size = file.file().metadata()?.len();
+        file.commit()?;
+        Ok(Some(size))
     }
 }
 

@@ -187,3 +187,94 @@ fn checkpoints_bound_the_wal_file() {
     assert!(largest > 32 + 4 * (24 + 4096), "the test never grew the WAL past the limit");
     assert_eq!(restore_from_spool(dir.path()).len(), 20);
 }
+
+#[test]
+fn large_transactions_and_spilled_uncommitted_frames_ship_exactly_the_commits() {
+    let (dir, c, mut s) = setup();
+    c.execute_batch("CREATE TABLE big (b)").expect("schema");
+    s.sync().expect("first sync");
+    c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+    // Larger than what one pass holds back in memory: the copy falls back to a second pass.
+    c.execute_batch(
+        "BEGIN;
+         WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 2001) INSERT INTO t SELECT i FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
+           INSERT INTO big SELECT randomblob(4096) FROM n;
+         COMMIT;",
+    )
+    .expect("large transaction");
+    assert!(s.sync().expect("sync").bytes > 6 << 20);
+    let mut expected: Vec<i64> = (1..=2001).collect();
+    assert_eq!(restore_from_spool(dir.path()), expected);
+
+    // A commit followed by a transaction whose pages spilled into the WAL before it committed.
+    c.execute("INSERT INTO t VALUES (5000)", []).expect("insert");
+    let spiller = app(&dir.path().join("a.db"));
+    spiller.pragma_update(None, "cache_size", 10).expect("cache_size");
+    spiller
+        .execute_batch(
+            "BEGIN;
+             INSERT INTO t VALUES (6000);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
+               INSERT INTO big SELECT randomblob(4096) FROM n;",
+        )
+        .expect("spill");
+    let before = std::fs::metadata(wal_path(&dir.path().join("a.db"))).expect("wal").len();
+    let shipped_to = s.position().expect("position").pos.offset;
+    s.sync().expect("sync");
+    let after = s.position().expect("position").pos.offset;
+    assert!(after > shipped_to && after + 100 * 4096 < before, "the spilled frames were shipped");
+    expected.push(5000);
+    let _ = std::fs::remove_file(dir.path().join("restored.db"));
+    assert_eq!(restore_from_spool(dir.path()), expected);
+
+    spiller.execute_batch("ROLLBACK").expect("rollback");
+    c.execute("INSERT INTO t VALUES (9999)", []).expect("insert");
+    s.sync().expect("sync");
+    expected.push(9999);
+    let _ = std::fs::remove_file(dir.path().join("restored.db"));
+    assert_eq!(restore_from_spool(dir.path()), expected);
+}
+
+#[test]
+fn snapshots_hold_the_database_as_of_the_start_of_their_wal_index() {
+    let (dir, c, mut s) = setup_with(CheckpointPolicy { min_page_count: 4, ..Default::default() });
+    // The application checkpoints on its own, as SQLite does by default.
+    c.pragma_update(None, "wal_autocheckpoint", 1).expect("autocheckpoint");
+    s.sync().expect("first sync");
+    let mut prepared = false;
+    for i in 0..40 {
+        c.execute("INSERT INTO t VALUES (?1)", [i]).expect("insert");
+        let report = s.sync().expect("sync");
+        if report.checkpointed.is_some() {
+            prepared = false;
+        } else if s.position().expect("position").pos.offset > 32 + 4 * (24 + 4096) {
+            prepared = true;
+        }
+        // Stop right after our read lock moved forward without a restart: the application's own checkpoint has
+        // since copied some of this WAL index into the database file.
+        if prepared && i >= 20 {
+            break;
+        }
+    }
+    c.execute("INSERT INTO t VALUES (1000)", []).expect("insert");
+    let rows: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("count");
+
+    s.snapshot().expect("snapshot");
+    let p = s.position().expect("position").clone();
+    assert_eq!(p.snapshot_index, p.pos.index, "no snapshot was taken");
+    let snapshot = dir
+        .path()
+        .join(format!("state/spool/generations/{}/snapshots/{:08x}.snapshot.lz4", p.generation, p.snapshot_index));
+    let out = dir.path().join("snapshot.db");
+    let mut f = std::fs::File::create(&out).expect("create");
+    litecar_replicate::compress::decompress_into(std::fs::File::open(&snapshot).expect("snapshot"), &mut f)
+        .expect("decompress");
+    drop(f);
+    let in_snapshot: i64 =
+        Connection::open(&out).expect("open").query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("count");
+    // Filed under the index it starts: every row committed before it, and its own segments replay from there.
+    assert_eq!(p.pos.offset, 0, "the snapshot was filed under a WAL index that already had frames");
+    assert_eq!(in_snapshot, rows);
+    assert_eq!(restore_from_spool(dir.path()).len() as i64, rows);
+}
