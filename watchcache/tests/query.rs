@@ -92,3 +92,87 @@ fn errors_name_the_term() {
     assert!(matches!(s.query(&ListOptions::parse_query("revision=99").unwrap()), Err(Error::TooNew { .. })));
     assert_eq!(q(&s, "revision=3").len(), 4);
 }
+
+#[test]
+fn negations_include_objects_without_the_label_or_field() {
+    let s = fixture();
+    // "db" has neither an app label nor a tier; add one without spec.nodeName (results are in key order)
+    s.add(with_labels(pod("other", "bare", 5), &[("tier", "3")])).unwrap();
+    assert_eq!(q(&s, "filter=metadata.labels[app]%20notin%20(web)"), ["dns", "bare", "db"]);
+    assert_eq!(q(&s, "filter=metadata.labels[app]!~we"), ["dns", "bare", "db"]);
+    assert_eq!(q(&s, "filter=metadata.labels[app]~we"), ["web-1", "web-2"]);
+    assert_eq!(q(&s, "filter=spec.nodeName!=n1"), ["web-2", "bare", "db"]);
+    assert_eq!(q(&s, "filter=spec.nodeName%20notin%20(n1,n2)"), ["bare", "db"]);
+    assert_eq!(q(&s, "filter=spec.nodeName!~n"), ["bare"]);
+    assert_eq!(q(&s, "filter=spec.nodeName%20in%20(n2,n3)"), ["web-2", "db"]);
+    assert_eq!(q(&s, "filter=!metadata.labels[tier]"), ["db"]);
+    // a positive test ORed with a negated one, and ANDed with a namespace
+    assert_eq!(q(&s, "filter=metadata.labels[app]=dns,!metadata.labels[app]"), ["dns", "bare", "db"]);
+    assert_eq!(q(&s, "filter=metadata.labels[tier]&namespace=other"), ["bare"]);
+    let r = s.query(&ListOptions::parse_query("filter=metadata.labels[app]=web&pagesize=1").unwrap()).unwrap();
+    assert_eq!((names(&r.items), r.count, r.pages), (vec!["web-1".into()], 2, 2));
+}
+
+#[test]
+fn selective_and_broad_terms_give_the_same_answers_on_many_objects() {
+    // enough objects that a label test and a namespace restriction each get to start the query
+    let s = pods_with(StoreConfig { fields: vec!["spec.nodeName".into()] });
+    let mut ops = Vec::new();
+    for i in 0..300 {
+        let mut p = with_labels(
+            pod(&format!("ns-{}", i % 3), &format!("p{i:03}"), i + 1),
+            &[("app", &format!("a{}", i % 50)), ("tier", if i % 2 == 0 { "web" } else { "db" })],
+        );
+        p["spec"] = json!({"nodeName": format!("n{}", i % 7)});
+        ops.push(litecar_watchcache::WriteOp::Upsert(p));
+    }
+    s.write(ops).unwrap();
+    let brute = |ns: Option<&str>, app: Option<&str>, tier: Option<&str>, node: Option<&str>| -> Vec<String> {
+        let mut out: Vec<String> = s
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|p| ns.is_none_or(|n| p["metadata"]["namespace"] == n))
+            .filter(|p| app.is_none_or(|a| p["metadata"]["labels"]["app"] == a))
+            .filter(|p| tier.is_none_or(|t| p["metadata"]["labels"]["tier"] == t))
+            .filter(|p| node.is_none_or(|n| p["spec"]["nodeName"] == n))
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect();
+        out.sort_by(|a, b| b.cmp(a));
+        out
+    };
+    assert_eq!(q(&s, "filter=metadata.labels[app]=a7&sort=-metadata.name"), brute(None, Some("a7"), None, None));
+    assert_eq!(
+        q(&s, "filter=metadata.namespace=ns-1&filter=metadata.labels[tier]=web&sort=-metadata.name"),
+        brute(Some("ns-1"), None, Some("web"), None)
+    );
+    assert_eq!(
+        q(&s, "filter=spec.nodeName=n3&filter=metadata.labels[tier]=db&sort=-metadata.name"),
+        brute(None, None, Some("db"), Some("n3"))
+    );
+    assert_eq!(
+        q(&s, "filter=metadata.namespace=ns-2&filter=metadata.labels[app]=a5&sort=-metadata.name"),
+        brute(Some("ns-2"), Some("a5"), None, None)
+    );
+    let r = s
+        .query(
+            &ListOptions::parse_query("filter=metadata.labels[tier]=web&sort=-metadata.name&pagesize=100&page=2")
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!((r.count, names(&r.items)), (150, brute(None, None, Some("web"), None)[100..].to_vec()));
+}
+
+#[test]
+fn a_store_opened_again_with_more_fields_indexes_them() {
+    // the ingester and a reader may open the same store in either order: the fields of both are queryable
+    let db = litecar_watchcache::Database::open(":memory:").unwrap();
+    let rt = litecar_watchcache::ResourceType::new("", "v1", "Pod");
+    let first = db.store(rt.clone(), StoreConfig::default()).unwrap();
+    let mut p = pod("a", "x", 1);
+    p["spec"] = json!({"nodeName": "n1"});
+    first.add(p).unwrap();
+    let second = db.store(rt, StoreConfig { fields: vec!["spec.nodeName".into()] }).unwrap();
+    assert_eq!(q(&second, "filter=spec.nodeName=n1"), ["x"]);
+    assert_eq!(q(&first, "filter=spec.nodeName=n1"), ["x"]);
+}

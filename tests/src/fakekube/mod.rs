@@ -464,7 +464,12 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             return watch(shared, target, query);
         }
-        (&Method::GET, None) => list(&shared, &target, &query),
+        (&Method::GET, None) => {
+            return match list(&shared, &target, &query) {
+                Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                Err(e) => e.into_response(),
+            };
+        }
         (&Method::GET, Some(name)) => {
             let db = lock(&shared.db);
             resource_def(&db, &target.resource).and_then(|def| {
@@ -613,7 +618,8 @@ fn merge_by_key<'a>(
     })
 }
 
-fn list(shared: &Shared, target: &Target, q: &BTreeMap<String, String>) -> Result<Value, ApiError> {
+/// A list page, serialized straight from the stored objects (no copy of them).
+fn list(shared: &Shared, target: &Target, q: &BTreeMap<String, String>) -> Result<String, ApiError> {
     let filters = Filters::parse(target, q)?;
     let db = lock(&shared.db);
     let def = resource_def(&db, &target.resource)?;
@@ -675,10 +681,14 @@ fn list(shared: &Shared, target: &Target, q: &BTreeMap<String, String>) -> Resul
         overlay.range::<str, _>((from, std::ops::Bound::Unbounded)).filter_map(|(k, v)| v.as_ref().map(|v| (k, v)));
     let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
     let mut matching = merge_by_key(base, then).filter(|(_, o)| filters.matches(o));
-    let mut page = Vec::new();
+    let mut items = Vec::new();
     let mut last = None;
     for (k, o) in matching.by_ref().take(limit) {
-        page.push(o.clone());
+        if last.is_some() {
+            items.push(b',');
+        }
+        // writing a Value into a Vec cannot fail
+        let _ = serde_json::to_writer(&mut items, o);
         last = Some(k);
     }
     let remaining = matching.count();
@@ -689,7 +699,14 @@ fn list(shared: &Shared, target: &Target, q: &BTreeMap<String, String>) -> Resul
         meta["continue"] = json!(format!("{at}|{last}"));
         meta["remainingItemCount"] = json!(remaining);
     }
-    Ok(json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta, "items": page}))
+    let head = json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta});
+    let head = head.to_string();
+    let mut body = String::with_capacity(head.len() + items.len() + 16);
+    body.push_str(head.strip_suffix('}').unwrap_or(&head));
+    body.push_str(r#","items":["#);
+    body.push_str(&String::from_utf8_lossy(&items));
+    body.push_str("]}");
+    Ok(body)
 }
 
 fn line(v: &Value) -> Result<Bytes, Infallible> {
