@@ -93,7 +93,7 @@ async fn handle(state: RestState, table: String, request: Request) -> Result<Res
     }
 }
 
-/// A response body rendered on the blocking thread, so that serialising many rows never stalls the executor.
+/// A response body rendered on the database thread, so that serialising many rows never stalls the executor.
 struct Rendered {
     body: Option<Vec<u8>>,
     rows: usize,

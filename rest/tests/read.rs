@@ -319,3 +319,29 @@ async fn openapi_document_describes_allowed_tables() {
     assert_eq!(insert["required"], json!(["name"]), "id is the rowid and may be omitted");
     assert_eq!(get(&app, "/").await.json(), doc, "the root serves the same document");
 }
+
+/// One connection, so the statements it cached before the migration are the ones that meet the new schema.
+#[tokio::test]
+async fn migration_is_picked_up_by_a_connection_with_cached_statements() {
+    let fx = Fixture::new(ITEMS);
+    let mut options = fx.options(&["items"]);
+    options.read_connections = 1;
+    let app = common::app_with(options);
+    for _ in 0..3 {
+        assert_eq!(get(&app, "/items?select=id,name&id=eq.1").await.json(), json!([{"id": 1, "name": "apple"}]));
+    }
+    let before = get(&app, "/items?id=eq.2").await.json();
+    assert!(before[0].get("colour").is_none());
+    fx.conn()
+        .execute_batch(
+            "ALTER TABLE items ADD COLUMN colour TEXT DEFAULT 'green';
+             ALTER TABLE items RENAME COLUMN name TO title;",
+        )
+        .expect("migration");
+    let after = get(&app, "/items?id=eq.2").await.json();
+    assert_eq!(after[0]["colour"], "green", "`*` includes the new column: {after}");
+    assert_eq!(after[0]["title"], "Banana");
+    let reply = get(&app, "/items?select=id,name&id=eq.1").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "the renamed column is gone: {}", reply.text());
+    assert_eq!(get(&app, "/items?select=id,title&id=eq.1").await.json(), json!([{"id": 1, "title": "apple"}]));
+}

@@ -79,3 +79,27 @@ async fn interrupted_write_is_rolled_back() {
     let reply = send(&app, Method::PATCH, "/big?id=eq.1", &[], Some(r#"{"v": "writer still works"}"#)).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
 }
+
+/// Requests queue for the pool's threads; one running a long query must not keep the next request waiting
+/// while the pool could start another thread for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_query_does_not_hold_up_the_requests_behind_it() {
+    let fx = Fixture::new(BIG);
+    let mut options = fx.options(&["big"]);
+    options.request_timeout = Duration::from_secs(120);
+    options.read_connections = 2;
+    let app = common::app_with(options);
+    assert_eq!(get(&app, "/big?select=id&id=eq.1").await.status, StatusCode::OK, "the first thread exists");
+
+    let heavy_app = app.clone();
+    let uri = format!("/big?select=id&{}", heavy_filter());
+    let heavy = tokio::spawn(async move { send(&heavy_app, Method::GET, &uri, &[], None).await.status });
+    // Lets the long query start first (it runs for seconds); only the order matters, not how long this is.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for id in [7, 8, 9] {
+        let reply = get(&app, &format!("/big?select=id&id=eq.{id}")).await;
+        assert_eq!(reply.text(), format!(r#"[{{"id":{id}}}]"#));
+    }
+    assert!(!heavy.is_finished(), "the short requests were answered while the long one still ran");
+    assert_eq!(heavy.await.expect("heavy request"), StatusCode::OK);
+}

@@ -51,8 +51,9 @@ pub struct Column {
 }
 
 impl Column {
+    /// Case-insensitive, without allocating: it runs for every value rendered.
     fn declared_has(&self, word: &str) -> bool {
-        self.declared.to_ascii_uppercase().contains(word)
+        self.declared.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
     }
 
     /// Declared BOOL/BOOLEAN: integers 0/1 are rendered as JSON booleans.

@@ -21,8 +21,9 @@ use rusqlite::{Connection, OpenFlags};
 use super::Access;
 
 /// How long a busy thread's job may have run and still count on it to take the next queued job. Point reads
-/// take tens of microseconds and lists of 100 rows a few hundred; past this a job is considered long.
-const HANDOFF: Duration = Duration::from_millis(1);
+/// take tens of microseconds; a job older than this is long, or its thread was preempted, and the jobs
+/// behind it are better served by another thread.
+const HANDOFF: Duration = Duration::from_micros(300);
 
 /// Database work for one request, run on a pool thread with that thread's connection.
 pub(crate) type Job = Box<dyn FnOnce(&mut Session<'_>) + Send>;
@@ -252,4 +253,67 @@ fn run(shared: &Arc<Shared>, index: usize) {
         state.wakeups = state.wakeups.saturating_sub(1);
     }
     state.threads -= 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::sync::mpsc;
+
+    fn workers(size: usize) -> Workers {
+        Workers::new("test", PathBuf::from("/nonexistent/never-opened.db"), Access::Read, size, Duration::ZERO)
+    }
+
+    #[test]
+    fn runs_every_job_on_at_most_size_threads() {
+        let pool = workers(2);
+        let (done, results) = mpsc::channel();
+        for i in 0..200 {
+            let done = done.clone();
+            pool.submit(Box::new(move |_| {
+                let _ = done.send((i, std::thread::current().id()));
+            }))
+            .expect("submitted");
+        }
+        let got: Vec<_> = results.iter().take(200).collect();
+        let ids: HashSet<_> = got.iter().map(|(i, _)| *i).collect();
+        assert_eq!(ids.len(), 200, "every job ran once");
+        let threads: HashSet<_> = got.iter().map(|(_, t)| *t).collect();
+        assert!(threads.len() <= 2, "{} threads", threads.len());
+    }
+
+    #[test]
+    fn a_long_job_does_not_hold_up_the_next_one() {
+        let pool = workers(2);
+        let (started_tx, started) = mpsc::channel();
+        let (release_tx, release) = mpsc::channel::<()>();
+        pool.submit(Box::new(move |_| {
+            let _ = started_tx.send(());
+            let _ = release.recv();
+        }))
+        .expect("submitted");
+        started.recv().expect("first job started");
+        // Past the handoff age the blocked thread no longer counts as about to take the next job.
+        std::thread::sleep(HANDOFF * 2);
+        let (done_tx, done) = mpsc::channel();
+        pool.submit(Box::new(move |_| {
+            let _ = done_tx.send(());
+        }))
+        .expect("submitted");
+        done.recv().expect("the second job ran while the first was blocked");
+        release_tx.send(()).expect("release the first job");
+    }
+
+    #[test]
+    fn a_panicking_job_leaves_the_pool_working() {
+        let pool = workers(1);
+        pool.submit(Box::new(|_| panic!("job failure"))).expect("submitted");
+        let (done_tx, done) = mpsc::channel();
+        pool.submit(Box::new(move |_| {
+            let _ = done_tx.send(());
+        }))
+        .expect("submitted");
+        done.recv().expect("the next job ran on the same pool");
+    }
 }
