@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::client::{Replica, SegmentInfo, SnapshotInfo};
-use crate::compress::lz4_reader;
+use crate::compress::{self, lz4_reader};
 use crate::error::{Error, IoContext, Result};
 use crate::layout::{self, Generation};
 use crate::shipper::{SQLITE_HEADER, wal_path};
@@ -237,16 +237,18 @@ fn apply(replica: &str, plan: &Plan, paths: &[PathBuf], db: &Path, full_check: b
     let corrupt =
         |key: &str, message: String| Error::Corrupt { replica: replica.to_owned(), key: key.to_owned(), message };
     {
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(db).at(db)?);
-        let mut r = lz4_reader(BufReader::with_capacity(1 << 20, File::open(snapshot).at(snapshot)?));
+        let mut out = File::create(db).at(db)?;
+        let src = File::open(snapshot).at(snapshot)?;
+        compress::decompress_into(src, &mut out).map_err(|e| match e {
+            compress::DecompressError::Input(e) => corrupt(&snap_key, e.to_string()),
+            compress::DecompressError::Output(e) => Error::Io { path: db.to_owned(), source: e },
+        })?;
+        out.sync_all().at(db)?;
         let mut head = [0u8; 16];
-        r.read_exact(&mut head).map_err(|e| corrupt(&snap_key, e.to_string()))?;
-        if &head != SQLITE_HEADER {
+        let n = File::open(db).and_then(|mut f| f.read(&mut head)).at(db)?;
+        if n < head.len() || &head != SQLITE_HEADER {
             return Err(corrupt(&snap_key, "the snapshot is not a SQLite database".into()));
         }
-        out.write_all(&head).at(db)?;
-        io::copy(&mut r, &mut out).map_err(|e| corrupt(&snap_key, e.to_string()))?;
-        out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).at(db)?;
     }
 
     // Group segments by WAL index, keeping their scratch files.
