@@ -90,6 +90,15 @@ fn client(url: &str) -> kube::Client {
     kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
 }
 
+/// User + system CPU seconds of `pid` ("self") so far.
+fn cpu_s(pid: &str) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // fields after the command name (which may hold spaces) start at state, field 3; utime and stime are 14, 15
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
 /// (VmHWM, VmRSS, RssAnon, RssFile) in kB for `pid` ("self" for this process).
 fn mem(pid: &str) -> [u64; 4] {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -129,6 +138,7 @@ async fn child_ingest(url: &str, db_path: &str, n: usize, queries: usize) -> Val
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let ingest_s = t0.elapsed().as_secs_f64();
+    let cpu = cpu_s("self");
     let [hwm, rss, anon, file] = mem("self");
     cancel.cancel();
     task.await.unwrap().unwrap();
@@ -172,7 +182,7 @@ async fn child_ingest(url: &str, db_path: &str, n: usize, queries: usize) -> Val
     }
     // the brief's own query shape only
     all.sort_by(f64::total_cmp);
-    json!({"mode": "ingest", "objects": n, "ingest_s": ingest_s, "objects_per_s": n as f64 / ingest_s,
+    json!({"mode": "ingest", "objects": n, "ingest_s": ingest_s, "objects_per_s": n as f64 / ingest_s, "cpu_s": cpu,
            "vm_hwm_kb": hwm, "vm_rss_kb": rss, "rss_anon_kb": anon, "rss_file_kb": file,
            "queries": all.len(), "query_p50_ms": pct(&all, 0.5), "query_p99_ms": pct(&all, 0.99),
            "query_max_ms": all[all.len() - 1], "per_kind": per_kind})
@@ -188,13 +198,13 @@ async fn child_reflector(url: &str, n: usize, dynamic: bool) -> Value {
         let api: Api<DynamicObject> = Api::all_with(c, &ar);
         let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
         let reader = writer.as_reader();
-        let stream = reflector(writer, watcher(api, watcher::Config::default())).applied_objects();
+        let stream = reflector(writer, watcher(api, watcher::Config::default()).default_backoff()).applied_objects();
         len = Box::new(move || reader.len());
         tokio::spawn(stream.for_each(|_| async {}))
     } else {
         let api: Api<Pod> = Api::all(c);
         let (reader, writer) = reflector::store();
-        let stream = reflector(writer, watcher(api, watcher::Config::default())).applied_objects();
+        let stream = reflector(writer, watcher(api, watcher::Config::default()).default_backoff()).applied_objects();
         len = Box::new(move || reader.len());
         tokio::spawn(stream.for_each(|_| async {}))
     };
@@ -202,10 +212,11 @@ async fn child_reflector(url: &str, n: usize, dynamic: bool) -> Value {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_s("self");
     let [hwm, rss, anon, file] = mem("self");
     task.abort();
     json!({"mode": if dynamic { "reflector-dynamic" } else { "reflector-pod" }, "objects": n, "ingest_s": secs,
-           "objects_per_s": n as f64 / secs, "vm_hwm_kb": hwm, "vm_rss_kb": rss, "rss_anon_kb": anon, "rss_file_kb": file})
+           "objects_per_s": n as f64 / secs, "cpu_s": cpu, "vm_hwm_kb": hwm, "vm_rss_kb": rss, "rss_anon_kb": anon, "rss_file_kb": file})
 }
 
 /// A list cache in front of the fake. The fake deep-copies its whole object map for every list page, so a paged
@@ -298,7 +309,14 @@ impl ListCache {
 
 async fn run_child(args: &[String]) -> Value {
     let exe = std::env::current_exe().unwrap();
-    let out = tokio::process::Command::new(exe).args(args).output().await.unwrap();
+    // a child that stops making progress (e.g. a client whose connection pool broke) must not hang the run
+    let out = tokio::time::timeout(
+        Duration::from_secs(600),
+        tokio::process::Command::new(exe).args(args).kill_on_drop(true).output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("child {args:?} did not finish in 600 s"))
+    .unwrap();
     assert!(
         out.status.success(),
         "child {args:?} failed: {:?}\nstderr: {}",
@@ -352,10 +370,11 @@ async fn run_binary(fake: &FakeKube, url: &str, dir: &Path, n: usize) -> Value {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_s(&pid);
     let [hwm, rss, anon, file] = mem(&pid);
     let _ = child.start_kill();
     let _ = child.wait().await;
-    json!({"mode": "litecar-ingest-binary", "objects": n, "ingest_s": secs, "objects_per_s": n as f64 / secs,
+    json!({"mode": "litecar-ingest-binary", "objects": n, "ingest_s": secs, "objects_per_s": n as f64 / secs, "cpu_s": cpu,
            "vm_hwm_kb": hwm, "vm_rss_kb": rss, "rss_anon_kb": anon, "rss_file_kb": file})
 }
 
@@ -419,15 +438,16 @@ async fn main() {
 
     println!("\n{n} pods, ~{avg} B each as served; library database {db_mb:.0} MB (+ WAL)");
     println!(
-        "{:<24} {:>8} {:>10} {:>10} {:>10} {:>10}",
-        "mode", "time s", "objects/s", "VmHWM MB", "RssAnon MB", "RssFile MB"
+        "{:<24} {:>8} {:>10} {:>8} {:>10} {:>10} {:>10}",
+        "mode", "time s", "objects/s", "CPU s", "VmHWM MB", "RssAnon MB", "RssFile MB"
     );
     for r in &results {
         println!(
-            "{:<24} {:>8.2} {:>10.0} {:>10.1} {:>10.1} {:>10.1}",
+            "{:<24} {:>8.2} {:>10.0} {:>8.2} {:>10.1} {:>10.1} {:>10.1}",
             r["mode"].as_str().unwrap(),
             r["ingest_s"].as_f64().unwrap(),
             r["objects_per_s"].as_f64().unwrap(),
+            r["cpu_s"].as_f64().unwrap(),
             r["vm_hwm_kb"].as_f64().unwrap() / 1024.0,
             r["rss_anon_kb"].as_f64().unwrap() / 1024.0,
             r["rss_file_kb"].as_f64().unwrap() / 1024.0,
@@ -453,4 +473,8 @@ async fn main() {
         );
     }
     println!("RESULTS {}", serde_json::to_string(&results).unwrap());
+    // BENCH_KEEP=1 keeps the databases for a look with sqlite3 (EXPLAIN QUERY PLAN)
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
 }

@@ -12,7 +12,10 @@
 //! write, in its transaction (never while a list is being staged: the store still holds the previous one).
 
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, WatchEvent, WatchParams};
+use std::borrow::Cow;
+
+use kube::api::{Api, ApiResource, GroupVersionKind, WatchEvent, WatchParams};
+use kube::core::{DynamicResourceScope, ObjectMeta, Resource};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -94,7 +97,60 @@ pub async fn ingest(
     first_err.map_or(Ok(()), Err)
 }
 
-fn api_for(client: kube::Client, spec: &ResourceSpec) -> Api<DynamicObject> {
+/// An object as the API sent it: its JSON tree, decoded once, and its metadata (which kube-rs' watcher needs).
+/// kube-rs' `DynamicObject` flattens the body into a map, which serde decodes through an intermediate buffer and
+/// the ingester then serialized back into a tree: this is one decode and no copy.
+#[derive(Clone, Debug)]
+struct RawObject {
+    metadata: ObjectMeta,
+    value: Value,
+}
+
+impl<'de> serde::Deserialize<'de> for RawObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        let metadata = match value.get("metadata") {
+            Some(m) => ObjectMeta::deserialize(m).map_err(serde::de::Error::custom)?,
+            None => ObjectMeta::default(),
+        };
+        Ok(Self { metadata, value })
+    }
+}
+
+impl Resource for RawObject {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+fn api_for(client: kube::Client, spec: &ResourceSpec) -> Api<RawObject> {
     let rt = &spec.resource;
     let gvk = GroupVersionKind::gvk(&rt.group, &rt.version, &rt.kind);
     let ar = match &spec.plural {
@@ -107,20 +163,14 @@ fn api_for(client: kube::Client, spec: &ResourceSpec) -> Api<DynamicObject> {
     }
 }
 
-/// The JSON stored for an object: apiVersion/kind filled in (list items lack them), secrets stripped. Built from
-/// the parts (the body moves, only the metadata is serialized) rather than by serializing the whole object.
-fn prepare(spec: &ResourceSpec, obj: DynamicObject) -> Result<Value> {
-    let bad = |source| Error::Json {
-        resource: spec.resource.to_string(),
-        key: obj.metadata.name.clone().unwrap_or_default(),
-        source,
-    };
-    let meta = serde_json::to_value(&obj.metadata).map_err(bad)?;
-    let mut m = match obj.data {
+/// The JSON stored for an object: apiVersion/kind filled in (list items lack them), secrets stripped.
+fn prepare(spec: &ResourceSpec, obj: RawObject) -> Result<Value> {
+    let mut m = match obj.value {
         Value::Object(m) => m,
-        _ => serde_json::Map::new(),
+        other => {
+            return Err(Error::NoName { resource: spec.resource.to_string(), object: other.to_string() });
+        }
     };
-    m.insert("metadata".into(), meta);
     m.insert("apiVersion".into(), spec.resource.api_version().into());
     m.insert("kind".into(), spec.resource.kind.clone().into());
     if spec.resource.kind == "Secret" && spec.resource.group.is_empty() && !spec.keep_secret_data {
@@ -232,7 +282,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Join(e.to_string()))?
 }
 
-fn delete_op(spec: &ResourceSpec, obj: DynamicObject) -> Result<WriteOp> {
+fn delete_op(spec: &ResourceSpec, obj: RawObject) -> Result<WriteOp> {
     let v = prepare(spec, obj)?;
     let key =
         object_key(&v).ok_or_else(|| Error::NoName { resource: spec.resource.to_string(), object: v.to_string() })?;
@@ -347,7 +397,7 @@ enum Resumed {
 
 /// Watch from a persisted revision until cancelled or the revision is no longer served.
 async fn resume_watch(
-    api: &Api<DynamicObject>,
+    api: &Api<RawObject>,
     spec: &ResourceSpec,
     w: &WriterHandle,
     mut rv: u64,

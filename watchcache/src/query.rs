@@ -472,10 +472,15 @@ impl Store {
             let _ = self.where_clause(o, None, n, &fields)?;
             let driver = self.driver(c, o, n, &fields)?;
             let w = self.where_clause(o, driver.as_ref().map(|(i, _)| *i), n, &fields)?;
-            // CROSS JOIN keeps the driver as the outer loop
+            // CROSS JOIN keeps the driver as the outer loop; its keys are looked up in the index that holds the
+            // sortable columns too
             let (from, mut base_params) = match &driver {
                 Some((_, d)) => {
-                    (format!(r#"({}) AS d CROSS JOIN "{}" o ON o.key = d.key"#, d.sql, n.objects), d.params.clone())
+                    let o = &n.objects;
+                    (
+                        format!(r#"({}) AS d CROSS JOIN "{o}" o INDEXED BY "{o}_cols" ON o.key = d.key"#, d.sql),
+                        d.params.clone(),
+                    )
                 }
                 None => (format!(r#""{}" o"#, n.objects), vec![]),
             };

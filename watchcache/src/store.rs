@@ -46,6 +46,10 @@ pub struct StoreConfig {
 const SCHEMA: &str = "2";
 /// Read connections per file database: queries, watch sessions and the ingester's own checks run side by side.
 const READERS: usize = 3;
+/// Bytes of the file each read connection maps.
+const READ_MMAP: i64 = 1 << 30;
+/// WAL pages between checkpoints outside relists (SQLite's default).
+const AUTOCHECKPOINT: i64 = 1000;
 
 /// The connections of one database: one writer, and readers (none for `:memory:`, whose data only the writer's
 /// connection can see).
@@ -69,13 +73,13 @@ impl Conns {
         if self.read.is_empty() {
             return self.writer();
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..self.read.len() {
-            if let Ok(g) = self.read[(start + i) % self.read.len()].try_lock() {
+        // the first free one: a lone reader keeps using one connection, whose page cache stays warm
+        for c in &self.read {
+            if let Ok(g) = c.try_lock() {
                 return g;
             }
         }
-        lock(&self.read[start % self.read.len()])
+        lock(&self.read[self.next.fetch_add(1, Ordering::Relaxed) % self.read.len()])
     }
 }
 
@@ -121,17 +125,20 @@ impl Names {
 }
 
 /// Tables of one generation. Labels, fields and index values are small rows looked up by key or by value:
-/// WITHOUT ROWID keeps each in one b-tree ordered by its primary key.
+/// WITHOUT ROWID keeps each in one b-tree ordered by its primary key. The object indexes carry the key (and
+/// `_cols` the sortable columns by key), so filtering, counting and sorting read only index pages, never the
+/// rows with their JSON, which queries fetch for the returned page only.
 fn create_generation(c: &Connection, p: &str, generation: i64) -> rusqlite::Result<()> {
     let n = Names::new(p, generation);
     let (o, f, l, i) = (&n.objects, &n.fields, &n.labels, &n.indexes);
     c.execute_batch(&format!(
         r#"CREATE TABLE IF NOT EXISTS "{o}" (key TEXT PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL,
              uid TEXT, resource_version TEXT, rv INTEGER, created TEXT, object TEXT NOT NULL);
-           CREATE UNIQUE INDEX IF NOT EXISTS "{o}_ns" ON "{o}" (namespace, name);
-           CREATE INDEX IF NOT EXISTS "{o}_ns_created" ON "{o}" (namespace, created);
-           CREATE INDEX IF NOT EXISTS "{o}_name" ON "{o}" (name);
-           CREATE INDEX IF NOT EXISTS "{o}_created" ON "{o}" (created);
+           CREATE INDEX IF NOT EXISTS "{o}_ns" ON "{o}" (namespace, name, key);
+           CREATE INDEX IF NOT EXISTS "{o}_ns_created" ON "{o}" (namespace, created, key);
+           CREATE INDEX IF NOT EXISTS "{o}_name" ON "{o}" (name, key);
+           CREATE INDEX IF NOT EXISTS "{o}_created" ON "{o}" (created, key);
+           CREATE INDEX IF NOT EXISTS "{o}_cols" ON "{o}" (key, namespace, name, created);
            CREATE TABLE IF NOT EXISTS "{f}" (key TEXT NOT NULL, field TEXT NOT NULL, value TEXT,
              PRIMARY KEY (key, field)) WITHOUT ROWID;
            CREATE INDEX IF NOT EXISTS "{f}_fv" ON "{f}" (field, value);
@@ -180,7 +187,9 @@ impl Database {
             // WAL lets the read connections (and the REST API, sqlite3) read while the ingester writes.
             let _: String =
                 conn.query_row("PRAGMA journal_mode = wal", [], |r| r.get(0)).ctx(|| format!("WAL on {shown}"))?;
-            conn.execute_batch("PRAGMA synchronous = NORMAL").ctx(|| format!("synchronous on {shown}"))?;
+            // a relist lets the WAL grow (see `stage_begin`); its file is cut back after the checkpoint
+            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = 67108864")
+                .ctx(|| format!("synchronous on {shown}"))?;
         }
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS wc_meta (prefix TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
@@ -190,7 +199,10 @@ impl Database {
         if !memory {
             for _ in 0..READERS {
                 let r = open_conn(path, &shown, 8 * 1024)?;
-                r.execute_batch("PRAGMA query_only = ON").ctx(|| format!("query_only on {shown}"))?;
+                // Readers map the file: index pages are shared with the OS cache instead of copied into each
+                // connection's cache, and a page miss is no system call.
+                r.execute_batch(&format!("PRAGMA query_only = ON; PRAGMA mmap_size = {READ_MMAP}"))
+                    .ctx(|| format!("query_only on {shown}"))?;
                 read.push(Mutex::new(r));
             }
         }
@@ -522,7 +534,16 @@ impl Store {
                 .ctx(|| format!("{}: clear the relist tables", self.name()))?;
             Ok(next)
         })?;
+        // The staged pages are written once into the WAL and checkpointed after the swap, instead of being
+        // copied into the database file every 1000 pages while the list is still arriving.
+        self.autocheckpoint(0)?;
         Ok(Staging { id, generation, items: 0 })
+    }
+
+    fn autocheckpoint(&self, pages: i64) -> Result<()> {
+        let c = self.inner.conns.writer();
+        c.execute_batch(&format!("PRAGMA wal_autocheckpoint = {pages}"))
+            .ctx(|| format!("{}: wal_autocheckpoint", self.name()))
     }
 
     fn check_staging(&self, st: &Staging) -> Result<()> {
@@ -635,6 +656,10 @@ impl Store {
         drop_generation(&c, &p, old)
             .and_then(|_| create_generation(&c, &p, old))
             .ctx(|| format!("{name}: clear the old generation"))?;
+        c.execute_batch(&format!("PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT}"))
+            .ctx(|| format!("{name}: wal_autocheckpoint"))?;
+        // PASSIVE: readers still on the old snapshot are not waited for; what they pin is copied later
+        c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).ctx(|| format!("{name}: checkpoint"))?;
         tracing::debug!(resource = %name, objects = st.items, events = logged, "relist swapped in");
         Ok(logged)
     }
