@@ -16,7 +16,8 @@ Requests (wrk Lua scripts, a random id / city per request)
 
 Every (target, request) pair runs under each wrk configuration (-t1/-t2 x -c16/-c32), one run at a time, after a
 short warm-up. For each run: req/s, p50/p99 latency (wrk --latency), non-2xx count, CPU seconds of the server and of
-wrk (so the split of the 2 cores is visible), and the 1-minute load average before the run.
+wrk (so the split of the 2 cores is visible), server CPU microseconds per request, and the 1-minute load average
+before the run.
 
 Requirements: wrk (apt-get install -y wrk), the litecar release binary (cargo build --release --bins), datasette
 (pip install datasette; plugins are disabled with DATASETTE_LOAD_PLUGINS= so a broken plugin cannot stop it).
@@ -286,16 +287,19 @@ rest:
             plan.append(("datasette", "list", f"http://127.0.0.1:{dport}", lua_script(work, "list", "ds", None), ds))
 
         print(f"{'target':<17} {'request':<7} {'wrk':<7} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'non2xx':>6} {'srv cpu':>7} {'wrk cpu':>7} {'load1':>5}", flush=True)
+              f"{'non2xx':>6} {'srv cpu':>7} {'us/req':>6} {'wrk cpu':>7} {'load1':>5}", flush=True)
         for target, kind, url, script, proc in plan:
             if args.warmup:
                 run_wrk(url, 1, 16, args.warmup, script, proc.pid, work)
             for t, c in configs:
                 r = run_wrk(url, t, c, args.duration, script, proc.pid, work)
-                r.update(target=target, request=kind)
+                # Server CPU per request: the cost of the stack, less sensitive than req/s to what else runs.
+                r.update(target=target, request=kind,
+                         server_us_per_req=1e6 * r["server_cpu_s"] / max(r["rps"] * r["wall_s"], 1))
                 results.append(r)
                 print(f"{target:<17} {kind:<7} {f'-t{t} -c{c}':<7} {r['rps']:>9.0f} {r['p50_ms']:>7.2f} "
                       f"{r['p99_ms']:>7.2f} {r['non2xx']:>6} {r['server_cpu_s'] / r['wall_s']:>6.2f}c "
+                      f"{r['server_us_per_req']:>6.1f} "
                       f"{r['wrk_cpu_s'] / r['wall_s']:>6.2f}c {r['load1']:>5.2f}"
                       + (f"  socket errors: {r['socket_errors']}" if r["socket_errors"] else ""), flush=True)
         print("\nbest per (target, request) by req/s:")
