@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
@@ -20,9 +20,9 @@ use crate::error::ReplicaError;
 
 /// Objects up to this size go up in one PUT; larger ones as multipart uploads of this part size.
 pub const PART_SIZE: usize = 8 << 20;
-/// Parts in flight at once, per upload or download. Each part in flight costs about twice its size in memory (our
-/// buffer and the HTTP client's), so two keep a transfer of any size well under the 64 MB that a sidecar is budgeted,
-/// while still overlapping one part's round trip with the next one's transfer.
+/// Parts of one upload in flight at once. Each part in flight costs about twice its size in memory (our buffer and
+/// the HTTP client's), so two keep an upload of any size well under the 64 MB that a sidecar is budgeted, while still
+/// overlapping one part's round trip with the next one's transfer.
 const PART_CONCURRENCY: usize = 2;
 
 pub struct ObjectStoreClient {
@@ -187,43 +187,20 @@ impl ObjectClient for ObjectStoreClient {
     async fn get_file(&self, key: &str, dst: &Path) -> Result<u64, ReplicaError> {
         let location = self.path(key);
         let out = Arc::new(File::create(dst).map_err(|e| self.io_err("get", key, e))?);
-        // The size decides between one streamed GET and parallel ranged GETs; asking for it with HEAD avoids
-        // starting a full GET only to abandon it.
-        let size = self.store.head(&location).await.map_err(|e| self.err("get", key, e))?.size;
-        if size as usize <= 2 * PART_SIZE {
-            let result = self.store.get(&location).await.map_err(|e| self.err("get", key, e))?;
-            let mut stream = result.into_stream();
-            let mut offset = 0u64;
-            while let Some(chunk) = stream.try_next().await.map_err(|e| self.err("get", key, e))? {
-                let len = chunk.len() as u64;
-                write_at(out.clone(), chunk, offset).await.map_err(|e| self.io_err("get", key, e))?;
-                offset += len;
-            }
-            if offset != size {
-                return Err(self.io_err("get", key, std::io::Error::other(format!("got {offset} of {size} bytes"))));
-            }
-        } else {
-            // Large object: parallel ranged reads, each written at its offset.
-            let ranges: Vec<std::ops::Range<u64>> =
-                (0..size).step_by(PART_SIZE).map(|start| start..(start + PART_SIZE as u64).min(size)).collect();
-            futures::stream::iter(ranges)
-                .map(|range| {
-                    let (location, out) = (location.clone(), out.clone());
-                    async move {
-                        let bytes = self
-                            .store
-                            .get_range(&location, range.clone())
-                            .await
-                            .map_err(|e| self.err("get", key, e))?;
-                        if bytes.len() as u64 != range.end - range.start {
-                            return Err(self.io_err("get", key, std::io::Error::other("short range read")));
-                        }
-                        write_at(out, bytes, range.start).await.map_err(|e| self.io_err("get", key, e))
-                    }
-                })
-                .buffer_unordered(PART_CONCURRENCY)
-                .try_collect::<Vec<()>>()
-                .await?;
+        // One streamed GET, whatever the size: memory stays at a chunk or two, and stores that serve a ranged GET by
+        // reading the whole object (moto, some S3-compatible servers) are not made to read it once per part. Restore
+        // overlaps downloads across objects instead (`-parallelism`).
+        let result = self.store.get(&location).await.map_err(|e| self.err("get", key, e))?;
+        let size = result.meta.size;
+        let mut stream = result.into_stream();
+        let mut offset = 0u64;
+        while let Some(chunk) = stream.try_next().await.map_err(|e| self.err("get", key, e))? {
+            let len = chunk.len() as u64;
+            write_at(out.clone(), chunk, offset).await.map_err(|e| self.io_err("get", key, e))?;
+            offset += len;
+        }
+        if offset != size {
+            return Err(self.io_err("get", key, std::io::Error::other(format!("got {offset} of {size} bytes"))));
         }
         Ok(size)
     }

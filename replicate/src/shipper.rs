@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use crate::checkpointer::Checkpointer;
 use crate::compress::Lz4Writer;
 use crate::error::{Error, IoContext, Result, SqlContext};
 use crate::fsutil::{AtomicFile, write_atomically};
@@ -74,6 +75,7 @@ pub struct Shipper {
     pin: Connection,
     lock: Connection,
     ckpt: Connection,
+    background: Checkpointer,
     pinned: bool,
     locked: bool,
     state: StateFile,
@@ -161,6 +163,7 @@ impl Shipper {
         let limit = (policy.min_page_count as i64).saturating_mul(page_size + wal::FRAME_HEADER_SIZE as i64);
         lock.pragma_update(None, "journal_size_limit", limit).db(db_path)?;
         let ckpt = open()?;
+        let background = Checkpointer::start(open()?, db_path.to_owned()).at(db_path)?;
         let state = StateFile::new(state_dir.join("position.json"));
         let position = state.load()?;
         Ok(Self {
@@ -170,6 +173,7 @@ impl Shipper {
             pin,
             lock,
             ckpt,
+            background,
             pinned: false,
             locked: false,
             state,
@@ -283,6 +287,8 @@ impl Shipper {
     /// nothing we have not copied. A stamp of the database file afterwards lets the next start continue the
     /// generation if the WAL is gone but the file is unchanged.
     pub fn close(mut self) -> Result<()> {
+        // Its connection must be gone before ours close: the last connection to close is the one that checkpoints.
+        self.background.stop();
         let locked = self.try_write_lock(self.policy.lock_timeout * 5)?;
         if locked {
             let current = self.position.as_ref().map(|p| p.header);
@@ -644,9 +650,9 @@ impl Shipper {
         let urgent = file_frames >= self.policy.max_page_count;
         let due = frames >= self.policy.min_page_count
             || (frames > 0 && self.last_checkpoint.elapsed() >= self.policy.interval);
-        if urgent || (due && self.checkpoint_prepared) {
+        if urgent || (due && self.checkpoint_prepared && !self.background.is_running()) {
             self.checkpoint(urgent, report)?;
-        } else if due {
+        } else if due && !self.checkpoint_prepared {
             self.prepare_checkpoint(report)?;
         }
         Ok(())
@@ -655,7 +661,8 @@ impl Shipper {
     /// Move the read lock up to everything shipped, under the write lock so that nothing unshipped can be
     /// checkpointed and overwritten in between. Until now the read lock held the application's own checkpoints
     /// (SQLite's `wal_autocheckpoint`) back; from here they copy the shipped frames into the database themselves, in
-    /// the application's process, and our checkpoint at the next due sync has only the frames written since to copy.
+    /// the application's process, and a background checkpoint copies what they leave; the checkpoint at the next due
+    /// sync, under the write lock, has only the frames written since to copy.
     fn prepare_checkpoint(&mut self, report: &mut SyncReport) -> Result<()> {
         if !self.try_write_lock(self.policy.lock_timeout)? {
             return Ok(());
@@ -685,6 +692,10 @@ impl Shipper {
         unlocked?;
         self.checkpoint_prepared = moved;
         self.index_backfilled |= moved;
+        if moved {
+            // Whatever the application's checkpoints leave, copied without blocking anyone.
+            self.background.request();
+        }
         Ok(())
     }
 
@@ -694,10 +705,7 @@ impl Shipper {
     /// shrinks to `journal_size_limit`, and the read lock we take next sits inside the new WAL.
     pub fn checkpoint(&mut self, urgent: bool, report: &mut SyncReport) -> Result<()> {
         let timeout = if urgent { self.policy.lock_timeout * 5 } else { self.policy.lock_timeout };
-        if std::mem::take(&mut self.checkpoint_prepared) {
-            // Copy what the application's checkpoints have not, up to our read lock, before blocking its writers.
-            self.ckpt.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).db(&self.db_path)?;
-        }
+        self.checkpoint_prepared = false;
         if !self.try_write_lock(timeout)? {
             tracing::debug!(db = %self.db_path.display(), "checkpoint skipped: the application holds the write lock");
             return Ok(());
