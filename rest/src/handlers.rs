@@ -100,7 +100,7 @@ struct Rendered {
     total: Option<u64>,
 }
 
-fn render(rows: &Rows, singular: bool) -> Result<Vec<u8>, RestError> {
+fn render(rows: &Rows, singular: bool) -> Vec<u8> {
     if singular { rows.object() } else { rows.array() }
 }
 
@@ -116,7 +116,7 @@ async fn get(call: Call, headers: &HeaderMap) -> Result<Response, RestError> {
             if singular && outcome.rows.len() != 1 {
                 return Err(RestError::NotSingular { table: name, rows: outcome.rows.len() }.into());
             }
-            let body = render(&outcome.rows, singular)?;
+            let body = render(&outcome.rows, singular);
             Ok(Rendered { body: Some(body), rows: outcome.rows.len(), total: outcome.total })
         })
         .await?;
@@ -157,7 +157,7 @@ async fn write(call: Call, method: Method, body: Option<Json>) -> Result<Respons
             if singular && outcome.affected != 1 {
                 return Err(RestError::NotSingular { table: table.name.clone(), rows: outcome.affected }.into());
             }
-            let body = if returning { Some(render(&outcome.rows, singular)?) } else { None };
+            let body = if returning { Some(render(&outcome.rows, singular)) } else { None };
             Ok(Rendered { body, rows: outcome.rows.len(), total: None })
         })
         .await?;

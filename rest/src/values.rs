@@ -170,6 +170,33 @@ pub fn to_json(column: Option<&Column>, value: ValueRef<'_>) -> Json {
     }
 }
 
+/// Writes `value` as the JSON text of [`to_json`]'s value, without building that value: a row's values go
+/// straight into the response body.
+pub fn write_json(out: &mut Vec<u8>, column: Option<&Column>, value: ValueRef<'_>) -> serde_json::Result<()> {
+    match value {
+        ValueRef::Null => out.extend_from_slice(b"null"),
+        ValueRef::Integer(i) => match column {
+            Some(c) if c.is_bool() && (i == 0 || i == 1) => {
+                out.extend_from_slice(if i == 1 { b"true" } else { b"false" })
+            }
+            _ => serde_json::to_writer(&mut *out, &i)?,
+        },
+        // serde_json writes a non-finite float as `null`, as `to_json` renders it.
+        ValueRef::Real(f) => serde_json::to_writer(&mut *out, &f)?,
+        ValueRef::Text(bytes) => {
+            let text = String::from_utf8_lossy(bytes);
+            if column.is_some_and(Column::is_json)
+                && let Ok(parsed) = serde_json::from_str::<Json>(&text)
+            {
+                return serde_json::to_writer(&mut *out, &parsed);
+            }
+            serde_json::to_writer(&mut *out, &*text)?;
+        }
+        ValueRef::Blob(bytes) => serde_json::to_writer(&mut *out, &encode_hex(bytes))?,
+    }
+    Ok(())
+}
+
 pub fn encode_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(2 + bytes.len() * 2);
@@ -203,6 +230,43 @@ mod tests {
             has_default: false,
             pk: 0,
             generated: false,
+        }
+    }
+
+    #[test]
+    fn written_json_is_the_json_of_to_json() {
+        let values = [
+            ValueRef::Null,
+            ValueRef::Integer(0),
+            ValueRef::Integer(1),
+            ValueRef::Integer(-7),
+            ValueRef::Integer(i64::MAX),
+            ValueRef::Real(3.0),
+            ValueRef::Real(-0.25),
+            ValueRef::Real(1e300),
+            ValueRef::Real(f64::NAN),
+            ValueRef::Real(f64::INFINITY),
+            ValueRef::Text(b"plain"),
+            ValueRef::Text("quote \" backslash \\ tab \t nl \n \u{1} é \u{2028}".as_bytes()),
+            ValueRef::Text(b"not utf-8: \xff\xfe"),
+            ValueRef::Text(br#"{"b": [1, 2.5, null], "a": "x"}"#),
+            ValueRef::Text(b"{not json"),
+            ValueRef::Blob(&[0, 1, 0xfe, 0xff]),
+        ];
+        for declared in ["INTEGER", "TEXT", "REAL", "BOOLEAN", "JSON", "BLOB", ""] {
+            let column = column(declared);
+            for value in values {
+                for column in [None, Some(&column)] {
+                    let mut written = Vec::new();
+                    write_json(&mut written, column, value).expect("writes");
+                    let expected = serde_json::to_vec(&to_json(column, value)).expect("renders");
+                    assert_eq!(
+                        String::from_utf8_lossy(&written),
+                        String::from_utf8_lossy(&expected),
+                        "{declared} {value:?}"
+                    );
+                }
+            }
         }
     }
 

@@ -78,7 +78,7 @@ pub fn read(
         filter.sql,
         order
     );
-    let mut rows = Rows { keys: output.keys.clone(), rows: Vec::new() };
+    let mut rows = Rows::new(&output.keys)?;
     collect(conn, &sql, &params, &output, &mut rows)?;
 
     let count_sql = format!("SELECT count(*) FROM {}{}", quote(&table.name), filter.sql);

@@ -38,7 +38,7 @@ impl WriteRequest<'_> {
         let mut outcome = WriteOutcome { rows: Rows::default(), affected: 0 };
         match &self.returning {
             Some(output) => {
-                outcome.rows.keys = output.keys.clone();
+                outcome.rows = Rows::new(&output.keys)?;
                 for params in param_sets {
                     collect(conn, sql, params, output, &mut outcome.rows)?;
                 }
