@@ -107,6 +107,9 @@ struct Db {
     resources: BTreeMap<String, ResourceDef>,
     /// resource id -> key (ns/name or name) -> object
     objects: BTreeMap<String, BTreeMap<String, Value>>,
+    /// The same objects serialized (resource id -> key -> JSON), kept with every write: the API server encodes
+    /// an object once per change too (its watch cache), and list pages then cost a copy, not an encoding.
+    json: BTreeMap<String, std::collections::HashMap<String, String>>,
     /// Every change since the start, so exact-revision lists can be answered by replay.
     history: Vec<Event>,
     compacted: u64,
@@ -316,6 +319,7 @@ fn create(shared: &Shared, resource: &str, ns: Option<&str>, mut obj: Value) -> 
     m["uid"] = json!(format!("00000000-0000-4000-8000-{rv:012}"));
     m["resourceVersion"] = json!(rv.to_string());
     m["creationTimestamp"] = json!(rfc3339_now());
+    db.json.entry(resource.to_owned()).or_default().insert(key.clone(), obj.to_string());
     db.objects.entry(resource.to_owned()).or_default().insert(key, obj.clone());
     commit(shared, &mut db, resource, "ADDED", obj.clone());
     Ok(obj)
@@ -344,6 +348,7 @@ fn update(shared: &Shared, resource: &str, ns: Option<&str>, name: &str, mut obj
         obj["metadata"][f] = old["metadata"][f].clone();
     }
     obj["metadata"]["resourceVersion"] = json!(db.rv.to_string());
+    db.json.entry(resource.to_owned()).or_default().insert(key.clone(), obj.to_string());
     db.objects.entry(resource.to_owned()).or_default().insert(key, obj.clone());
     commit(shared, &mut db, resource, "MODIFIED", obj.clone());
     Ok(obj)
@@ -353,6 +358,9 @@ fn delete(shared: &Shared, resource: &str, ns: Option<&str>, name: &str) -> Resu
     let mut db = lock(&shared.db);
     let def = resource_def(&db, resource)?;
     let key = key_of(if def.namespaced { Some(ns.unwrap_or("default")) } else { None }, name);
+    if let Some(m) = db.json.get_mut(resource) {
+        m.remove(&key);
+    }
     let Some(mut obj) = db.objects.get_mut(resource).and_then(|m| m.remove(&key)) else {
         return Err(ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", def.plural)));
     };
@@ -683,12 +691,17 @@ fn list(shared: &Shared, target: &Target, q: &BTreeMap<String, String>) -> Resul
     let mut matching = merge_by_key(base, then).filter(|(_, o)| filters.matches(o));
     let mut items = Vec::new();
     let mut last = None;
+    let encoded = db.json.get(&target.resource);
     for (k, o) in matching.by_ref().take(limit) {
         if last.is_some() {
             items.push(b',');
         }
-        // writing a Value into a Vec cannot fail
-        let _ = serde_json::to_writer(&mut items, o);
+        // objects changed since the page's revision are encoded as they were then
+        match encoded.and_then(|m| m.get(k)).filter(|_| !overlay.contains_key(k)) {
+            Some(json) => items.extend_from_slice(json.as_bytes()),
+            // writing a Value into a Vec cannot fail
+            None => drop(serde_json::to_writer(&mut items, o)),
+        }
         last = Some(k);
     }
     let remaining = matching.count();
