@@ -133,3 +133,36 @@ async fn watch_from_a_compacted_revision_is_expired() {
     let mut w = s.watch(4, CancellationToken::new()).unwrap();
     assert_eq!(w.next().await.unwrap().unwrap().rv, 5);
 }
+
+#[tokio::test]
+async fn a_relist_logs_changes_and_deletes_that_a_watcher_at_the_last_revision_sees() {
+    let s = pods();
+    s.replace(vec![pod("ns", "a", 1), pod("ns", "b", 2), pod("ns", "c", 3)], None).unwrap();
+    assert_eq!(s.last_resource_version().unwrap(), 3);
+    let mut w = s.watch(3, CancellationToken::new()).unwrap();
+    // b changed and c vanished while we were not watching; the list's own revision is unknown (kube-rs' watcher
+    // does not say), so the delete is logged just after everything seen so far
+    s.replace(vec![pod("ns", "a", 1), with_labels(pod("ns", "b", 5), &[("v", "2")])], None).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let e = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap().unwrap();
+        got.push((e.kind, e.key.clone(), e.rv, e.object["metadata"]["resourceVersion"].clone()));
+    }
+    assert_eq!(
+        got,
+        [
+            (EventType::Modified, "ns/b".to_owned(), 5, serde_json::json!("5")),
+            (EventType::Deleted, "ns/c".to_owned(), 5, serde_json::json!("5")),
+        ]
+    );
+    assert_eq!(s.last_resource_version().unwrap(), 5);
+    // the versions the relist replaced are still in the log
+    assert!(s.state_at("ns/b", 4).unwrap().unwrap()["metadata"].get("labels").is_none());
+    assert_eq!(s.state_at("ns/b", 5).unwrap().unwrap()["metadata"]["labels"]["v"], "2");
+    assert_eq!(s.state_at("ns/c", 4).unwrap().unwrap()["metadata"]["resourceVersion"], "3");
+    assert_eq!(s.state_at("ns/c", 5).unwrap(), None);
+    assert_eq!(names(&s.list_at(3).unwrap()), ["a", "b", "c"]);
+    // an unchanged relist logs nothing
+    s.replace(vec![pod("ns", "a", 1), with_labels(pod("ns", "b", 5), &[("v", "2")])], None).unwrap();
+    assert_eq!(s.list_since(5).unwrap().len(), 0);
+}
