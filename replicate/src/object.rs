@@ -24,6 +24,8 @@ pub const PART_SIZE: usize = 8 << 20;
 /// the HTTP client's), so two keep an upload of any size well under the 64 MB that a sidecar is budgeted, while still
 /// overlapping one part's round trip with the next one's transfer.
 const PART_CONCURRENCY: usize = 2;
+/// Downloads are written to disk in pieces of about this size.
+const WRITE_SIZE: usize = 1 << 20;
 
 pub struct ObjectStoreClient {
     store: Arc<dyn ObjectStore>,
@@ -194,10 +196,22 @@ impl ObjectClient for ObjectStoreClient {
         let size = result.meta.size;
         let mut stream = result.into_stream();
         let mut offset = 0u64;
-        while let Some(chunk) = stream.try_next().await.map_err(|e| self.err("get", key, e))? {
-            let len = chunk.len() as u64;
-            write_at(out.clone(), chunk, offset).await.map_err(|e| self.io_err("get", key, e))?;
-            offset += len;
+        // HTTP chunks are a few KiB; each write is a hop to a blocking thread, so gather about a MiB per write.
+        let mut pending: Vec<u8> = Vec::with_capacity(WRITE_SIZE);
+        loop {
+            let chunk = stream.try_next().await.map_err(|e| self.err("get", key, e))?;
+            if let Some(c) = &chunk {
+                pending.extend_from_slice(c);
+            }
+            if pending.len() >= WRITE_SIZE || (chunk.is_none() && !pending.is_empty()) {
+                let full = std::mem::replace(&mut pending, Vec::with_capacity(WRITE_SIZE));
+                let len = full.len() as u64;
+                write_at(out.clone(), full, offset).await.map_err(|e| self.io_err("get", key, e))?;
+                offset += len;
+            }
+            if chunk.is_none() {
+                break;
+            }
         }
         if offset != size {
             return Err(self.io_err("get", key, std::io::Error::other(format!("got {offset} of {size} bytes"))));

@@ -221,28 +221,34 @@ impl Shipper {
             tracing::info!(db = %self.db_path.display(), index = p_index(&self.position), "continuing the generation after a clean shutdown");
         }
         let header = self.read_wal_header()?;
-        let reason = match (&self.position, header) {
-            (None, _) => Some("no saved replication position"),
-            (Some(_), None) => Some("the WAL was removed or truncated while litecar was not watching it"),
-            (Some(p), Some(h)) if h == p.header => match self.ship(&mut report) {
+        let unchanged = matches!((&self.position, header), (Some(p), Some(h)) if h == p.header);
+        let reason = if unchanged {
+            // A due checkpoint copies the WAL under the write lock anyway: one segment per sync, not two.
+            let copied = self.maybe_checkpoint(&mut report)?;
+            match if copied { Ok(()) } else { self.ship(&mut report) } {
                 Ok(()) => None,
                 Err(ShipError::Mismatch) => Some("the WAL no longer matches the replicated position"),
                 Err(ShipError::Other(e)) => return Err(e),
-            },
-            (Some(p), Some(h)) if p.header.is_followed_by(&h) => {
-                match self.follow_restart(h, &mut report)? {
+            }
+        } else {
+            match (&self.position, header) {
+                (None, _) => Some("no saved replication position"),
+                (Some(_), None) => Some("the WAL was removed or truncated while litecar was not watching it"),
+                (Some(p), Some(h)) if p.header.is_followed_by(&h) => match self.follow_restart(h, &mut report)? {
                     Some(Restart::Followed) => None,
                     Some(Restart::Lost(why)) => Some(why),
                     // The application holds the write lock; try again on the next event.
                     None => return Ok(report),
-                }
+                },
+                (Some(_), Some(_)) => Some("the WAL was restarted more than once between two reads"),
             }
-            (Some(_), Some(_)) => Some("the WAL was restarted more than once between two reads"),
         };
         if let Some(reason) = reason {
             self.start_generation(reason, &mut report)?;
         }
-        self.maybe_checkpoint(&mut report)?;
+        if !unchanged {
+            self.maybe_checkpoint(&mut report)?;
+        }
         report.position = self.position.as_ref().map(|p| (p.generation.clone(), p.pos, p.snapshot_at));
         Ok(report)
     }
@@ -634,9 +640,10 @@ impl Shipper {
         Ok(true)
     }
 
-    fn maybe_checkpoint(&mut self, report: &mut SyncReport) -> Result<()> {
+    /// Prepare or complete a checkpoint when one is due; `true` if that copied the WAL under the write lock.
+    fn maybe_checkpoint(&mut self, report: &mut SyncReport) -> Result<bool> {
         let Some(p) = &self.position else {
-            return Ok(());
+            return Ok(false);
         };
         let frame_size = p.header.frame_size();
         let frames = p.pos.offset.saturating_sub(WAL_HEADER_SIZE) / frame_size;
@@ -645,17 +652,18 @@ impl Shipper {
             .unwrap_or(0);
         if Some(p.pos) == self.idle_mark {
             // Only our own restart frame is in the WAL: nothing to checkpoint while the database is idle.
-            return Ok(());
+            return Ok(false);
         }
         let urgent = file_frames >= self.policy.max_page_count;
         let due = frames >= self.policy.min_page_count
             || (frames > 0 && self.last_checkpoint.elapsed() >= self.policy.interval);
         if urgent || (due && self.checkpoint_prepared && !self.background.is_running()) {
-            self.checkpoint(urgent, report)?;
+            self.checkpoint(urgent, report)
         } else if due && !self.checkpoint_prepared {
-            self.prepare_checkpoint(report)?;
+            self.prepare_checkpoint(report)
+        } else {
+            Ok(false)
         }
-        Ok(())
     }
 
     /// Move the read lock up to everything shipped, under the write lock so that nothing unshipped can be
@@ -663,9 +671,9 @@ impl Shipper {
     /// (SQLite's `wal_autocheckpoint`) back; from here they copy the shipped frames into the database themselves, in
     /// the application's process, and a background checkpoint copies what they leave; the checkpoint at the next due
     /// sync, under the write lock, has only the frames written since to copy.
-    fn prepare_checkpoint(&mut self, report: &mut SyncReport) -> Result<()> {
+    fn prepare_checkpoint(&mut self, report: &mut SyncReport) -> Result<bool> {
         if !self.try_write_lock(self.policy.lock_timeout)? {
-            return Ok(());
+            return Ok(false);
         }
         let current = self.position.as_ref().map(|p| p.header);
         let moved = (|| {
@@ -696,25 +704,27 @@ impl Shipper {
             // Whatever the application's checkpoints leave, copied without blocking anyone.
             self.background.request();
         }
-        Ok(())
+        Ok(moved)
     }
 
     /// PASSIVE checkpoint with the write lock held from the final copy through the checkpoint, so no frame can be
     /// checkpointed (and later overwritten) before it is copied. When the checkpoint completes, the WAL is restarted
     /// by our own connection under the write lock (a no-op commit), so the old WAL is known to be complete, its file
     /// shrinks to `journal_size_limit`, and the read lock we take next sits inside the new WAL.
-    pub fn checkpoint(&mut self, urgent: bool, report: &mut SyncReport) -> Result<()> {
+    ///
+    /// `true` if the WAL was copied under the write lock.
+    pub fn checkpoint(&mut self, urgent: bool, report: &mut SyncReport) -> Result<bool> {
         let timeout = if urgent { self.policy.lock_timeout * 5 } else { self.policy.lock_timeout };
         self.checkpoint_prepared = false;
         if !self.try_write_lock(timeout)? {
             tracing::debug!(db = %self.db_path.display(), "checkpoint skipped: the application holds the write lock");
-            return Ok(());
+            return Ok(false);
         }
         let started = Instant::now();
         let result = self.checkpoint_locked(report);
         report.checkpoint_seconds += started.elapsed().as_secs_f64();
         let unlocked = self.write_unlock();
-        let complete = match result {
+        let outcome = match result {
             Ok(c) => c,
             Err(e) => {
                 self.pin()?;
@@ -722,12 +732,17 @@ impl Shipper {
             }
         };
         unlocked?;
+        let Some(complete) = outcome else {
+            self.pin()?;
+            return Ok(false);
+        };
         self.last_checkpoint = Instant::now();
         report.checkpointed = Some(if urgent { "truncate" } else { "passive" });
         if complete {
             self.restart_wal(report)?;
         }
-        self.pin()
+        self.pin()?;
+        Ok(true)
     }
 
     /// After a complete checkpoint (and with no read lock held): take the write lock, copy anything written since,
@@ -780,15 +795,16 @@ impl Shipper {
         Ok(())
     }
 
-    fn checkpoint_locked(&mut self, report: &mut SyncReport) -> Result<bool> {
+    /// Copy the WAL and checkpoint it; `None` if it could not be copied (a restart or rewrite the next sync deals
+    /// with), else whether the checkpoint completed.
+    fn checkpoint_locked(&mut self, report: &mut SyncReport) -> Result<Option<bool>> {
         let current = self.position.as_ref().map(|p| p.header);
         if self.read_wal_header()? != current {
-            // A restart we have not followed yet; the next sync deals with it.
-            return Ok(false);
+            return Ok(None);
         }
         match self.ship(report) {
             Ok(()) => {}
-            Err(ShipError::Mismatch) => return Ok(false),
+            Err(ShipError::Mismatch) => return Ok(None),
             Err(ShipError::Other(e)) => return Err(e),
         }
         // Move our read lock to the newest snapshot, so that it does not hold the checkpoint back but still keeps
@@ -801,7 +817,7 @@ impl Shipper {
             .db(&self.db_path)?;
         self.index_backfilled = true;
         tracing::debug!(db = %self.db_path.display(), busy, log, done, "passive checkpoint");
-        Ok(busy == 0 && log == done)
+        Ok(Some(busy == 0 && log == done))
     }
 }
 

@@ -172,9 +172,11 @@ fn checkpoints_bound_the_wal_file() {
     let (dir, c, mut s) = setup_with(CheckpointPolicy { min_page_count: 4, ..Default::default() });
     s.sync().expect("first sync");
     let wal = wal_path(&dir.path().join("a.db"));
-    let (mut checkpoints, mut largest) = (0, 0);
-    for _ in 0..20 {
+    let (mut checkpoints, mut largest, mut rows) = (0, 0, 0);
+    // Checkpoints complete a sync or more after they are prepared, once the background copy is done.
+    while checkpoints < 5 && rows < 500 {
         c.execute("INSERT INTO t VALUES (randomblob(20000))", []).expect("insert");
+        rows += 1;
         largest = largest.max(std::fs::metadata(&wal).expect("wal").len());
         if s.sync().expect("sync").checkpointed.is_some() {
             checkpoints += 1;
@@ -183,9 +185,9 @@ fn checkpoints_bound_the_wal_file() {
             assert!(len <= 32 + 4 * (24 + 4096), "WAL is still {len} bytes after a checkpoint");
         }
     }
-    assert!(checkpoints >= 5, "{checkpoints} checkpoints");
+    assert!(checkpoints >= 5, "{checkpoints} checkpoints in {rows} syncs");
     assert!(largest > 32 + 4 * (24 + 4096), "the test never grew the WAL past the limit");
-    assert_eq!(restore_from_spool(dir.path()).len(), 20);
+    assert_eq!(restore_from_spool(dir.path()).len(), rows);
 }
 
 #[test]
