@@ -704,7 +704,18 @@ fn list(shared: &Shared, target: &Target, q: &BTreeMap<String, String>) -> Resul
         }
         last = Some(k);
     }
-    let remaining = matching.count();
+    // every page counts the rest (remainingItemCount): without selectors or changes since the page's revision
+    // that is a plain count of the map's remaining keys, not a filtered merge
+    let remaining = if overlay.is_empty()
+        && filters.namespace.is_none()
+        && filters.labels.is_empty()
+        && filters.fields.is_empty()
+    {
+        let after_page = last.map_or(from, |l| std::ops::Bound::Excluded(l.as_str()));
+        live.range::<str, _>((after_page, std::ops::Bound::Unbounded)).count()
+    } else {
+        matching.count()
+    };
     let mut meta = json!({"resourceVersion": at.to_string()});
     if remaining > 0
         && let Some(last) = last

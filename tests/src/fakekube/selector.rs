@@ -65,6 +65,10 @@ impl Selector {
     }
 
     /// Labels: `get(key)` is the object's label value.
+    pub fn is_empty(&self) -> bool {
+        self.reqs.is_empty()
+    }
+
     pub fn matches(&self, get: impl Fn(&str) -> Option<String>) -> bool {
         self.reqs.iter().all(|r| match r {
             Req::Eq(k, v) => get(k).as_deref() == Some(v.as_str()),
