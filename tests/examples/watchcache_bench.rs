@@ -219,94 +219,6 @@ async fn child_reflector(url: &str, n: usize, dynamic: bool) -> Value {
            "objects_per_s": n as f64 / secs, "cpu_s": cpu, "vm_hwm_kb": hwm, "vm_rss_kb": rss, "rss_anon_kb": anon, "rss_file_kb": file})
 }
 
-/// A list cache in front of the fake. The fake deep-copies its whole object map for every list page, so a paged
-/// list of 100k objects costs O(n^2) there (minutes); like the real API server's watch cache, this serves list
-/// pages (`limit`/`continue`, the fake's token format) from one snapshot taken from the fake, pre-serialized.
-/// Everything else (watches) is forwarded to the fake, streaming.
-struct ListCache {
-    rv: u64,
-    keys: Vec<String>,
-    json: Vec<String>,
-    fake: kube::Client,
-}
-
-async fn start_list_cache(fake: &FakeKube) -> String {
-    let objects = fake.objects(PODS);
-    let rv = fake.resource_version();
-    let keys = objects
-        .iter()
-        .map(|o| {
-            format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap())
-        })
-        .collect::<Vec<_>>();
-    assert!(keys.windows(2).all(|w| w[0] < w[1]), "the fake lists by key");
-    let json = objects.iter().map(|o| o.to_string()).collect();
-    let cache = std::sync::Arc::new(ListCache { rv, keys, json, fake: fake.client() });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-        let cache = cache.clone();
-        async move { cache.handle(req).await }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
-
-impl ListCache {
-    async fn handle(&self, req: axum::extract::Request) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        if std::env::var_os("BENCH_DEBUG").is_some() {
-            eprintln!("list cache: {} {}", req.method(), req.uri());
-        }
-        let q: Vec<(String, String)> = req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter_map(|kv| {
-                kv.split_once('=').map(|(k, v)| {
-                    (k.to_owned(), v.replace("%7C", "|").replace("%7c", "|").replace("%2F", "/").replace("%2f", "/"))
-                })
-            })
-            .collect();
-        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        if req.uri().path() == "/api/v1/pods"
-            && get("watch") != Some("true")
-            && get("labelSelector").is_none()
-            && get("fieldSelector").is_none()
-        {
-            let limit = get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(usize::MAX);
-            let start = match get("continue").filter(|c| !c.is_empty()) {
-                Some(c) => {
-                    let key = c.split_once('|').unwrap().1;
-                    self.keys.partition_point(|k| k.as_str() <= key)
-                }
-                None => 0,
-            };
-            let end = start.saturating_add(limit).min(self.keys.len());
-            let mut meta = json!({"resourceVersion": self.rv.to_string()});
-            if end < self.keys.len() {
-                meta["continue"] = json!(format!("{}|{}", self.rv, self.keys[end - 1]));
-                meta["remainingItemCount"] = json!(self.keys.len() - end);
-            }
-            let mut body = format!(r#"{{"kind":"PodList","apiVersion":"v1","metadata":{meta},"items":["#);
-            body.push_str(&self.json[start..end].join(","));
-            body.push_str("]}");
-            return ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
-        }
-        let (parts, _) = req.into_parts();
-        let fwd = axum::http::Request::builder()
-            .method(parts.method)
-            .uri(parts.uri.path_and_query().unwrap().as_str())
-            .body(kube::client::Body::empty())
-            .unwrap();
-        match self.fake.send(fwd).await {
-            Ok(resp) => resp.map(axum::body::Body::new),
-            Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-        }
-    }
-}
-
 async fn run_child(args: &[String]) -> Value {
     let exe = std::env::current_exe().unwrap();
     // a child that stops making progress (e.g. a client whose connection pool broke) must not hang the run
@@ -416,7 +328,8 @@ async fn main() {
         t.elapsed().as_secs_f64(),
         bytes as f64 / n as f64
     );
-    let url = if std::env::var_os("NO_LIST_CACHE").is_some() { fake.url() } else { start_list_cache(&fake).await };
+    // the fake serves list pages from objects encoded once per write, as the API server's watch cache does
+    let url = fake.url();
     let mut results = Vec::new();
     for mode in ["child-ingest", "child-reflector-pod", "child-reflector-dynamic"] {
         let mut a = vec![mode.to_owned(), url.clone()];
