@@ -84,6 +84,8 @@ pub struct Shipper {
     last_checkpoint: Instant,
     /// Position right after our own restart frame; a WAL holding nothing else needs no checkpoint.
     idle_mark: Option<Pos>,
+    /// Leave our own restart frame in the WAL until the application writes (every copy but the last one on close).
+    hold_restart_frame: bool,
     /// The read lock was moved up to the shipped position by [`Shipper::prepare_checkpoint`]; the next due sync
     /// completes the checkpoint.
     checkpoint_prepared: bool,
@@ -182,6 +184,7 @@ impl Shipper {
             last_checkpoint: Instant::now(),
             idle_mark: None,
             checkpoint_prepared: false,
+            hold_restart_frame: true,
             index_backfilled: true,
             db_file,
         })
@@ -295,6 +298,8 @@ impl Shipper {
     pub fn close(mut self) -> Result<()> {
         // Its connection must be gone before ours close: the last connection to close is the one that checkpoints.
         self.background.stop();
+        // The WAL may be checkpointed and deleted as we close: everything in it must be in the spool first.
+        self.hold_restart_frame = false;
         let locked = self.try_write_lock(self.policy.lock_timeout * 5)?;
         if locked {
             let current = self.position.as_ref().map(|p| p.header);
@@ -411,6 +416,15 @@ impl Shipper {
             return Err(ShipError::Mismatch);
         }
         f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
+        if self.hold_restart_frame && p.pos.offset == 0 && self.idle_mark.is_some_and(|m| m.index == p.pos.index) {
+            // Right after our own restart the WAL holds just our no-op commit: it changes no data, so it waits in
+            // the WAL for the application's next write rather than costing an upload while the database is idle.
+            let committed = wal::scan(&mut BufReader::new(&mut f), &header, start, seed).at(&self.wal_path)?;
+            if self.idle_mark == Some(Pos { index: p.pos.index, offset: committed.end }) {
+                return Ok(());
+            }
+            f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
+        }
         // One pass: validate and compress together, holding back each transaction until its commit frame.
         let path = self.spool.path_for(&key);
         let created = SystemTime::now();

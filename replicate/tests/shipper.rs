@@ -280,3 +280,56 @@ fn snapshots_hold_the_database_as_of_the_start_of_their_wal_index() {
     assert_eq!(in_snapshot, rows);
     assert_eq!(restore_from_spool(dir.path()).len() as i64, rows);
 }
+
+#[test]
+fn our_restart_frame_waits_for_the_next_write_but_not_for_a_close() {
+    let policy = CheckpointPolicy { min_page_count: 4, ..Default::default() };
+    let (dir, c, mut s) = setup_with(policy.clone());
+    s.sync().expect("first sync");
+    let mut rows = 0;
+    let mut checkpoint = |s: &mut Shipper, rows: &mut usize| {
+        for _ in 0..200 {
+            c.execute("INSERT INTO t VALUES (randomblob(20000))", []).expect("insert");
+            *rows += 1;
+            if s.sync().expect("sync").checkpointed.is_some() {
+                return;
+            }
+        }
+        panic!("no checkpoint completed");
+    };
+    checkpoint(&mut s, &mut rows);
+    let index = s.position().expect("position").pos.index;
+    for _ in 0..3 {
+        assert_eq!(s.sync().expect("idle sync").staged, 0, "an idle database staged a segment");
+    }
+    c.execute("INSERT INTO t VALUES (7)", []).expect("insert");
+    rows += 1;
+    let report = s.sync().expect("sync");
+    assert_eq!((report.staged, s.position().expect("position").pos.index), (1, index));
+    assert_eq!(restore_from_spool(dir.path()).len(), rows);
+
+    // Idle again after a restart; the application exits, then litecar: the held frame goes out with the close,
+    // and the generation continues cleanly afterwards.
+    checkpoint(&mut s, &mut rows);
+    drop(c);
+    s.close().expect("close");
+    let c = app(&dir.path().join("a.db"));
+    c.execute("INSERT INTO t VALUES (8)", []).expect("insert");
+    rows += 1;
+    let state = dir.path().join("state");
+    let spool = Arc::new(Spool::open(state.join("spool"), 1).expect("spool"));
+    let mut s = Shipper::open(&dir.path().join("a.db"), &state, spool, policy).expect("reopen");
+    assert!(s.sync().expect("sync").new_generation.is_none());
+    let _ = std::fs::remove_file(dir.path().join("restored.db"));
+    assert_eq!(restore_from_spool(dir.path()).len(), rows);
+    // Every WAL index has its segments (Litestream's restore walks the indexes one by one).
+    let generation = s.position().expect("position").generation.to_string();
+    let wal_dir = state.join(format!("spool/generations/{generation}/wal"));
+    let mut indexes: Vec<u32> = std::fs::read_dir(&wal_dir)
+        .expect("wal dir")
+        .filter_map(|e| u32::from_str_radix(e.ok()?.file_name().to_str()?.get(..8)?, 16).ok())
+        .collect();
+    indexes.sort();
+    indexes.dedup();
+    assert_eq!(indexes, (0..=*indexes.last().expect("segments")).collect::<Vec<_>>());
+}
