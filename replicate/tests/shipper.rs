@@ -287,7 +287,7 @@ fn our_restart_frame_waits_for_the_next_write_but_not_for_a_close() {
     let (dir, c, mut s) = setup_with(policy.clone());
     s.sync().expect("first sync");
     let mut rows = 0;
-    let mut checkpoint = |s: &mut Shipper, rows: &mut usize| {
+    let checkpoint = |s: &mut Shipper, rows: &mut usize| {
         for _ in 0..200 {
             c.execute("INSERT INTO t VALUES (randomblob(20000))", []).expect("insert");
             *rows += 1;
