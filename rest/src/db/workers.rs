@@ -98,8 +98,8 @@ impl Rescue {
             return;
         }
         self.done = true;
-        let mut state = self.shared.lock();
-        Shared::dispatch(&self.shared, &mut state);
+        let state = self.shared.lock();
+        Shared::dispatch(&self.shared, state);
     }
 }
 
@@ -132,9 +132,9 @@ impl Shared {
     }
 
     /// Makes sure every queued job has a thread that will take it soon: wakes a sleeping thread, or starts a
-    /// new one while the pool is below its size. Called with the lock held whenever the queue grows or a
-    /// thread takes a job.
-    fn dispatch(shared: &Arc<Shared>, state: &mut State) {
+    /// new one while the pool is below its size. Called whenever the queue grows or a thread takes a job; it
+    /// releases the lock, before the wake-up, so the woken thread does not run into the lock still held.
+    fn dispatch(shared: &Arc<Shared>, mut state: MutexGuard<'_, State>) {
         if state.queue.is_empty() {
             return;
         }
@@ -146,7 +146,9 @@ impl Shared {
             return;
         }
         if state.sleeping > state.wakeups {
+            // Counted under the lock, so the next dispatch sees this thread as coming.
             state.wakeups += 1;
+            drop(state);
             shared.wake.notify_one();
         } else if state.threads < shared.size {
             // Threads only exit when the pool is dropped, so indexes are never reused.
@@ -199,12 +201,17 @@ impl Workers {
         let mut state = self.shared.lock();
         state.queue.push_back(job);
         self.shared.queued.store(state.queue.len(), Ordering::Relaxed);
-        Shared::dispatch(&self.shared, &mut state);
         if state.threads == 0 {
-            state.queue.clear();
-            self.shared.queued.store(0, Ordering::Relaxed);
-            return Err(format!("no thread could be started for the {} pool", self.shared.name));
+            Shared::dispatch(&self.shared, state);
+            state = self.shared.lock();
+            if state.threads == 0 {
+                state.queue.clear();
+                self.shared.queued.store(0, Ordering::Relaxed);
+                return Err(format!("no thread could be started for the {} pool", self.shared.name));
+            }
+            return Ok(());
         }
+        Shared::dispatch(&self.shared, state);
         Ok(())
     }
 }
@@ -229,8 +236,7 @@ fn run(shared: &Arc<Shared>, index: usize) {
                 *slot = Some(started);
             }
             // More queued jobs than takers: bring in another thread rather than leave them behind this job.
-            Shared::dispatch(shared, &mut state);
-            drop(state);
+            Shared::dispatch(shared, state);
             let rescue = Rescue { shared: Arc::clone(shared), started, done: false };
             let mut session = Session { conn: &mut conn, opener: &shared.opener, rescue };
             // A panicking job has already dropped its reply channel (the request answers 500); the connection
