@@ -27,6 +27,8 @@ use crate::state::{FileStamp, Position, StateFile};
 use crate::wal::{self, Checksum, WAL_HEADER_SIZE, WalHeader};
 
 pub const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+/// A snapshot is due once the WAL shipped since the last one exceeds this many times the database's size.
+pub const SNAPSHOT_WAL_FACTOR: u64 = 4;
 
 #[derive(Debug, Clone)]
 pub struct CheckpointPolicy {
@@ -283,14 +285,14 @@ impl Shipper {
         Ok(report)
     }
 
-    /// Whether the WAL shipped since the last snapshot has outgrown the database, so a restore would replay more
-    /// than about one database's worth of WAL.
+    /// Whether the WAL shipped since the last snapshot has grown past [`SNAPSHOT_WAL_FACTOR`] times the database, so
+    /// a restore would replay more than that. A snapshot copies the whole database: at one database's worth of WAL,
+    /// a database that mostly grows would have every byte it writes compressed and uploaded twice.
     pub fn snapshot_due_by_size(&self) -> bool {
         let db_size = std::fs::metadata(&self.db_path).map(|m| m.len()).unwrap_or(0);
-        self.position.as_ref().is_some_and(|p| p.wal_bytes_since_snapshot > db_size.max(4 << 20))
+        self.position.as_ref().is_some_and(|p| p.wal_bytes_since_snapshot > SNAPSHOT_WAL_FACTOR * db_size.max(4 << 20))
     }
 
-    /// Release the read lock: the final call before the process lets go of the database.
     /// Shut down: copy the last commits while holding the write lock, then close our connections with that lock
     /// still held by the last one, so that if its close checkpoints (and deletes) the WAL, that checkpoint holds
     /// nothing we have not copied. A stamp of the database file afterwards lets the next start continue the

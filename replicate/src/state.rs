@@ -22,7 +22,8 @@ pub struct Position {
     /// Index of the last snapshot taken in this generation.
     pub snapshot_index: u32,
     pub snapshot_at: SystemTime,
-    /// WAL bytes shipped since that snapshot; a new snapshot is due when this outgrows the database.
+    /// WAL bytes shipped since that snapshot; a new snapshot is due when this outgrows the database
+    /// several times over.
     pub wal_bytes_since_snapshot: u64,
     /// The database file as a clean shutdown left it (everything copied, WAL possibly deleted by SQLite).
     #[serde(default, skip_serializing_if = "Option::is_none")]

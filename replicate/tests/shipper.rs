@@ -333,3 +333,24 @@ fn our_restart_frame_waits_for_the_next_write_but_not_for_a_close() {
     indexes.dedup();
     assert_eq!(indexes, (0..=*indexes.last().expect("segments")).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_snapshot_is_due_once_the_wal_shipped_is_several_times_the_database() {
+    let (_dir, c, mut s) = setup();
+    s.sync().expect("first sync");
+    c.execute("INSERT INTO t VALUES (randomblob(1000000))", []).expect("insert");
+    let mut shipped = 0;
+    // The same row rewritten: the database stays small while the WAL grows.
+    while shipped < 10 << 20 {
+        c.execute("UPDATE t SET x = randomblob(1000000)", []).expect("update");
+        shipped += s.sync().expect("sync").bytes;
+    }
+    assert!(!s.snapshot_due_by_size(), "due after only {shipped} bytes of WAL");
+    while shipped < 17 << 20 {
+        c.execute("UPDATE t SET x = randomblob(1000000)", []).expect("update");
+        shipped += s.sync().expect("sync").bytes;
+    }
+    assert!(s.snapshot_due_by_size(), "not due after {shipped} bytes of WAL");
+    s.snapshot().expect("snapshot");
+    assert!(!s.snapshot_due_by_size());
+}
