@@ -17,12 +17,13 @@ use std::borrow::Cow;
 use kube::api::{Api, ApiResource, GroupVersionKind, WatchEvent, WatchParams};
 use kube::core::{DynamicResourceScope, ObjectMeta, Resource};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::resource::{ResourceType, object_key, parse_rv};
-use crate::store::{Database, Staging, Store, StoreConfig, WriteOp};
+use crate::path::FieldPath;
+use crate::raw::{Prepared, RawEntries};
+use crate::resource::ResourceType;
+use crate::store::{Database, Op, Staging, Store, StoreConfig};
 use crate::{Error, Result};
 
 const RESUME_RV: &str = "resume_rv";
@@ -97,23 +98,25 @@ pub async fn ingest(
     first_err.map_or(Ok(()), Err)
 }
 
-/// An object as the API sent it: its JSON tree, decoded once, and its metadata (which kube-rs' watcher needs).
-/// kube-rs' `DynamicObject` flattens the body into a map, which serde decodes through an intermediate buffer and
-/// the ingester then serialized back into a tree: this is one decode and no copy.
+/// An object as the API sent it: its top-level entries as JSON text and the metadata the store needs (see
+/// [`crate::raw`]), plus the few metadata fields kube-rs' watcher reads (the resourceVersion). No JSON tree is
+/// built: decoding every object into one, freeing it and encoding it again was most of the ingester's CPU.
 #[derive(Clone, Debug)]
 struct RawObject {
     metadata: ObjectMeta,
-    value: Value,
+    raw: RawEntries,
 }
 
 impl<'de> serde::Deserialize<'de> for RawObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let value = Value::deserialize(d)?;
-        let metadata = match value.get("metadata") {
-            Some(m) => ObjectMeta::deserialize(m).map_err(serde::de::Error::custom)?,
-            None => ObjectMeta::default(),
+        let raw = RawEntries::deserialize(d)?;
+        let metadata = ObjectMeta {
+            name: raw.name.clone(),
+            namespace: raw.namespace.clone(),
+            resource_version: raw.resource_version.clone(),
+            ..ObjectMeta::default()
         };
-        Ok(Self { metadata, value })
+        Ok(Self { metadata, raw })
     }
 }
 
@@ -163,28 +166,45 @@ fn api_for(client: kube::Client, spec: &ResourceSpec) -> Api<RawObject> {
     }
 }
 
-/// The JSON stored for an object: apiVersion/kind filled in (list items lack them), secrets stripped.
-fn prepare(spec: &ResourceSpec, obj: RawObject) -> Result<Value> {
-    let mut m = match obj.value {
-        Value::Object(m) => m,
-        other => {
-            return Err(Error::NoName { resource: spec.resource.to_string(), object: other.to_string() });
+/// What the ingester needs to turn objects into rows, fixed for a resource's run.
+struct Preparer {
+    resource: String,
+    api_version: String,
+    kind: String,
+    /// Top-level entries not stored: a Secret's data unless configured otherwise.
+    drop: &'static [&'static str],
+    fields: Vec<FieldPath>,
+}
+
+impl Preparer {
+    fn new(spec: &ResourceSpec, fields: Vec<FieldPath>) -> Self {
+        let rt = &spec.resource;
+        let secret = rt.kind == "Secret" && rt.group.is_empty() && !spec.keep_secret_data;
+        Self {
+            resource: rt.to_string(),
+            api_version: rt.api_version(),
+            kind: rt.kind.clone(),
+            drop: if secret { &["data", "stringData"] } else { &[] },
+            fields,
         }
-    };
-    m.insert("apiVersion".into(), spec.resource.api_version().into());
-    m.insert("kind".into(), spec.resource.kind.clone().into());
-    if spec.resource.kind == "Secret" && spec.resource.group.is_empty() && !spec.keep_secret_data {
-        m.remove("data");
-        m.remove("stringData");
     }
-    Ok(Value::Object(m))
+
+    /// The stored object: apiVersion/kind filled in (list items lack them), secrets stripped.
+    fn prepare(&self, obj: RawObject) -> Result<Prepared> {
+        obj.raw.prepare(&self.resource, &self.api_version, &self.kind, self.drop, &self.fields)
+    }
+
+    fn delete(&self, obj: RawObject) -> Result<Op> {
+        let p = self.prepare(obj)?;
+        Ok(Op::Delete { key: p.key.clone(), object: Some(p) })
+    }
 }
 
 /// Work for a resource's writer thread.
 enum Cmd {
-    Write { ops: Vec<WriteOp>, resume: Option<u64> },
+    Write { ops: Vec<Op>, resume: Option<u64> },
     ListStart,
-    ListItems(Vec<Value>),
+    ListItems(Vec<Prepared>),
     ListDone { resume: Option<u64> },
 }
 
@@ -217,7 +237,7 @@ fn writer(store: Store, mut rx: mpsc::Receiver<Cmd>) -> Result<()> {
                     }
                 }
                 let resume = resume.map(|r| r.to_string());
-                store.write_with_meta(ops, resume.as_deref().map(|r| (RESUME_RV, r)))?;
+                store.write_ops(ops, resume.as_deref().map(|r| (RESUME_RV, r)))?;
             }
             Cmd::ListStart => staging = Some(store.stage_begin()?),
             Cmd::ListItems(mut items) => {
@@ -282,18 +302,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Join(e.to_string()))?
 }
 
-fn delete_op(spec: &ResourceSpec, obj: RawObject) -> Result<WriteOp> {
-    let v = prepare(spec, obj)?;
-    let key =
-        object_key(&v).ok_or_else(|| Error::NoName { resource: spec.resource.to_string(), object: v.to_string() })?;
-    Ok(WriteOp::Delete { key, object: Some(v) })
-}
-
 async fn run(client: kube::Client, spec: ResourceSpec, store: Store, cancel: CancellationToken) -> Result<()> {
     let s = store.clone();
     let resume = blocking(move || s.meta(RESUME_RV)).await?;
+    let prep = Preparer::new(&spec, store.fields());
     let w = WriterHandle::start(store);
-    let followed = watch_into(client, &spec, resume, &w, &cancel).await;
+    let followed = watch_into(client, &spec, &prep, resume, &w, &cancel).await;
     // a stopped writer ended the loop early: its error is what `finish` returns
     let written = w.finish().await;
     match followed {
@@ -306,13 +320,14 @@ async fn run(client: kube::Client, spec: ResourceSpec, store: Store, cancel: Can
 async fn watch_into(
     client: kube::Client,
     spec: &ResourceSpec,
+    prep: &Preparer,
     resume: Option<String>,
     w: &WriterHandle,
     cancel: &CancellationToken,
 ) -> std::result::Result<(), Stop> {
     let api = api_for(client, spec);
     if let Some(rv) = resume.and_then(|r| r.parse::<u64>().ok()) {
-        match resume_watch(&api, spec, w, rv, cancel).await? {
+        match resume_watch(&api, spec, prep, w, rv, cancel).await? {
             Resumed::Cancelled => return Ok(()),
             Resumed::Relist => tracing::info!(resource = %spec.resource, "resume revision {rv} unusable, relisting"),
         }
@@ -343,9 +358,9 @@ async fn watch_into(
                     listing = true;
                 }
                 Ok(watcher::Event::InitApply(o)) => {
-                    let v = prepare(spec, o).map_err(Some)?;
-                    max_rv = max_rv.max(parse_rv(&v).unwrap_or(0));
-                    items.push(v);
+                    let p = prep.prepare(o).map_err(Some)?;
+                    max_rv = max_rv.max(p.rv().unwrap_or(0));
+                    items.push(p);
                 }
                 Ok(watcher::Event::InitDone) => {
                     send(w, Cmd::ListItems(std::mem::take(&mut items))).await?;
@@ -355,14 +370,14 @@ async fn watch_into(
                     listing = false;
                 }
                 Ok(watcher::Event::Apply(o)) => {
-                    let v = prepare(spec, o).map_err(Some)?;
-                    max_rv = max_rv.max(parse_rv(&v).unwrap_or(0));
-                    ops.push(WriteOp::Upsert(v));
+                    let p = prep.prepare(o).map_err(Some)?;
+                    max_rv = max_rv.max(p.rv().unwrap_or(0));
+                    ops.push(Op::Upsert(p));
                 }
                 Ok(watcher::Event::Delete(o)) => {
-                    let op = delete_op(spec, o).map_err(Some)?;
-                    if let WriteOp::Delete { object: Some(v), .. } = &op {
-                        max_rv = max_rv.max(parse_rv(v).unwrap_or(0));
+                    let op = prep.delete(o).map_err(Some)?;
+                    if let Op::Delete { object: Some(p), .. } = &op {
+                        max_rv = max_rv.max(p.rv().unwrap_or(0));
                     }
                     ops.push(op);
                 }
@@ -399,6 +414,7 @@ enum Resumed {
 async fn resume_watch(
     api: &Api<RawObject>,
     spec: &ResourceSpec,
+    prep: &Preparer,
     w: &WriterHandle,
     mut rv: u64,
     cancel: &CancellationToken,
@@ -437,14 +453,14 @@ async fn resume_watch(
             for ev in batch {
                 match ev {
                     Ok(WatchEvent::Added(o) | WatchEvent::Modified(o)) => {
-                        let v = prepare(spec, o).map_err(Some)?;
-                        rv = rv.max(parse_rv(&v).unwrap_or(0));
-                        ops.push(WriteOp::Upsert(v));
+                        let p = prep.prepare(o).map_err(Some)?;
+                        rv = rv.max(p.rv().unwrap_or(0));
+                        ops.push(Op::Upsert(p));
                     }
                     Ok(WatchEvent::Deleted(o)) => {
-                        let op = delete_op(spec, o).map_err(Some)?;
-                        if let WriteOp::Delete { object: Some(v), .. } = &op {
-                            rv = rv.max(parse_rv(v).unwrap_or(0));
+                        let op = prep.delete(o).map_err(Some)?;
+                        if let Op::Delete { object: Some(p), .. } = &op {
+                            rv = rv.max(p.rv().unwrap_or(0));
                         }
                         ops.push(op);
                     }

@@ -17,6 +17,7 @@ pub use http::{K8sApi, router};
 mod ingest;
 mod path;
 mod query;
+mod raw;
 mod repository;
 mod resource;
 mod store;

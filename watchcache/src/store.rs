@@ -27,7 +27,8 @@ use serde_json::Value;
 use crate::error::SqlContext;
 use crate::events::{EventType, WatchEvent};
 use crate::path::FieldPath;
-use crate::resource::{ResourceType, meta_str, object_key, parse_rv};
+use crate::raw::Prepared;
+use crate::resource::{ResourceType, object_key, parse_rv};
 use crate::{Error, Result};
 
 /// An index function: the index values of an object (client-go's `IndexFunc`).
@@ -327,12 +328,20 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// The columns of an object row, extracted once.
-struct Row<'a> {
+/// One write in the store's own terms (the ingester builds these without a JSON tree).
+pub(crate) enum Op {
+    Upsert(Prepared),
+    Delete { key: String, object: Option<Prepared> },
+}
+
+/// What one applied write logged.
+pub(crate) struct Applied {
+    seq: i64,
+    rv: u64,
+    kind: EventType,
     key: String,
-    namespace: &'a str,
-    name: &'a str,
-    text: String,
+    /// The previous object of a delete that named none, decoded (its event carries it).
+    deleted: Option<Value>,
 }
 
 impl Store {
@@ -383,22 +392,13 @@ impl Store {
         })
     }
 
-    /// The stored text of an object. serde_json's writer, not `Display`, which goes through `fmt` for every
-    /// token (a tenth of the ingester's CPU).
-    fn encode(&self, key: &str, obj: &Value) -> Result<String> {
-        serde_json::to_string(obj).map_err(|source| Error::Json {
-            resource: self.inner.name.clone(),
-            key: key.to_owned(),
-            source,
-        })
-    }
-
-    fn row<'a>(&self, obj: &'a Value) -> Result<Row<'a>> {
+    /// A tree's row columns, labels, fields and text.
+    pub(crate) fn prepare(&self, obj: &Value, fields: &[FieldPath]) -> Result<Prepared> {
         let key = self.key_of(obj)?;
-        let namespace = meta_str(obj, "namespace").filter(|s| !s.is_empty()).unwrap_or("");
-        let name = meta_str(obj, "name").unwrap_or("");
-        let text = self.encode(&key, obj)?;
-        Ok(Row { key, namespace, name, text })
+        Prepared::from_value(obj, key, fields).map_err(|e| match e {
+            Error::Json { key, source, .. } => Error::Json { resource: self.inner.name.clone(), key, source },
+            other => other,
+        })
     }
 
     /// Index `new` fields too (filling them from the stored objects); known ones are skipped.
@@ -528,6 +528,8 @@ impl Store {
     /// `resource_version` (the list's) when it is numeric.
     pub fn replace(&self, items: Vec<Value>, resource_version: Option<&str>) -> Result<()> {
         let list_rv = resource_version.and_then(|s| s.parse::<u64>().ok());
+        let fields = self.fields();
+        let items = items.iter().map(|o| self.prepare(o, &fields)).collect::<Result<Vec<_>>>()?;
         let mut st = self.stage_begin()?;
         self.stage_items(&mut st, items)?;
         self.stage_commit(st, list_rv, None).map(drop)
@@ -565,7 +567,7 @@ impl Store {
     }
 
     /// Add objects of the list being staged, in one transaction; readers do not see them before the swap.
-    pub(crate) fn stage_items(&self, st: &mut Staging, items: Vec<Value>) -> Result<()> {
+    pub(crate) fn stage_items(&self, st: &mut Staging, items: Vec<Prepared>) -> Result<()> {
         self.check_staging(st)?;
         let indexers = self.indexers();
         let fields = self.fields();
@@ -579,9 +581,8 @@ impl Store {
             return Err(Error::Superseded { resource: name.to_owned() });
         }
         for obj in &items {
-            let row = self.row(obj)?;
-            self.insert_row(&tx, &n, &row, obj, false)?;
-            self.insert_derived(&tx, &n, &row.key, obj, &fields, &indexers)?;
+            self.insert_row(&tx, &n, obj, false)?;
+            self.insert_derived(&tx, &n, obj, &fields, &indexers)?;
         }
         tx.commit().ctx(|| format!("{name}: stage commit"))?;
         st.items += items.len();
@@ -691,8 +692,11 @@ impl Store {
             };
             for (key, text) in rows {
                 let obj = self.decode(&key, &text)?;
-                self.clear_derived(tx, n, &key)?;
-                self.insert_derived(tx, n, &key, &obj, &fields, &indexers)?;
+                let mut p = Prepared::from_value(&obj, key, &fields)?;
+                // the stored text, not a re-encoding of it (derived values only)
+                p.text = text;
+                self.clear_derived(tx, n, &p.key)?;
+                self.insert_derived(tx, n, &p, &fields, &indexers)?;
             }
             Ok(())
         })
@@ -707,31 +711,59 @@ impl Store {
     /// `write`, also setting a named meta value in the same transaction (the ingester's resume point, so it never
     /// runs ahead of what is stored).
     pub(crate) fn write_with_meta(&self, ops: Vec<WriteOp>, meta: Option<(&str, &str)>) -> Result<Vec<WatchEvent>> {
+        let fields = self.fields();
+        let mut trees = Vec::with_capacity(ops.len());
+        let mut prepared = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                WriteOp::Upsert(obj) => {
+                    prepared.push(Op::Upsert(self.prepare(&obj, &fields)?));
+                    trees.push(Some(obj));
+                }
+                WriteOp::Delete { key, object } => {
+                    let p = object.as_ref().map(|o| self.prepare(o, &fields)).transpose()?;
+                    prepared.push(Op::Delete { key, object: p });
+                    trees.push(object);
+                }
+            }
+        }
+        let applied = self.write_ops(prepared, meta)?;
+        Ok(applied
+            .into_iter()
+            .filter_map(|(i, a)| {
+                let object = trees.get_mut(i).and_then(Option::take).or(a.deleted)?;
+                Some(WatchEvent { seq: a.seq, rv: a.rv, kind: a.kind, key: a.key, object })
+            })
+            .collect())
+    }
+
+    /// Apply prepared writes in one transaction (and `meta`); what each logged, by its index in `ops`.
+    pub(crate) fn write_ops(&self, ops: Vec<Op>, meta: Option<(&str, &str)>) -> Result<Vec<(usize, Applied)>> {
         let p = self.inner.p.clone();
         let indexers = self.indexers();
         let fields = self.fields();
         let ts = now_ms();
-        let events = self.write_tx("write", |tx, n| {
+        let applied = self.write_tx("write", |tx, n| {
             let mut last_rv = read_meta_u64(tx, &p, "last_rv")?.unwrap_or(0);
-            let mut events = Vec::new();
-            for op in ops {
-                if let Some(ev) = self.apply(tx, n, op, &mut last_rv, ts, &fields, &indexers)? {
-                    events.push(ev);
+            let mut applied = Vec::new();
+            for (i, op) in ops.into_iter().enumerate() {
+                if let Some(a) = self.apply(tx, n, op, &mut last_rv, ts, &fields, &indexers)? {
+                    applied.push((i, a));
                 }
             }
             write_meta(tx, &p, "last_rv", &last_rv.to_string())?;
             if let Some((k, v)) = meta {
                 write_meta(tx, &p, k, v)?;
             }
-            Ok(events)
+            Ok(applied)
         })?;
-        if let Some(e) = events.last() {
-            self.inner.notify.send_replace(e.seq);
+        if let Some((_, a)) = applied.last() {
+            self.inner.notify.send_replace(a.seq);
         }
-        Ok(events)
+        Ok(applied)
     }
 
-    fn insert_row(&self, tx: &Transaction<'_>, n: &Names, row: &Row<'_>, obj: &Value, replace: bool) -> Result<()> {
+    fn insert_row(&self, tx: &Transaction<'_>, n: &Names, row: &Prepared, replace: bool) -> Result<()> {
         let verb = if replace { "INSERT OR REPLACE" } else { "INSERT" };
         tx.prepare_cached(&format!(
             r#"{verb} INTO "{}" (key, namespace, name, uid, resource_version, rv, created, object)
@@ -743,10 +775,10 @@ impl Store {
                 row.key,
                 row.namespace,
                 row.name,
-                meta_str(obj, "uid"),
-                meta_str(obj, "resourceVersion"),
-                parse_rv(obj).map(|v| v as i64),
-                meta_str(obj, "creationTimestamp"),
+                row.uid,
+                row.resource_version,
+                row.rv().map(|v| v as i64),
+                row.created,
                 row.text
             ])
         })
@@ -767,21 +799,20 @@ impl Store {
         &self,
         tx: &Transaction<'_>,
         n: &Names,
-        op: WriteOp,
+        op: Op,
         last_rv: &mut u64,
         ts: i64,
         fields: &[FieldPath],
         indexers: &Indexers,
-    ) -> Result<Option<WatchEvent>> {
+    ) -> Result<Option<Applied>> {
         let name = self.name();
         let read_prev = |key: &str| -> Result<Option<String>> {
             tx.prepare_cached(&format!(r#"SELECT object FROM "{}" WHERE key = ?1"#, n.objects))
                 .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
                 .ctx(|| format!("{name} {key}: read"))
         };
-        let (key, kind, object, logged_text) = match op {
-            WriteOp::Upsert(obj) => {
-                let row = self.row(&obj)?;
+        let (key, kind, obj_rv, logged_text, deleted) = match op {
+            Op::Upsert(row) => {
                 let prev = read_prev(&row.key)?;
                 if prev.as_deref() == Some(row.text.as_str()) {
                     return Ok(None);
@@ -790,29 +821,32 @@ impl Store {
                     self.keep_in_log(tx, n, &row.key, prev)?;
                     self.clear_derived(tx, n, &row.key)?;
                 }
-                self.insert_row(tx, n, &row, &obj, true)?;
-                self.insert_derived(tx, n, &row.key, &obj, fields, indexers)?;
+                self.insert_row(tx, n, &row, true)?;
+                self.insert_derived(tx, n, &row, fields, indexers)?;
                 let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
-                (row.key, kind, obj, None)
+                let rv = row.rv();
+                (row.key, kind, rv, None, None)
             }
-            WriteOp::Delete { key, object } => {
+            Op::Delete { key, object } => {
                 let Some(prev) = read_prev(&key)? else { return Ok(None) };
                 self.keep_in_log(tx, n, &key, &prev)?;
                 tx.prepare_cached(&format!(r#"DELETE FROM "{}" WHERE key = ?1"#, n.objects))
                     .and_then(|mut s| s.execute([&key]))
                     .ctx(|| format!("{name} {key}: delete"))?;
                 self.clear_derived(tx, n, &key)?;
-                let (obj, text) = match object {
+                match object {
                     Some(o) => {
-                        let t = self.encode(&key, &o)?;
-                        (o, t)
+                        let rv = o.rv();
+                        (key, EventType::Deleted, rv, Some(o.text), None)
                     }
-                    None => (self.decode(&key, &prev)?, prev),
-                };
-                (key, EventType::Deleted, obj, Some(text))
+                    None => {
+                        let o = self.decode(&key, &prev)?;
+                        (key, EventType::Deleted, parse_rv(&o), Some(prev), Some(o))
+                    }
+                }
             }
         };
-        let rv = match parse_rv(&object) {
+        let rv = match obj_rv {
             Some(rv) => rv,
             None => *last_rv + 1,
         };
@@ -825,7 +859,7 @@ impl Store {
         .and_then(|mut s| s.execute(params![rv as i64, kind.as_str(), key, logged_text, ts]))
         .ctx(|| format!("{name} {key}: log event"))?;
         let seq = tx.last_insert_rowid();
-        Ok(Some(WatchEvent { seq, rv, kind, key, object }))
+        Ok(Some(Applied { seq, rv, kind, key, deleted }))
     }
 
     fn clear_derived(&self, tx: &Transaction<'_>, n: &Names, key: &str) -> Result<()> {
@@ -842,21 +876,28 @@ impl Store {
         &self,
         tx: &Transaction<'_>,
         n: &Names,
-        key: &str,
-        obj: &Value,
+        obj: &Prepared,
         fields: &[FieldPath],
         indexers: &Indexers,
     ) -> Result<()> {
         let name = self.name();
-        if let Some(labels) = obj.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object) {
+        let key = obj.key.as_str();
+        // a tree only when something needs one: a field the object was not prepared with, or index functions
+        let mut tree: Option<Value> = None;
+        let tree_of = |tree: &mut Option<Value>| -> Result<()> {
+            if tree.is_none() {
+                *tree = Some(self.decode(key, &obj.text)?);
+            }
+            Ok(())
+        };
+        if !obj.labels.is_empty() {
             let mut s = tx
                 .prepare_cached(&format!(
                     r#"INSERT OR REPLACE INTO "{}" (key, label, value) VALUES (?1, ?2, ?3)"#,
                     n.labels
                 ))
                 .ctx(|| format!("{name} {key}: labels"))?;
-            for (k, v) in labels {
-                let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+            for (k, v) in &obj.labels {
                 s.execute(params![key, k, v]).ctx(|| format!("{name} {key}: label {k}"))?;
             }
         }
@@ -868,7 +909,14 @@ impl Store {
                 ))
                 .ctx(|| format!("{name} {key}: fields"))?;
             for f in fields {
-                s.execute(params![key, f.text, f.scalar(obj)]).ctx(|| format!("{name} {key}: field {}", f.text))?;
+                let v = match obj.fields.iter().find(|(t, _)| *t == f.text) {
+                    Some((_, v)) => v.clone(),
+                    None => {
+                        tree_of(&mut tree)?;
+                        tree.as_ref().and_then(|t| f.scalar(t))
+                    }
+                };
+                s.execute(params![key, f.text, v]).ctx(|| format!("{name} {key}: field {}", f.text))?;
             }
         }
         if !indexers.is_empty() {
@@ -878,6 +926,8 @@ impl Store {
                     n.indexes
                 ))
                 .ctx(|| format!("{name} {key}: indexes"))?;
+            tree_of(&mut tree)?;
+            let Some(obj) = tree.as_ref() else { return Ok(()) };
             for (index, f) in indexers {
                 for v in f(obj) {
                     s.execute(params![index, v, key]).ctx(|| format!("{name} {key}: index {index}"))?;
