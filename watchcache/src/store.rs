@@ -130,24 +130,40 @@ impl Names {
 /// `_cols` the sortable columns by key), so filtering, counting and sorting read only index pages, never the
 /// rows with their JSON, which queries fetch for the returned page only.
 fn create_generation(c: &Connection, p: &str, generation: i64) -> rusqlite::Result<()> {
+    create_generation_tables(c, p, generation)?;
+    create_generation_indexes(c, p, generation)
+}
+
+/// The tables of a generation with their primary keys only: a relist fills them in key order (the API lists
+/// in key order), which appends to those b-trees, and builds the other indexes once the rows are in.
+fn create_generation_tables(c: &Connection, p: &str, generation: i64) -> rusqlite::Result<()> {
     let n = Names::new(p, generation);
     let (o, f, l, i) = (&n.objects, &n.fields, &n.labels, &n.indexes);
     c.execute_batch(&format!(
         r#"CREATE TABLE IF NOT EXISTS "{o}" (key TEXT PRIMARY KEY, namespace TEXT NOT NULL, name TEXT NOT NULL,
              uid TEXT, resource_version TEXT, rv INTEGER, created TEXT, object TEXT NOT NULL);
-           CREATE INDEX IF NOT EXISTS "{o}_ns" ON "{o}" (namespace, name, key);
+           CREATE TABLE IF NOT EXISTS "{f}" (key TEXT NOT NULL, field TEXT NOT NULL, value TEXT,
+             PRIMARY KEY (key, field)) WITHOUT ROWID;
+           CREATE TABLE IF NOT EXISTS "{l}" (key TEXT NOT NULL, label TEXT NOT NULL, value TEXT NOT NULL,
+             PRIMARY KEY (key, label)) WITHOUT ROWID;
+           CREATE TABLE IF NOT EXISTS "{i}" (name TEXT NOT NULL, value TEXT NOT NULL, key TEXT NOT NULL,
+             PRIMARY KEY (name, value, key)) WITHOUT ROWID;"#
+    ))
+}
+
+/// The secondary indexes of a generation: one sorted build each when a relist's rows are in, instead of a
+/// random insert into each for every row.
+fn create_generation_indexes(c: &Connection, p: &str, generation: i64) -> rusqlite::Result<()> {
+    let n = Names::new(p, generation);
+    let (o, f, l, i) = (&n.objects, &n.fields, &n.labels, &n.indexes);
+    c.execute_batch(&format!(
+        r#"CREATE INDEX IF NOT EXISTS "{o}_ns" ON "{o}" (namespace, name, key);
            CREATE INDEX IF NOT EXISTS "{o}_ns_created" ON "{o}" (namespace, created, key);
            CREATE INDEX IF NOT EXISTS "{o}_name" ON "{o}" (name, key);
            CREATE INDEX IF NOT EXISTS "{o}_created" ON "{o}" (created, key);
            CREATE INDEX IF NOT EXISTS "{o}_cols" ON "{o}" (key, namespace, name, created);
-           CREATE TABLE IF NOT EXISTS "{f}" (key TEXT NOT NULL, field TEXT NOT NULL, value TEXT,
-             PRIMARY KEY (key, field)) WITHOUT ROWID;
            CREATE INDEX IF NOT EXISTS "{f}_fv" ON "{f}" (field, value);
-           CREATE TABLE IF NOT EXISTS "{l}" (key TEXT NOT NULL, label TEXT NOT NULL, value TEXT NOT NULL,
-             PRIMARY KEY (key, label)) WITHOUT ROWID;
            CREATE INDEX IF NOT EXISTS "{l}_lv" ON "{l}" (label, value);
-           CREATE TABLE IF NOT EXISTS "{i}" (name TEXT NOT NULL, value TEXT NOT NULL, key TEXT NOT NULL,
-             PRIMARY KEY (name, value, key)) WITHOUT ROWID;
            CREATE INDEX IF NOT EXISTS "{i}_key" ON "{i}" (key);"#
     ))
 }
@@ -543,7 +559,7 @@ impl Store {
         let generation = self.write_tx("relist start", |tx, _| {
             let next = 1 - live_generation(tx, &p)?;
             drop_generation(tx, &p, next)
-                .and_then(|_| create_generation(tx, &p, next))
+                .and_then(|_| create_generation_tables(tx, &p, next))
                 .ctx(|| format!("{}: clear the relist tables", self.name()))?;
             Ok(next)
         })?;
@@ -604,6 +620,7 @@ impl Store {
             if old_gen == st.generation {
                 return Err(Error::Superseded { resource: name });
             }
+            create_generation_indexes(&tx, &p, st.generation).ctx(|| format!("{name}: index the relist"))?;
             let (o, n) = (Names::new(&p, old_gen), Names::new(&p, st.generation));
             let last_rv = read_meta_u64(&tx, &p, "last_rv")?.unwrap_or(0);
             let max_new: Option<i64> = tx
