@@ -106,6 +106,22 @@ enum Restart {
     Lost(&'static str),
 }
 
+/// How often the write lock is tried while the application holds it.
+const LOCK_POLL: Duration = Duration::from_micros(50);
+
+std::thread_local! {
+    /// Tries left for the write lock being taken on this (the shipper's) thread.
+    static LOCK_TRIES_LEFT: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+fn poll_for_lock(attempt: i32) -> bool {
+    if attempt >= LOCK_TRIES_LEFT.with(|t| t.get()) {
+        return false;
+    }
+    std::thread::sleep(LOCK_POLL);
+    true
+}
+
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
@@ -362,7 +378,11 @@ impl Shipper {
     /// Take the database's write lock, waiting at most `timeout` for the application's writer. `Ok(false)` if the
     /// application still holds it.
     fn try_write_lock(&mut self, timeout: Duration) -> Result<bool> {
-        self.lock.busy_timeout(timeout).db(&self.db_path)?;
+        // SQLite's default busy handler sleeps 1, 2, 5, 10... ms between attempts; an application that commits in a
+        // tight loop frees the write lock for microseconds between transactions and would never be caught. Poll
+        // often instead: a try is one fcntl call.
+        LOCK_TRIES_LEFT.with(|t| t.set((timeout.as_micros() / LOCK_POLL.as_micros()).max(1) as i32));
+        self.lock.busy_handler(Some(poll_for_lock)).db(&self.db_path)?;
         match self.lock.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => {
                 self.locked = true;
@@ -827,10 +847,19 @@ impl Shipper {
         // anyone else from restarting or truncating the WAL once we let go of the write lock.
         self.unpin()?;
         self.pin()?;
-        let (busy, log, done): (i64, i64, i64) = self
-            .ckpt
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .db(&self.db_path)?;
+        // The application's own checkpoint may be running (it runs after its commits, outside the write lock), and
+        // ours cannot run beside it; it has little left to copy once it cannot append, so wait for it briefly.
+        let started = Instant::now();
+        let (busy, log, done) = loop {
+            let (busy, log, done): (i64, i64, i64) = self
+                .ckpt
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .db(&self.db_path)?;
+            if busy == 0 || started.elapsed() >= self.policy.lock_timeout {
+                break (busy, log, done);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
         self.index_backfilled = true;
         tracing::debug!(db = %self.db_path.display(), busy, log, done, "passive checkpoint");
         Ok(Some(busy == 0 && log == done))
