@@ -68,7 +68,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
 # Shared with the replication benchmark (same directory, so importable as a module).
-from replication import find_litestream, log, tail
+from replication import find_litestream, log, proc_status, tail
 
 REPO = Path(__file__).resolve().parent.parent
 ROW_BYTES = 4096
@@ -139,18 +139,6 @@ def spawn(cmd: list[str], logfile: Path, env: dict | None = None) -> subprocess.
         )
     _PROCS.append(p)
     return p
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
-                out[k] = int(v.split()[0]) * 1024
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return out
 
 
 def proc_cpu(pid: int) -> float:

@@ -711,20 +711,7 @@ impl Shipper {
         if !self.try_write_lock(self.policy.lock_timeout)? {
             return Ok(false);
         }
-        let current = self.position.as_ref().map(|p| p.header);
-        let moved = (|| {
-            if self.read_wal_header()? != current {
-                return Ok(false);
-            }
-            match self.ship(report) {
-                Ok(()) => {}
-                Err(ShipError::Mismatch) => return Ok(false),
-                Err(ShipError::Other(e)) => return Err(e),
-            }
-            self.unpin()?;
-            self.pin()?;
-            Ok(true)
-        })();
+        let moved = self.ship_and_repin_locked(report);
         let unlocked = self.write_unlock();
         let moved = match moved {
             Ok(m) => m,
@@ -831,22 +818,30 @@ impl Shipper {
         Ok(())
     }
 
-    /// Copy the WAL and checkpoint it; `None` if it could not be copied (a restart or rewrite the next sync deals
-    /// with), else whether the checkpoint completed.
-    fn checkpoint_locked(&mut self, report: &mut SyncReport) -> Result<Option<bool>> {
+    /// With the write lock held: copy the WAL, then move our read lock to the newest snapshot, so that it does not
+    /// hold checkpoints back but still keeps anyone else from restarting or truncating the WAL once we let go of the
+    /// write lock. `false` if the WAL could not be copied (a restart or rewrite the next sync deals with).
+    fn ship_and_repin_locked(&mut self, report: &mut SyncReport) -> Result<bool> {
         let current = self.position.as_ref().map(|p| p.header);
         if self.read_wal_header()? != current {
-            return Ok(None);
+            return Ok(false);
         }
         match self.ship(report) {
             Ok(()) => {}
-            Err(ShipError::Mismatch) => return Ok(None),
+            Err(ShipError::Mismatch) => return Ok(false),
             Err(ShipError::Other(e)) => return Err(e),
         }
-        // Move our read lock to the newest snapshot, so that it does not hold the checkpoint back but still keeps
-        // anyone else from restarting or truncating the WAL once we let go of the write lock.
         self.unpin()?;
         self.pin()?;
+        Ok(true)
+    }
+
+    /// Copy the WAL and checkpoint it; `None` if it could not be copied (a restart or rewrite the next sync deals
+    /// with), else whether the checkpoint completed.
+    fn checkpoint_locked(&mut self, report: &mut SyncReport) -> Result<Option<bool>> {
+        if !self.ship_and_repin_locked(report)? {
+            return Ok(None);
+        }
         // The application's own checkpoint may be running (it runs after its commits, outside the write lock), and
         // ours cannot run beside it; it has little left to copy once it cannot append, so wait for it briefly.
         let started = Instant::now();
