@@ -1,10 +1,12 @@
 //! Restore: choose a generation, the latest snapshot at or before the target, and every WAL segment after it;
 //! download them in parallel into a scratch directory, then rebuild the database one WAL index at a time, letting
-//! SQLite checkpoint each validated WAL. The result is checked and renamed into place; nothing temporary is left.
+//! SQLite checkpoint each validated WAL. The result is checked, made durable and renamed into place; nothing
+//! temporary is left.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -14,6 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::client::{Replica, SegmentInfo, SnapshotInfo};
 use crate::compress::{self, lz4_reader};
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::write_flushing;
 use crate::layout::{self, Generation};
 use crate::shipper::{SQLITE_HEADER, wal_path};
 use crate::wal::{self, WAL_HEADER_SIZE, WalHeader};
@@ -231,21 +234,26 @@ impl Replica {
 }
 
 /// Rebuild the database from `paths`: the snapshot's file, then one file per segment of the plan, in order.
+///
+/// Everything is written to the scratch directory without waiting for the disk in between (the snapshot is sent
+/// to disk in the background as it is decompressed, and SQLite's checkpoints of the segments run without fsyncs);
+/// the database is made durable once, at the end, while SQLite checks it.
 fn apply(replica: &str, plan: &Plan, paths: &[PathBuf], db: &Path, full_check: bool) -> Result<()> {
     let snapshot = &paths[0];
     let snap_key = layout::snapshot_key(&plan.generation, plan.snapshot.index);
     let corrupt =
         |key: &str, message: String| Error::Corrupt { replica: replica.to_owned(), key: key.to_owned(), message };
+    let out = File::options().read(true).write(true).create_new(true).open(db).at(db)?;
     {
-        let mut out = File::create(db).at(db)?;
         let src = File::open(snapshot).at(snapshot)?;
-        compress::decompress_into(src, &mut out).map_err(|e| match e {
+        let (decompressed, flushed) = write_flushing(&out, |w| compress::decompress_into(src, w));
+        decompressed.map_err(|e| match e {
             compress::DecompressError::Input(e) => corrupt(&snap_key, e.to_string()),
             compress::DecompressError::Output(e) => Error::Io { path: db.to_owned(), source: e },
         })?;
-        out.sync_all().at(db)?;
+        flushed.at(db)?;
         let mut head = [0u8; 16];
-        let n = File::open(db).and_then(|mut f| f.read(&mut head)).at(db)?;
+        let n = out.read_at(&mut head, 0).at(db)?;
         if n < head.len() || &head != SQLITE_HEADER {
             return Err(corrupt(&snap_key, "the snapshot is not a SQLite database".into()));
         }
@@ -268,7 +276,14 @@ fn apply(replica: &str, plan: &Plan, paths: &[PathBuf], db: &Path, full_check: b
         write_wal(replica, plan, &paths[1..], &segs, &wal_file)?;
         checkpoint_restored(db)?;
     }
-    verify(db, full_check)
+    // `out` stays open until SQLite is done with the file: closing a descriptor drops every POSIX lock this process
+    // holds on it, SQLite's included.
+    std::thread::scope(|scope| {
+        let synced = scope.spawn(|| out.sync_all());
+        let checked = verify(db, full_check);
+        let synced = synced.join().unwrap_or_else(|_| Err(io::Error::other("the fsync thread panicked")));
+        checked.and(synced.at(db))
+    })
 }
 
 /// Concatenate one index's segments into a WAL file, checking that each segment starts where the previous one
@@ -331,8 +346,8 @@ fn write_wal(
         checksum = c.checksum;
         expect_offset = c.end;
     }
-    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).at(wal_file)?;
-    Ok(())
+    // A scratch file that SQLite checkpoints right away: it needs no fsync.
+    out.flush().at(wal_file)
 }
 
 struct CountingReader<R> {
@@ -356,6 +371,8 @@ fn open_restored(db: &Path) -> Result<Connection> {
 fn checkpoint_restored(db: &Path) -> Result<()> {
     let conn = open_restored(db)?;
     let sql = |source| Error::Sqlite { path: db.to_owned(), source };
+    // The database is fsynced once, when it is complete.
+    conn.pragma_update(None, "synchronous", "OFF").map_err(sql)?;
     let (busy, log, done): (i64, i64, i64) = conn
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .map_err(sql)?;
