@@ -681,6 +681,10 @@ def scenario_restore(base_rows: int, extra_bytes: int, reps: int) -> dict:
                     checks[key] = "ok" if fp == fps[src] else f"MISMATCH restored={fp} source={fps[src]}"
                 for suffix in ("", "-wal", "-shm"):
                     Path(str(out) + suffix).unlink(missing_ok=True)
+                # Let the file system finish freeing (and discarding) the deleted output before the next run, so
+                # that no run pays for the one before it.
+                os.sync()
+                time.sleep(1.0)
         result["restore_s"] = {k: {"median": statistics.median(v), "all": v} for k, v in timings.items()}
         result["checks"] = checks
         result["fingerprints"] = {k: list(v) for k, v in fps.items()}
