@@ -277,10 +277,14 @@ impl Shipper {
     /// Take a snapshot at the current WAL index (after copying everything committed so far).
     pub fn snapshot(&mut self) -> Result<SyncReport> {
         let mut report = self.sync()?;
-        if self.index_backfilled && self.position.is_some() {
+        // This index already has its snapshot, and the database file has not changed since: another one would be
+        // the same bytes under the same key, and would not shorten a restore by a single frame.
+        let index_has_snapshot = self.position.as_ref().is_some_and(|p| p.snapshot_index == p.pos.index);
+        if (self.index_backfilled || index_has_snapshot) && self.position.is_some() {
             // Start a fresh WAL index first: its database file is exactly the state the snapshot is filed under.
+            let index = p_index(&self.position);
             self.checkpoint(false, &mut report)?;
-            if self.index_backfilled {
+            if self.index_backfilled || p_index(&self.position) == index {
                 tracing::debug!(db = %self.db_path.display(), "snapshot postponed: the WAL could not be restarted yet");
                 return Ok(report);
             }

@@ -105,6 +105,9 @@ impl Spool {
     /// Register a file already written (atomically) at [`Spool::path_for`].
     pub fn insert(&self, key: SpoolKey, path: PathBuf, size: u64, created: SystemTime) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // Staging a key again replaced its file: one upload of the new file stands for both, and the older entry
+        // must not delete the file once it is uploaded (an upload in flight finds its entry gone and leaves it).
+        inner.entries.retain(|_, (e, _)| e.key != key);
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let entry = SpoolEntry { key, path, size, created, seq };
@@ -159,5 +162,34 @@ fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
         Ok(rd) => rd.collect::<std::io::Result<Vec<_>>>().at(dir),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
         Err(e) => Err(crate::error::Error::Io { path: dir.to_owned(), source: e }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_a_key_again_keeps_one_entry_and_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path().join("spool"), 1).expect("open");
+        let key =
+            SpoolKey::Snapshot { generation: Generation::parse("0123456789abcdef").expect("generation"), index: 2 };
+        let path = spool.path_for(&key);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, b"first").expect("write");
+        spool.insert(key.clone(), path.clone(), 5, SystemTime::now());
+        let in_flight = spool.pending(0);
+        std::fs::write(&path, b"second").expect("rewrite");
+        spool.insert(key.clone(), path.clone(), 6, SystemTime::now());
+
+        // The upload of the first version finishes after the second was staged.
+        spool.mark_uploaded(0, &in_flight[0]);
+        assert!(path.exists(), "the file the newer entry needs was removed");
+        let pending = spool.pending(0);
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].size, 6);
+        spool.mark_uploaded(0, &pending[0]);
+        assert!(!path.exists() && spool.is_empty());
     }
 }

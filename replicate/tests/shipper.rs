@@ -354,3 +354,24 @@ fn a_snapshot_is_due_once_the_wal_shipped_is_several_times_the_database() {
     s.snapshot().expect("snapshot");
     assert!(!s.snapshot_due_by_size());
 }
+
+#[test]
+fn a_second_snapshot_in_the_same_wal_index_starts_a_new_index_first() {
+    let (dir, c, mut s) = setup();
+    s.sync().expect("first sync");
+    let first = s.position().expect("position").snapshot_index;
+    for round in 0..3 {
+        for i in 0..10 {
+            c.execute("INSERT INTO t VALUES (?1)", [round * 10 + i]).expect("insert");
+        }
+        let before = s.position().expect("position").clone();
+        assert_eq!(before.snapshot_index, before.pos.index, "the last snapshot is of this index");
+        s.snapshot().expect("snapshot");
+        let after = s.position().expect("position").clone();
+        // The same index again would stage the same key twice, and its snapshot would hold nothing new.
+        assert!(after.snapshot_index > before.snapshot_index, "round {round}: {before:?} -> {after:?}");
+        assert!(after.snapshot_index > first);
+    }
+    let rows: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("count");
+    assert_eq!(restore_from_spool(dir.path()).len() as i64, rows);
+}

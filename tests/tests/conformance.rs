@@ -186,7 +186,7 @@ fn retention(kind: Kind) {
         "WAL segments older than the oldest snapshot were kept: {wal:?}"
     );
     let restored = ctx.restore("restored.db", &[]);
-    assert_eq!(digest(&restored), digest(&ctx.db()));
+    assert_eq!(digest(&restored), digest(&ctx.db()), "snapshots: {snapshots:?}\nwal: {wal:?}\nlog:\n{}", lc.log_text());
 }
 
 fn restart_and_continue(kind: Kind) {
