@@ -277,30 +277,35 @@ impl Shipper {
     /// Take a snapshot at the current WAL index (after copying everything committed so far).
     pub fn snapshot(&mut self) -> Result<SyncReport> {
         let mut report = self.sync()?;
-        // This index already has its snapshot, and the database file has not changed since: another one would be
-        // the same bytes under the same key, and would not shorten a restore by a single frame.
-        let index_has_snapshot = self.position.as_ref().is_some_and(|p| p.snapshot_index == p.pos.index);
-        if (self.index_backfilled || index_has_snapshot) && self.position.is_some() {
-            // Start a fresh WAL index first: its database file is exactly the state the snapshot is filed under.
-            let index = p_index(&self.position);
+        let Some(p) = &self.position else {
+            return Ok(report);
+        };
+        let index = p.pos.index;
+        if p.snapshot_index == index && p.wal_bytes_since_snapshot == 0 {
+            // Nothing was written since this index's snapshot: it still stands.
+            return Ok(report);
+        }
+        // A snapshot is filed under a WAL index whose database file is exactly the state the index starts from. Start
+        // a fresh index first when frames of this one may be in the file, or when this index already has its snapshot
+        // (the same bytes again, under the same key, would not shorten a restore by a single frame).
+        if self.index_backfilled || p.snapshot_index == index {
             self.checkpoint(false, &mut report)?;
             if self.index_backfilled || p_index(&self.position) == index {
                 tracing::debug!(db = %self.db_path.display(), "snapshot postponed: the WAL could not be restarted yet");
                 return Ok(report);
             }
         }
-        if let Some(p) = &self.position
-            && (p.snapshot_index != p.pos.index || p.wal_bytes_since_snapshot > 0)
-        {
-            let (generation, index, header) = (p.generation.clone(), p.pos.index, p.header);
-            if self.stage_snapshot(&generation, index, &mut report)? && self.read_wal_header()? == Some(header) {
-                let p = self.position_mut()?;
-                p.snapshot_index = index;
-                p.snapshot_at = SystemTime::now();
-                p.wal_bytes_since_snapshot = 0;
-                report.position = Some((p.generation.clone(), p.pos, p.snapshot_at));
-                self.save()?;
-            }
+        let Some(p) = &self.position else {
+            return Ok(report);
+        };
+        let (generation, index, header) = (p.generation.clone(), p.pos.index, p.header);
+        if self.stage_snapshot(&generation, index, &mut report)? && self.read_wal_header()? == Some(header) {
+            let p = self.position_mut()?;
+            p.snapshot_index = index;
+            p.snapshot_at = SystemTime::now();
+            p.wal_bytes_since_snapshot = 0;
+            report.position = Some((p.generation.clone(), p.pos, p.snapshot_at));
+            self.save()?;
         }
         Ok(report)
     }

@@ -52,6 +52,8 @@ pub struct SpoolEntry {
 struct Inner {
     /// Pending entries in staging order, with the replicas (by position) that still need each.
     entries: BTreeMap<u64, (SpoolEntry, Vec<bool>)>,
+    /// The pending entry of each key.
+    by_key: BTreeMap<SpoolKey, u64>,
     next_seq: u64,
 }
 
@@ -85,7 +87,11 @@ impl Spool {
             }
         }
         found.sort_by_key(|a| a.0.sort_key());
-        let spool = Self { dir, replicas, inner: Mutex::new(Inner { entries: BTreeMap::new(), next_seq: 0 }) };
+        let spool = Self {
+            dir,
+            replicas,
+            inner: Mutex::new(Inner { entries: BTreeMap::new(), by_key: BTreeMap::new(), next_seq: 0 }),
+        };
         for (key, path) in found {
             let meta = std::fs::metadata(&path).at(&path)?;
             spool.insert(key, path, meta.len(), meta.modified().unwrap_or_else(|_| SystemTime::now()));
@@ -107,9 +113,11 @@ impl Spool {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         // Staging a key again replaced its file: one upload of the new file stands for both, and the older entry
         // must not delete the file once it is uploaded (an upload in flight finds its entry gone and leaves it).
-        inner.entries.retain(|_, (e, _)| e.key != key);
         let seq = inner.next_seq;
         inner.next_seq += 1;
+        if let Some(older) = inner.by_key.insert(key.clone(), seq) {
+            inner.entries.remove(&older);
+        }
         let entry = SpoolEntry { key, path, size, created, seq };
         inner.entries.insert(seq, (entry, vec![true; self.replicas]));
     }
@@ -148,6 +156,7 @@ impl Spool {
                 false
             } else {
                 inner.entries.remove(&entry.seq);
+                inner.by_key.remove(&entry.key);
                 true
             }
         };

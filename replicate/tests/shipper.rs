@@ -372,6 +372,11 @@ fn a_second_snapshot_in_the_same_wal_index_starts_a_new_index_first() {
         assert!(after.snapshot_index > before.snapshot_index, "round {round}: {before:?} -> {after:?}");
         assert!(after.snapshot_index > first);
     }
+    // With nothing written since, the last snapshot stands: no new index, nothing staged.
+    let before = s.position().expect("position").clone();
+    let report = s.snapshot().expect("idle snapshot");
+    let after = s.position().expect("position").clone();
+    assert_eq!((report.snapshots, after.pos.index), (0, before.pos.index), "{before:?} -> {after:?}");
     let rows: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("count");
     assert_eq!(restore_from_spool(dir.path()).len() as i64, rows);
 }
