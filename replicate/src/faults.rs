@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -35,12 +35,19 @@ impl Default for FaultConfig {
 pub struct FaultyClient {
     inner: Arc<dyn ObjectClient>,
     config: FaultConfig,
+    /// A full outage: every request fails until it is over.
+    down: AtomicBool,
     pub injected: AtomicU64,
 }
 
 impl FaultyClient {
     pub fn new(inner: Arc<dyn ObjectClient>, config: FaultConfig) -> Self {
-        Self { inner, config, injected: AtomicU64::new(0) }
+        Self { inner, config, down: AtomicBool::new(false), injected: AtomicU64::new(0) }
+    }
+
+    /// Start or end an outage of the store.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
     }
 
     fn roll(&self, p: f64) -> bool {
@@ -66,7 +73,7 @@ impl FaultyClient {
             let ms = rand::random_range(0..=self.config.max_delay.as_millis() as u64);
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        if self.roll(self.config.fail_before) {
+        if self.down.load(Ordering::Relaxed) || self.roll(self.config.fail_before) {
             return Err(self.fault(op, key, "503 Service Unavailable"));
         }
         Ok(())

@@ -98,6 +98,8 @@ pub type SharedStatus = Arc<Mutex<Status>>;
 enum Command {
     Sync(oneshot::Sender<Result<SyncReport>>),
     Snapshot(oneshot::Sender<Result<SyncReport>>),
+    /// Sync, then deal with objects lost from the spool before upload.
+    ObjectsLost(Vec<SpoolKey>, oneshot::Sender<Result<SyncReport>>),
 }
 
 /// The directory next to the database that holds litecar's position and spool (`.<name>-litecar`).
@@ -179,6 +181,7 @@ impl DbReplicator {
                 r.clone(),
                 spool.clone(),
                 upload_wake[i].clone(),
+                wake.clone(),
                 self.status.clone(),
                 upload_stop.clone(),
             ));
@@ -197,6 +200,7 @@ impl DbReplicator {
         let mut last_sync = Instant::now() - staging_interval;
         let mut backoff = Backoff::new();
         let mut first = true;
+        let mut lost = vec![];
         loop {
             let wait = if backoff.failures > 0 { backoff.delay() } else { watch.wait(self.opts.monitor_interval) };
             if !std::mem::take(&mut first) {
@@ -216,11 +220,17 @@ impl DbReplicator {
             }
             last_sync = Instant::now();
             let started = Instant::now();
-            let result = request(&cmd_tx, Command::Sync).await;
+            lost.extend(spool.take_lost());
+            let result = if lost.is_empty() {
+                request(&cmd_tx, Command::Sync).await
+            } else {
+                request(&cmd_tx, |reply| Command::ObjectsLost(lost.clone(), reply)).await
+            };
             self.status.lock().unwrap_or_else(|p| p.into_inner()).sync_seconds += started.elapsed().as_secs_f64();
             match result {
                 Ok(report) => {
                     backoff.reset();
+                    lost.clear();
                     if watch.after_sync(report.bytes > 0) {
                         wake.notify_one();
                     }
@@ -236,7 +246,13 @@ impl DbReplicator {
 
         // Final sync, then give the uploaders until the deadline to empty the spool.
         maintenance_stop.cancel();
-        match request(&cmd_tx, Command::Sync).await {
+        lost.extend(spool.take_lost());
+        let result = if lost.is_empty() {
+            request(&cmd_tx, Command::Sync).await
+        } else {
+            request(&cmd_tx, |reply| Command::ObjectsLost(lost, reply)).await
+        };
+        match result {
             Ok(report) => self.after_sync(&report, &spool, &upload_wake),
             Err(e) => tracing::error!(db = %db.display(), error = %e, "final sync failed"),
         }
@@ -315,10 +331,12 @@ fn spawn_shipper(
                         // Coalesce a burst of queued syncs into this one.
                         let mut replies = vec![reply];
                         let mut snapshot = vec![];
+                        let mut others = vec![];
                         while let Ok(more) = rx.try_recv() {
                             match more {
                                 Command::Sync(r) => replies.push(r),
                                 Command::Snapshot(r) => snapshot.push(r),
+                                other => others.push(other),
                             }
                         }
                         let mut result = shipper.sync();
@@ -330,9 +348,17 @@ fn spawn_shipper(
                             let result = shipper.snapshot();
                             send_all(snapshot, &result);
                         }
+                        for cmd in others {
+                            if let Command::ObjectsLost(keys, reply) = cmd {
+                                let _ = reply.send(shipper.objects_lost(&keys));
+                            }
+                        }
                     }
                     Command::Snapshot(reply) => {
                         let _ = reply.send(shipper.snapshot());
+                    }
+                    Command::ObjectsLost(keys, reply) => {
+                        let _ = reply.send(shipper.objects_lost(&keys));
                     }
                 }
             }
@@ -397,6 +423,7 @@ async fn upload_loop(
     opts: ReplicaOptions,
     spool: Arc<Spool>,
     wake: Arc<Notify>,
+    sync_wake: Arc<Notify>,
     status: SharedStatus,
     stop: CancellationToken,
 ) {
@@ -442,6 +469,14 @@ async fn upload_loop(
                     }
                     drop(s);
                     backoff.reset();
+                }
+                Err(e) if spool.discard_if_lost(&entry) => {
+                    rs.errors += 1;
+                    rs.last_error = Some(format!("{} was lost from the spool: {e}", entry.key.object_key()));
+                    drop(s);
+                    tracing::error!(replica = %replica.describe(), key = %entry.key.object_key(), path = %entry.path.display(), error = %e, "a staged object was deleted before it was uploaded; its generation can no longer be restored past it, so a new one starts");
+                    // The sync loop starts the new generation; the rest of the queue goes on meanwhile.
+                    sync_wake.notify_one();
                 }
                 Err(e) => {
                     rs.errors += 1;

@@ -310,6 +310,21 @@ impl Shipper {
         Ok(report)
     }
 
+    /// Objects of the spool were lost before every replica had them: the replicas' copy of their generation has a
+    /// hole that nothing can fill, so a restore of the latest state would stop short of it. If the current generation
+    /// is among them, start a new one (with its snapshot); losses in older generations only cost their history.
+    pub fn objects_lost(&mut self, lost: &[SpoolKey]) -> Result<SyncReport> {
+        let mut report = self.sync()?;
+        let current = self.position.as_ref().map(|p| p.generation.clone());
+        let Some(key) = lost.iter().find(|k| Some(k.generation()) == current.as_ref()) else {
+            return Ok(report);
+        };
+        let reason = format!("{} was lost from the spool before it was uploaded", key.object_key());
+        self.start_generation(&reason, &mut report)?;
+        report.position = self.position.as_ref().map(|p| (p.generation.clone(), p.pos, p.snapshot_at));
+        Ok(report)
+    }
+
     /// Whether the WAL shipped since the last snapshot has grown past [`SNAPSHOT_WAL_FACTOR`] times the database, so
     /// a restore would replay more than that. A snapshot copies the whole database: at one database's worth of WAL,
     /// a database that mostly grows would have every byte it writes compressed and uploaded twice.

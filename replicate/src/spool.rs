@@ -55,6 +55,8 @@ struct Inner {
     /// The pending entry of each key.
     by_key: BTreeMap<SpoolKey, u64>,
     next_seq: u64,
+    /// Keys whose file went missing before every replica had it, not yet reported by [`Spool::take_lost`].
+    lost: Vec<SpoolKey>,
 }
 
 #[derive(Debug)]
@@ -90,7 +92,7 @@ impl Spool {
         let spool = Self {
             dir,
             replicas,
-            inner: Mutex::new(Inner { entries: BTreeMap::new(), by_key: BTreeMap::new(), next_seq: 0 }),
+            inner: Mutex::new(Inner { entries: BTreeMap::new(), by_key: BTreeMap::new(), next_seq: 0, lost: vec![] }),
         };
         for (key, path) in found {
             let meta = std::fs::metadata(&path).at(&path)?;
@@ -166,6 +168,31 @@ impl Spool {
     }
 }
 
+impl Spool {
+    /// After an upload of `entry` failed: if its file is gone while the entry is still pending (someone or something
+    /// deleted it), no replica can ever have it. Drop it for every replica, so that it stops holding up the queue,
+    /// and remember the loss for [`Spool::take_lost`]. Returns whether the entry was lost.
+    pub fn discard_if_lost(&self, entry: &SpoolEntry) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked under the lock: a re-staged key replaces its file by rename, so a pending entry's file is missing
+        // only if it really was lost.
+        if !inner.entries.contains_key(&entry.seq)
+            || !matches!(std::fs::symlink_metadata(&entry.path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        {
+            return false;
+        }
+        inner.entries.remove(&entry.seq);
+        inner.by_key.remove(&entry.key);
+        inner.lost.push(entry.key.clone());
+        true
+    }
+
+    /// The keys lost since the last call, oldest first.
+    pub fn take_lost(&self) -> Vec<SpoolKey> {
+        std::mem::take(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()).lost)
+    }
+}
+
 fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
     match std::fs::read_dir(dir) {
         Ok(rd) => rd.collect::<std::io::Result<Vec<_>>>().at(dir),
@@ -200,5 +227,33 @@ mod tests {
         assert_eq!(pending[0].size, 6);
         spool.mark_uploaded(0, &pending[0]);
         assert!(!path.exists() && spool.is_empty());
+    }
+
+    #[test]
+    fn a_pending_entry_whose_file_vanished_is_dropped_and_reported_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path().join("spool"), 2).expect("open");
+        let generation = Generation::parse("0123456789abcdef").expect("generation");
+        let keys: Vec<SpoolKey> = (0..2)
+            .map(|offset| SpoolKey::Segment { generation: generation.clone(), pos: Pos { index: 0, offset } })
+            .collect();
+        for key in &keys {
+            let path = spool.path_for(key);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, b"frames").expect("write");
+            spool.insert(key.clone(), path, 6, SystemTime::now());
+        }
+        let pending = spool.pending(0);
+        assert!(!spool.discard_if_lost(&pending[0]), "an entry whose file exists is not lost");
+
+        std::fs::remove_file(&pending[0].path).expect("remove");
+        assert!(spool.discard_if_lost(&pending[0]));
+        assert!(!spool.discard_if_lost(&pending[0]), "a loss is reported once");
+        for replica in 0..2 {
+            let left: Vec<SpoolKey> = spool.pending(replica).into_iter().map(|e| e.key).collect();
+            assert_eq!(left, keys[1..], "replica {replica} still waits for the lost entry");
+        }
+        assert_eq!(spool.take_lost(), keys[..1]);
+        assert!(spool.take_lost().is_empty());
     }
 }

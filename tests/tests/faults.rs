@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use litecar_e2e::emulators;
 use litecar_e2e::workload::{self, Options, Workload};
-use litecar_e2e::{digest, litecar, stderr};
+use litecar_e2e::{digest, eventually, litecar, stderr};
 use litecar_replicate::backend::{self, Backend, S3Settings};
 use litecar_replicate::faults::{FaultConfig, FaultyClient};
 use litecar_replicate::replicator::{DbOptions, DbReplicator, ReplicaOptions};
@@ -92,6 +92,60 @@ fn replication_survives_a_faulty_store() {
     assert!(restoring.injected.load(std::sync::atomic::Ordering::Relaxed) > 0, "the restore met no fault");
     let rows = workload::rows_in(&out);
     assert!(committed.lock().expect("lock").is_subset(&rows), "committed rows lost");
+    assert_eq!(digest(&out), digest(&db));
+}
+
+/// A staged segment deleted from the spool while the store is down can never reach the replica. The queue must not
+/// wait for it forever, and the replica must become restorable again: a new generation starts.
+#[test]
+fn a_segment_lost_from_the_spool_starts_a_new_generation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    workload::create(&db);
+    let clean = backend::connect("file", &Backend::File { path: dir.path().join("replica") }).expect("file replica");
+    let no_faults = FaultConfig { fail_before: 0.0, fail_after: 0.0, delay: 0.0, truncate: 0.0, ..Default::default() };
+    let store = Arc::new(FaultyClient::new(clean.client.clone(), no_faults));
+    let replica = Replica::new("file", store.clone() as Arc<dyn ObjectClient>);
+
+    let rt = runtime();
+    let cancel = CancellationToken::new();
+    let replicator = DbReplicator::new(db_options(&db), vec![options(replica, Duration::from_millis(100))]);
+    let status = replicator.status();
+    let task = rt.spawn(replicator.run(cancel.clone()));
+    let w = Workload::start(&db, Options { writers: 1, pause: Duration::from_millis(20), ..Options::default() });
+    let uploaded = || status.lock().expect("status").replicas[0].uploaded;
+    eventually(Duration::from_secs(30), "the first uploads", || uploaded() >= 3);
+    let first = status.lock().expect("status").generation.clone().expect("a generation");
+
+    store.set_down(true);
+    let spooled = || -> Vec<std::path::PathBuf> {
+        let wal =
+            litecar_replicate::replicator::state_dir(&db).join("spool/generations").join(first.to_string()).join("wal");
+        std::fs::read_dir(wal).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default()
+    };
+    eventually(Duration::from_secs(30), "segments queued behind the outage", || spooled().len() >= 3);
+    let mut queued = spooled();
+    queued.sort();
+    std::fs::remove_file(&queued[0]).expect("delete a queued segment");
+    store.set_down(false);
+
+    eventually(Duration::from_secs(30), "a new generation", || {
+        status.lock().expect("status").generation.as_ref() != Some(&first)
+    });
+    let at_new_generation = uploaded();
+    eventually(Duration::from_secs(30), "uploads in the new generation", || uploaded() >= at_new_generation + 3);
+    let committed = w.stop();
+    cancel.cancel();
+    rt.block_on(task).expect("join").expect("replicator");
+
+    let out = dir.path().join("restored.db");
+    rt.block_on(async {
+        let plan = restore::plan(&clean, &Target::default()).await.expect("plan").expect("a backup");
+        assert_ne!(plan.generation, first, "the latest backup is still the generation with the hole");
+        let opts = RestoreOptions { output: out.clone(), parallelism: 4, full_integrity_check: true };
+        restore::restore(&clean, &plan, &opts, &|_| {}).await.expect("restore");
+    });
+    assert!(committed.lock().expect("lock").is_subset(&workload::rows_in(&out)), "committed rows lost");
     assert_eq!(digest(&out), digest(&db));
 }
 
