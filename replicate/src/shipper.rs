@@ -90,7 +90,7 @@ pub struct Shipper {
     hold_restart_frame: bool,
     /// The read lock was moved up to the shipped position by [`Shipper::prepare_checkpoint`]; the next due sync
     /// completes the checkpoint.
-    checkpoint_prepared: bool,
+    prepared: Option<Prepared>,
     /// Frames of the current WAL may have been checkpointed into the database file (our read lock moved past the
     /// start of the WAL without a restart), so the file is no longer the database as of the start of this WAL
     /// index, which is what a snapshot filed under the index must hold.
@@ -100,6 +100,20 @@ pub struct Shipper {
     /// locks (and our pin with them). Declared last so that it is closed after the connections.
     db_file: File,
 }
+
+/// Where [`Shipper::prepare_checkpoint`] left the read lock, and how many times in a row it did.
+#[derive(Debug, Clone, Copy)]
+struct Prepared {
+    offset: u64,
+    rounds: u32,
+}
+
+/// The checkpoint under the write lock copies what was written since the read lock last moved, with two fsyncs, while
+/// the application waits (SQLite's busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms…). Under heavy writes, the read
+/// lock is moved and the background checkpoint rerun until that is at most this much.
+const LOCKED_CHECKPOINT_BYTES: u64 = 1 << 20;
+/// …but not more often than this in a row, so that a writer faster than the disk still gets checkpointed.
+const MAX_PREPARE_ROUNDS: u32 = 8;
 
 enum Restart {
     Followed,
@@ -201,7 +215,7 @@ impl Shipper {
             spool,
             last_checkpoint: Instant::now(),
             idle_mark: None,
-            checkpoint_prepared: false,
+            prepared: None,
             hold_restart_frame: true,
             index_backfilled: true,
             db_file,
@@ -323,6 +337,11 @@ impl Shipper {
         self.start_generation(&reason, &mut report)?;
         report.position = self.position.as_ref().map(|p| (p.generation.clone(), p.pos, p.snapshot_at));
         Ok(report)
+    }
+
+    /// Whether a background checkpoint is copying frames right now.
+    pub fn checkpoint_in_background(&self) -> bool {
+        self.background.is_running()
     }
 
     /// Whether the WAL shipped since the last snapshot has grown past [`SNAPSHOT_WAL_FACTOR`] times the database, so
@@ -717,12 +736,23 @@ impl Shipper {
         let urgent = file_frames >= self.policy.max_page_count;
         let due = frames >= self.policy.min_page_count
             || (frames > 0 && self.last_checkpoint.elapsed() >= self.policy.interval);
-        if urgent || (due && self.checkpoint_prepared && !self.background.is_running()) {
-            self.checkpoint(urgent, report)
-        } else if due && !self.checkpoint_prepared {
-            self.prepare_checkpoint(report)
-        } else {
-            Ok(false)
+        match self.prepared {
+            Some(prepared) if (due || urgent) && !self.background.is_running() => {
+                // Copy what is new outside the write lock, so that holding it covers only the last few frames.
+                match self.ship(report) {
+                    Ok(()) => {}
+                    Err(ShipError::Mismatch) => return Ok(false),
+                    Err(ShipError::Other(e)) => return Err(e),
+                }
+                let since = self.position.as_ref().map_or(0, |p| p.pos.offset.saturating_sub(prepared.offset));
+                if since > LOCKED_CHECKPOINT_BYTES && prepared.rounds < MAX_PREPARE_ROUNDS {
+                    self.prepare_checkpoint(prepared.rounds + 1, report)
+                } else {
+                    self.checkpoint(urgent, report)
+                }
+            }
+            None if due || urgent => self.prepare_checkpoint(1, report),
+            _ => Ok(false),
         }
     }
 
@@ -731,7 +761,12 @@ impl Shipper {
     /// (SQLite's `wal_autocheckpoint`) back; from here they copy the shipped frames into the database themselves, in
     /// the application's process, and a background checkpoint copies what they leave; the checkpoint at the next due
     /// sync, under the write lock, has only the frames written since to copy.
-    fn prepare_checkpoint(&mut self, report: &mut SyncReport) -> Result<bool> {
+    fn prepare_checkpoint(&mut self, round: u32, report: &mut SyncReport) -> Result<bool> {
+        match self.ship(report) {
+            Ok(()) => {}
+            Err(ShipError::Mismatch) => return Ok(false),
+            Err(ShipError::Other(e)) => return Err(e),
+        }
         if !self.try_write_lock(self.policy.lock_timeout)? {
             return Ok(false);
         }
@@ -745,7 +780,8 @@ impl Shipper {
             }
         };
         unlocked?;
-        self.checkpoint_prepared = moved;
+        self.prepared =
+            moved.then(|| Prepared { offset: self.position.as_ref().map_or(0, |p| p.pos.offset), rounds: round });
         self.index_backfilled |= moved;
         if moved {
             // Whatever the application's checkpoints leave, copied without blocking anyone.
@@ -762,7 +798,7 @@ impl Shipper {
     /// `true` if the WAL was copied under the write lock.
     pub fn checkpoint(&mut self, urgent: bool, report: &mut SyncReport) -> Result<bool> {
         let timeout = if urgent { self.policy.lock_timeout * 5 } else { self.policy.lock_timeout };
-        self.checkpoint_prepared = false;
+        self.prepared = None;
         if !self.try_write_lock(timeout)? {
             tracing::debug!(db = %self.db_path.display(), "checkpoint skipped: the application holds the write lock");
             return Ok(false);

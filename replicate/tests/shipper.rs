@@ -190,6 +190,56 @@ fn checkpoints_bound_the_wal_file() {
     assert_eq!(restore_from_spool(dir.path()).len(), rows);
 }
 
+/// What the application's own PASSIVE checkpoint can copy: `(frames in the WAL, frames copied)`. It copies up to our
+/// read lock, so the two are equal exactly when the read lock sits at the end of the WAL.
+fn app_checkpoint(c: &Connection) -> (i64, i64) {
+    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?))).expect("app checkpoint")
+}
+
+fn wait_for_background_checkpoint(s: &Shipper) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.checkpoint_in_background() {
+        assert!(std::time::Instant::now() < deadline, "the background checkpoint never finished");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn much_written_since_the_read_lock_moved_moves_it_again_instead_of_checkpointing_under_the_write_lock() {
+    let (dir, c, mut s) = setup_with(CheckpointPolicy { min_page_count: 4, ..Default::default() });
+    s.sync().expect("first sync");
+    let header = |dir: &Path| std::fs::read(wal_path(&dir.join("a.db"))).expect("wal")[..32].to_vec();
+    c.execute("INSERT INTO t VALUES (randomblob(40000))", []).expect("insert");
+    // The sync that copies the frames finds the checkpoint due; the next one moves the read lock, and no more.
+    assert_eq!(s.sync().expect("sync").checkpointed, None);
+    assert_eq!(s.sync().expect("sync").checkpointed, None, "the first due sync only moves the read lock");
+    wait_for_background_checkpoint(&s);
+    let (log, copied) = app_checkpoint(&c);
+    assert_eq!(copied, log, "the read lock did not move to the end of the WAL");
+    let before = header(dir.path());
+
+    // Over a megabyte since the read lock moved: copying that under the write lock would stall the application.
+    c.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+         INSERT INTO t SELECT randomblob(20000) FROM n",
+        [],
+    )
+    .expect("a large transaction");
+    let report = s.sync().expect("sync");
+    assert_eq!(report.checkpointed, None, "checkpointed {} bytes under the write lock", report.bytes);
+    assert_eq!(header(dir.path()), before, "the WAL was restarted");
+    wait_for_background_checkpoint(&s);
+    let (log, copied) = app_checkpoint(&c);
+    // 2 MB of pages: over 256 frames of 4 KiB.
+    assert!(log > 256 && copied == log, "the read lock did not move again ({copied} of {log} frames)");
+
+    // Little since: now the checkpoint completes under the write lock and restarts the WAL.
+    c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+    assert_eq!(s.sync().expect("sync").checkpointed, Some("passive"));
+    assert_ne!(header(dir.path()), before, "the WAL was not restarted");
+    assert_eq!(restore_from_spool(dir.path()).len(), 102);
+}
+
 #[test]
 fn large_transactions_and_spilled_uncommitted_frames_ship_exactly_the_commits() {
     let (dir, c, mut s) = setup();
