@@ -620,6 +620,61 @@ def build_base(path: Path, rows: int) -> None:
     c.close()
 
 
+def durable_write_floor(path: Path, nbytes: int) -> float:
+    """Seconds to write `nbytes` from memory into a new file and have them on disk, the way a restore can at best:
+    buffered 4 MiB writes while a second thread fdatasyncs every 64 MiB, then a final fsync. No reading, no
+    decompression, no checking: a lower bound for any restore of that many bytes on this disk."""
+    chunk = os.urandom(4 << 20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        requests: list[int] = []
+        cond = threading.Condition()
+        done = False
+
+        def flusher() -> None:
+            while True:
+                with cond:
+                    cond.wait_for(lambda: requests or done)
+                    if not requests and done:
+                        return
+                    requests.clear()
+                os.fdatasync(fd)
+
+        t = threading.Thread(target=flusher)
+        t0 = time.monotonic()
+        t.start()
+        written = since = 0
+        while written < nbytes:
+            n = os.write(fd, chunk[: min(len(chunk), nbytes - written)])
+            written += n
+            since += n
+            if since >= 64 << 20:
+                since = 0
+                with cond:
+                    requests.append(1)
+                    cond.notify()
+        with cond:
+            done = True
+            cond.notify()
+        t.join()
+        os.fsync(fd)
+        return time.monotonic() - t0
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+
+
+def quick_check_seconds(db: Path) -> float:
+    c = sqlite3.connect(db)
+    t0 = time.monotonic()
+    (ok,) = c.execute("PRAGMA quick_check").fetchone()
+    dt = time.monotonic() - t0
+    c.close()
+    if ok != "ok":
+        raise RuntimeError(f"{db}: quick_check: {ok}")
+    return dt
+
+
 def scenario_restore(base_rows: int, extra_bytes: int, reps: int) -> dict:
     work = mkdtemp("restore")
     result: dict = {"base_rows": base_rows, "extra_bytes": extra_bytes, "reps": reps, "tools": {}}
@@ -666,6 +721,8 @@ def scenario_restore(base_rows: int, extra_bytes: int, reps: int) -> dict:
         base.unlink()
         timings: dict[str, list[float]] = {}
         checks: dict[str, str] = {}
+        floors: dict[str, list[float]] = {}
+        restored_bytes = 0
         pairs = [(t, s) for s in TOOLS for t in TOOLS]  # (restoring tool, replica source)
         for rep in range(reps):
             order = pairs if rep % 2 == 0 else list(reversed(pairs))
@@ -679,12 +736,20 @@ def scenario_restore(base_rows: int, extra_bytes: int, reps: int) -> dict:
                 if rep == 0:
                     fp = db_fingerprint(out, "big")
                     checks[key] = "ok" if fp == fps[src] else f"MISMATCH restored={fp} source={fps[src]}"
+                if key == "litecar<-litecar":
+                    # The same database, warm in the page cache as a restore leaves it: what a check costs.
+                    floors.setdefault("quick_check", []).append(quick_check_seconds(out))
+                    restored_bytes = out.stat().st_size
                 for suffix in ("", "-wal", "-shm"):
                     Path(str(out) + suffix).unlink(missing_ok=True)
                 # Let the file system finish freeing (and discarding) the deleted output before the next run, so
                 # that no run pays for the one before it.
                 os.sync()
                 time.sleep(1.0)
+            floors.setdefault("durable_write", []).append(durable_write_floor(work / "floor.out", restored_bytes))
+            os.sync()
+            time.sleep(1.0)
+        result["floor_s"] = {k: {"median": statistics.median(v), "all": v} for k, v in floors.items()}
         result["restore_s"] = {k: {"median": statistics.median(v), "all": v} for k, v in timings.items()}
         result["checks"] = checks
         result["fingerprints"] = {k: list(v) for k, v in fps.items()}
@@ -736,6 +801,14 @@ def print_report(res: dict) -> None:
             w(f"  {t} replica: {mb(y['replica_bytes'])}, {y['segments']} segments, snapshot took {y['snapshot_s']:.1f}s")
         for k, v in x["restore_s"].items():
             w(f"  {k:<24} {v['median']:>7.2f} s   runs: {', '.join(f'{s:.2f}' for s in v['all'])}   check: {x['checks'][k]}")
+        f = x["floor_s"]
+        w("  Floors on this machine (same size, same disk):")
+        w(f"    durable write from memory  {f['durable_write']['median']:>7.2f} s   runs: {', '.join(f'{s:.2f}' for s in f['durable_write']['all'])}")
+        w(f"    PRAGMA quick_check (warm)  {f['quick_check']['median']:>7.2f} s   runs: {', '.join(f'{s:.2f}' for s in f['quick_check']['all'])}")
+        floor = f["durable_write"]["median"] + f["quick_check"]["median"]
+        ls = x["restore_s"].get("litestream<-litestream", {}).get("median")
+        if ls:
+            w(f"    a verified restore needs about {floor:.2f} s or more: at most {ls / floor:.2f}x faster than litestream's {ls:.2f} s")
     print("\n".join(out), flush=True)
 
 
