@@ -61,6 +61,11 @@ pub enum Error {
     NotADatabase { path: PathBuf, reason: String },
     #[error("{path}: {message}")]
     Wal { path: PathBuf, message: String },
+    #[error(
+        "{path} was deleted or replaced while litecar had it open: the application writes elsewhere now; restart \
+         litecar to replicate the file at that path"
+    )]
+    Replaced { path: PathBuf },
     #[error("replica {replica}: {message}")]
     Restore { replica: String, message: String },
     #[error("replica {replica}: corrupt {key}: {message}")]

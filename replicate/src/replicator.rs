@@ -48,6 +48,8 @@ pub struct Status {
     pub offset: u64,
     pub syncs: u64,
     pub sync_errors: u64,
+    /// Why the last sync failed; `None` once one succeeds.
+    pub last_sync_error: Option<String>,
     pub sync_seconds: f64,
     pub bytes_staged: u64,
     pub last_sync: Option<SystemTime>,
@@ -176,15 +178,13 @@ impl DbReplicator {
         let upload_wake: Vec<Arc<Notify>> = self.replicas.iter().map(|_| Arc::new(Notify::new())).collect();
         let mut tasks = tokio::task::JoinSet::new();
         for (i, r) in self.replicas.iter().enumerate() {
-            tasks.spawn(upload_loop(
-                i,
-                r.clone(),
-                spool.clone(),
-                upload_wake[i].clone(),
-                wake.clone(),
-                self.status.clone(),
-                upload_stop.clone(),
-            ));
+            let signals = UploadSignals {
+                wake: upload_wake[i].clone(),
+                sync_wake: wake.clone(),
+                drain: cancel.clone(),
+                stop: upload_stop.clone(),
+            };
+            tasks.spawn(upload_loop(i, r.clone(), spool.clone(), self.status.clone(), signals));
         }
         let maintenance_stop = cancel.child_token();
         for r in self.replicas.iter().filter(|r| r.retention.is_some() || r.snapshot_interval.is_some()) {
@@ -198,15 +198,18 @@ impl DbReplicator {
         }
 
         let mut last_sync = Instant::now() - staging_interval;
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(SYNC_BACKOFF_MAX);
         let mut first = true;
         let mut lost = vec![];
         loop {
-            let wait = if backoff.failures > 0 { backoff.delay() } else { watch.wait(self.opts.monitor_interval) };
+            let failing = backoff.failures > 0;
             if !std::mem::take(&mut first) {
+                // File-system events (those of a failed sync's own writes among them) must not cut a backoff short:
+                // that would turn a lasting failure into a busy loop.
+                let wait = if failing { backoff.delay() } else { watch.wait(self.opts.monitor_interval) };
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = wake.notified() => {}
+                    _ = wake.notified(), if !failing => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
@@ -238,7 +241,11 @@ impl DbReplicator {
                 }
                 Err(e) => {
                     backoff.fail();
-                    self.status.lock().unwrap_or_else(|p| p.into_inner()).sync_errors += 1;
+                    {
+                        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                        s.sync_errors += 1;
+                        s.last_sync_error = Some(e.to_string());
+                    }
                     tracing::error!(db = %db.display(), error = %e, "sync failed");
                 }
             }
@@ -278,6 +285,7 @@ impl DbReplicator {
         {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
             s.syncs += 1;
+            s.last_sync_error = None;
             s.initial_sync = true;
             s.bytes_staged += report.bytes;
             s.last_sync = Some(SystemTime::now());
@@ -399,11 +407,17 @@ async fn wait_for_database(db: &Path, interval: Duration, cancel: &CancellationT
 
 struct Backoff {
     failures: u32,
+    max: Duration,
 }
 
+/// A failing sync is local (a full disk, a database gone): retried soon enough to notice a fix within seconds.
+const SYNC_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A failing store may be down for long; retries must not add to its load.
+const UPLOAD_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
 impl Backoff {
-    fn new() -> Self {
-        Self { failures: 0 }
+    fn new(max: Duration) -> Self {
+        Self { failures: 0, max }
     }
     fn reset(&mut self) {
         self.failures = 0;
@@ -411,35 +425,48 @@ impl Backoff {
     fn fail(&mut self) {
         self.failures = self.failures.saturating_add(1);
     }
-    /// Exponential from 100 ms to 30 s, with jitter so that many pods do not retry in step.
+    /// Exponential from 100 ms up to the maximum, with jitter so that many pods do not retry in step.
     fn delay(&self) -> Duration {
-        let base = 100u64.saturating_mul(1 << self.failures.min(9)).min(30_000);
+        let max_ms = u64::try_from(self.max.as_millis()).unwrap_or(u64::MAX);
+        let base = 100u64.saturating_mul(1 << self.failures.min(16)).min(max_ms);
         Duration::from_millis(base / 2 + rand::random_range(0..=base / 2))
     }
 }
 
-async fn upload_loop(
-    i: usize,
-    opts: ReplicaOptions,
-    spool: Arc<Spool>,
+/// How an upload loop is woken and stopped.
+struct UploadSignals {
+    /// New objects in the spool.
     wake: Arc<Notify>,
+    /// Wakes the sync loop (an object was lost from the spool).
     sync_wake: Arc<Notify>,
-    status: SharedStatus,
+    /// Shutdown began: the spool is being drained.
+    drain: CancellationToken,
+    /// The drain's deadline passed.
     stop: CancellationToken,
-) {
+}
+
+async fn upload_loop(i: usize, opts: ReplicaOptions, spool: Arc<Spool>, status: SharedStatus, signals: UploadSignals) {
+    let UploadSignals { wake, sync_wake, drain, stop } = signals;
     let replica = &opts.replica;
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(UPLOAD_BACKOFF_MAX);
+    let mut drain_retried = false;
     loop {
-        let pending = spool.pending(i);
-        if pending.is_empty() || backoff.failures > 0 {
-            let wait = if backoff.failures > 0 { backoff.delay() } else { Duration::from_secs(3600) };
+        if spool.pending(i).is_empty() {
+            backoff.reset();
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             }
-            if pending.is_empty() {
-                continue;
+            continue;
+        }
+        if backoff.failures > 0 {
+            // Wakes come with every sync: they must not cut a backoff short, or a failing store is retried at the
+            // sync cadence. A shutdown's drain gets one retry at once.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = drain.cancelled(), if !drain_retried => drain_retried = true,
+                _ = tokio::time::sleep(backoff.delay()) => {}
             }
         }
         let started = Instant::now();

@@ -233,6 +233,7 @@ impl Shipper {
     /// Copy whatever has been committed since the last call, then checkpoint if the policy says so.
     pub fn sync(&mut self) -> Result<SyncReport> {
         let mut report = SyncReport::default();
+        self.ensure_still_at_path()?;
         self.pin()?;
         let header = self.read_wal_header()?;
         // After a clean close, SQLite may have checkpointed and deleted the WAL as the last connection went away.
@@ -392,6 +393,19 @@ impl Shipper {
         self.position
             .as_mut()
             .ok_or_else(|| Error::Wal { path: self.wal_path.clone(), message: "no replication position".into() })
+    }
+
+    /// After a delete of the database or a rename over it, the application writes to another file than ours, and
+    /// copying ours on would hide that.
+    fn ensure_still_at_path(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let ours = self.db_file.metadata().at(&self.db_path)?;
+        match std::fs::metadata(&self.db_path) {
+            Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => Ok(()),
+            Ok(_) => Err(Error::Replaced { path: self.db_path.clone() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::Replaced { path: self.db_path.clone() }),
+            Err(e) => Err(Error::Io { path: self.db_path.clone(), source: e }),
+        }
     }
 
     fn save(&self) -> Result<()> {
@@ -564,11 +578,13 @@ impl Shipper {
         p.pos.offset = committed.end;
         p.checksum = committed.checksum;
         p.wal_bytes_since_snapshot += shipped;
-        self.save()?;
+        // Queued for upload before the position is saved: if saving fails (a full disk), the next sync goes on from
+        // the position in memory, and a segment left out of the queue would be a hole in the replica. A stale saved
+        // position only makes the next start stage the same key again.
         self.spool.insert(key, path, size, created);
         report.staged += 1;
         report.bytes += shipped;
-        Ok(())
+        self.save()
     }
 
     /// The WAL was restarted once since we last read it. Under the write lock, recover the old WAL's committed tail

@@ -430,3 +430,47 @@ fn a_second_snapshot_in_the_same_wal_index_starts_a_new_index_first() {
     let rows: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("count");
     assert_eq!(restore_from_spool(dir.path()).len() as i64, rows);
 }
+
+#[test]
+fn a_segment_staged_when_the_position_cannot_be_saved_is_still_uploaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("a.db");
+    let c = app(&db);
+    c.execute_batch("CREATE TABLE t (x)").expect("schema");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("mkdir");
+    let spool = Arc::new(Spool::open(state.join("spool"), 1).expect("spool"));
+    let mut s = Shipper::open(&db, &state, spool.clone(), CheckpointPolicy::default()).expect("open shipper");
+    s.sync().expect("first sync");
+
+    // The position file is written through a temporary sibling; a directory in its place makes every save fail,
+    // as a full disk would, while the spool still has room.
+    let blocker = state.join("position.json.tmp");
+    std::fs::create_dir(&blocker).expect("block saving");
+    c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+    assert!(s.sync().is_err(), "saving the position cannot have succeeded");
+    std::fs::remove_dir(&blocker).expect("unblock");
+    c.execute("INSERT INTO t VALUES (2)", []).expect("insert");
+    s.sync().expect("sync");
+
+    let pending: Vec<String> = spool.pending(0).iter().map(|e| e.key.object_key()).collect();
+    let mut staged: Vec<String> = walkdir(&state.join("spool"))
+        .into_iter()
+        .filter_map(|p| p.strip_prefix(state.join("spool")).ok().map(|k| k.to_string_lossy().into_owned()))
+        .collect();
+    staged.sort();
+    assert_eq!(pending, staged, "every staged object is queued for upload");
+    assert_eq!(restore_from_spool(dir.path()), [1, 2]);
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = vec![];
+    for e in std::fs::read_dir(dir).expect("read_dir").map(|e| e.expect("entry")) {
+        if e.file_type().expect("type").is_dir() {
+            files.extend(walkdir(&e.path()));
+        } else {
+            files.push(e.path());
+        }
+    }
+    files
+}

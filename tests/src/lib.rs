@@ -233,3 +233,50 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
+
+/// A small tmpfs mounted over a directory for as long as it lives: a disk that really fills up. Mounting needs root
+/// (CAP_SYS_ADMIN), which `.ci/run` has.
+pub struct SmallDisk {
+    mount_point: PathBuf,
+}
+
+impl SmallDisk {
+    pub fn mount(mount_point: &Path, bytes: u64) -> Self {
+        std::fs::create_dir_all(mount_point).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(mount_point)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs at {} (a disk that fills up) needs root: {}",
+            mount_point.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { mount_point: mount_point.to_owned() }
+    }
+
+    /// Fill the disk with a ballast file until the file system reports it full; returns the ballast's path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let ballast = self.mount_point.join("ballast");
+        let mut f = std::fs::File::create(&ballast).expect("create ballast");
+        let chunk = vec![0x5au8; 64 << 10];
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => panic!("{}: writing the ballast made no progress", ballast.display()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return ballast,
+                Err(e) => panic!("{}: {e}", ballast.display()),
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily: a process of a failed test may still hold files open on it.
+        let _ = Command::new("umount").arg("-l").arg(&self.mount_point).status();
+    }
+}

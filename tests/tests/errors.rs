@@ -162,6 +162,36 @@ fn replicating_a_file_that_is_not_a_database() {
     assert_fails_with(&o, &["notes.db", "not a SQLite database"]);
 }
 
+/// Deleting the database under a running `litecar replicate` is reported by name, retried with backoff (not in a
+/// busy loop), and does not keep it from shutting down.
+#[test]
+fn a_database_deleted_under_replication_is_reported_without_a_busy_loop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    workload::create(&db);
+    let replica = dir.path().join("replica");
+    let mut lc = Proc::spawn(
+        &litecar_bin(),
+        &["replicate", db.to_str().expect("utf8"), &format!("file://{}", replica.display())],
+        dir.path(),
+        &dir.path().join("litecar.log"),
+    );
+    eventually(Duration::from_secs(30), "the first snapshot", || replica.join("generations").exists());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let log = lc.log_text();
+    let failures = log.lines().filter(|l| l.contains("sync failed")).count();
+    assert!(
+        log.contains(&format!("{} was deleted or replaced", db.display())),
+        "the deletion is not reported by name:\n{log}"
+    );
+    // Backoff from 100 ms, doubling: at most about six attempts in three seconds.
+    assert!((1..=8).contains(&failures), "{failures} failed syncs in 3 s:\n{log}");
+    assert!(lc.terminate().success(), "{}", lc.log_text());
+}
+
 #[test]
 fn bad_configs_name_key_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
