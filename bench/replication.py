@@ -664,6 +664,33 @@ def durable_write_floor(path: Path, nbytes: int) -> float:
         path.unlink(missing_ok=True)
 
 
+def settle_disk(path: Path, quiet: float = 1.0, limit: float = 60.0) -> None:
+    """sync, then wait until the block device under `path` has had no I/O in flight and no sectors written or
+    discarded for `quiet` seconds: deleting a 1.2 GB file on a file system mounted with `discard` keeps the disk busy
+    for seconds after the unlink, and a fixed pause let the run after it pay for that."""
+    os.sync()
+    dev = os.stat(path).st_dev
+    stat = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat")
+    if not stat.exists():
+        time.sleep(quiet)
+        return
+
+    def sample() -> tuple[int, ...]:
+        f = [int(x) for x in stat.read_text().split()]
+        # writes completed, sectors written, I/Os in flight, discards completed, sectors discarded
+        return (f[4], f[6], f[8], *(f[11:14:2] if len(f) > 13 else ()))
+
+    deadline = time.monotonic() + limit
+    last, since = sample(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = sample()
+        if now != last or now[2] != 0:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+
+
 def quick_check_seconds(db: Path) -> float:
     c = sqlite3.connect(db)
     t0 = time.monotonic()
@@ -719,6 +746,7 @@ def scenario_restore(base_rows: int, extra_bytes: int, reps: int) -> dict:
             for suffix in ("", "-wal", "-shm"):
                 Path(str(db) + suffix).unlink(missing_ok=True)
         base.unlink()
+        settle_disk(work)
         timings: dict[str, list[float]] = {}
         checks: dict[str, str] = {}
         floors: dict[str, list[float]] = {}
@@ -744,11 +772,9 @@ def scenario_restore(base_rows: int, extra_bytes: int, reps: int) -> dict:
                     Path(str(out) + suffix).unlink(missing_ok=True)
                 # Let the file system finish freeing (and discarding) the deleted output before the next run, so
                 # that no run pays for the one before it.
-                os.sync()
-                time.sleep(1.0)
+                settle_disk(work)
             floors.setdefault("durable_write", []).append(durable_write_floor(work / "floor.out", restored_bytes))
-            os.sync()
-            time.sleep(1.0)
+            settle_disk(work)
         result["floor_s"] = {k: {"median": statistics.median(v), "all": v} for k, v in floors.items()}
         result["restore_s"] = {k: {"median": statistics.median(v), "all": v} for k, v in timings.items()}
         result["checks"] = checks
