@@ -98,10 +98,9 @@ impl Status {
 pub type SharedStatus = Arc<Mutex<Status>>;
 
 enum Command {
-    Sync(oneshot::Sender<Result<SyncReport>>),
+    /// Sync, then deal with the objects lost from the spool before upload, if any.
+    Sync(Vec<SpoolKey>, oneshot::Sender<Result<SyncReport>>),
     Snapshot(oneshot::Sender<Result<SyncReport>>),
-    /// Sync, then deal with objects lost from the spool before upload.
-    ObjectsLost(Vec<SpoolKey>, oneshot::Sender<Result<SyncReport>>),
 }
 
 /// The directory next to the database that holds litecar's position and spool (`.<name>-litecar`).
@@ -224,11 +223,7 @@ impl DbReplicator {
             last_sync = Instant::now();
             let started = Instant::now();
             lost.extend(spool.take_lost());
-            let result = if lost.is_empty() {
-                request(&cmd_tx, Command::Sync).await
-            } else {
-                request(&cmd_tx, |reply| Command::ObjectsLost(lost.clone(), reply)).await
-            };
+            let result = request(&cmd_tx, |reply| Command::Sync(lost.clone(), reply)).await;
             self.status.lock().unwrap_or_else(|p| p.into_inner()).sync_seconds += started.elapsed().as_secs_f64();
             match result {
                 Ok(report) => {
@@ -254,12 +249,7 @@ impl DbReplicator {
         // Final sync, then give the uploaders until the deadline to empty the spool.
         maintenance_stop.cancel();
         lost.extend(spool.take_lost());
-        let result = if lost.is_empty() {
-            request(&cmd_tx, Command::Sync).await
-        } else {
-            request(&cmd_tx, |reply| Command::ObjectsLost(lost, reply)).await
-        };
-        match result {
+        match request(&cmd_tx, |reply| Command::Sync(lost, reply)).await {
             Ok(report) => self.after_sync(&report, &spool, &upload_wake),
             Err(e) => tracing::error!(db = %db.display(), error = %e, "final sync failed"),
         }
@@ -335,19 +325,20 @@ fn spawn_shipper(
         .spawn(move || {
             while let Some(cmd) = rx.blocking_recv() {
                 match cmd {
-                    Command::Sync(reply) => {
+                    Command::Sync(mut lost, reply) => {
                         // Coalesce a burst of queued syncs into this one.
                         let mut replies = vec![reply];
                         let mut snapshot = vec![];
-                        let mut others = vec![];
                         while let Ok(more) = rx.try_recv() {
                             match more {
-                                Command::Sync(r) => replies.push(r),
+                                Command::Sync(more_lost, r) => {
+                                    lost.extend(more_lost);
+                                    replies.push(r);
+                                }
                                 Command::Snapshot(r) => snapshot.push(r),
-                                other => others.push(other),
                             }
                         }
-                        let mut result = shipper.sync();
+                        let mut result = if lost.is_empty() { shipper.sync() } else { shipper.objects_lost(&lost) };
                         if result.is_ok() && shipper.snapshot_due_by_size() {
                             result = shipper.snapshot();
                         }
@@ -356,17 +347,9 @@ fn spawn_shipper(
                             let result = shipper.snapshot();
                             send_all(snapshot, &result);
                         }
-                        for cmd in others {
-                            if let Command::ObjectsLost(keys, reply) = cmd {
-                                let _ = reply.send(shipper.objects_lost(&keys));
-                            }
-                        }
                     }
                     Command::Snapshot(reply) => {
                         let _ = reply.send(shipper.snapshot());
-                    }
-                    Command::ObjectsLost(keys, reply) => {
-                        let _ = reply.send(shipper.objects_lost(&keys));
                     }
                 }
             }

@@ -99,6 +99,8 @@ pub struct Shipper {
     /// descriptor of it is closed, so opening and closing the database ourselves would silently release SQLite's
     /// locks (and our pin with them). Declared last so that it is closed after the connections.
     db_file: File,
+    /// Device and inode of `db_file`, to tell whether `db_path` still names it.
+    db_identity: (u64, u64),
 }
 
 /// Where [`Shipper::prepare_checkpoint`] left the read lock, and how many times in a row it did.
@@ -165,6 +167,7 @@ impl Shipper {
     pub fn open(db_path: &Path, state_dir: &Path, spool: Arc<Spool>, policy: CheckpointPolicy) -> Result<Self> {
         let db_file = File::open(db_path).at(db_path)?;
         check_sqlite_header(&db_file, db_path)?;
+        let db_identity = file_identity(&db_file.metadata().at(db_path)?);
         let open = || -> Result<Connection> {
             let c = Connection::open_with_flags(
                 db_path,
@@ -219,6 +222,7 @@ impl Shipper {
             hold_restart_frame: true,
             index_backfilled: true,
             db_file,
+            db_identity,
         })
     }
 
@@ -398,10 +402,8 @@ impl Shipper {
     /// After a delete of the database or a rename over it, the application writes to another file than ours, and
     /// copying ours on would hide that.
     fn ensure_still_at_path(&self) -> Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        let ours = self.db_file.metadata().at(&self.db_path)?;
         match std::fs::metadata(&self.db_path) {
-            Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => Ok(()),
+            Ok(m) if file_identity(&m) == self.db_identity => Ok(()),
             Ok(_) => Err(Error::Replaced { path: self.db_path.clone() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::Replaced { path: self.db_path.clone() }),
             Err(e) => Err(Error::Io { path: self.db_path.clone(), source: e }),
@@ -752,23 +754,24 @@ impl Shipper {
         let urgent = file_frames >= self.policy.max_page_count;
         let due = frames >= self.policy.min_page_count
             || (frames > 0 && self.last_checkpoint.elapsed() >= self.policy.interval);
-        match self.prepared {
-            Some(prepared) if (due || urgent) && !self.background.is_running() => {
-                // Copy what is new outside the write lock, so that holding it covers only the last few frames.
-                match self.ship(report) {
-                    Ok(()) => {}
-                    Err(ShipError::Mismatch) => return Ok(false),
-                    Err(ShipError::Other(e)) => return Err(e),
-                }
-                let since = self.position.as_ref().map_or(0, |p| p.pos.offset.saturating_sub(prepared.offset));
-                if since > LOCKED_CHECKPOINT_BYTES && prepared.rounds < MAX_PREPARE_ROUNDS {
-                    self.prepare_checkpoint(prepared.rounds + 1, report)
+        let prepared = self.prepared;
+        if !(due || urgent) || (prepared.is_some() && self.background.is_running()) {
+            return Ok(false);
+        }
+        // Copy what is new outside the write lock, so that holding it covers only the last few frames.
+        if !self.ship_matching(report)? {
+            return Ok(false);
+        }
+        match prepared {
+            None => self.prepare_checkpoint(1, report),
+            Some(p) => {
+                let since = self.position.as_ref().map_or(0, |pos| pos.pos.offset.saturating_sub(p.offset));
+                if since > LOCKED_CHECKPOINT_BYTES && p.rounds < MAX_PREPARE_ROUNDS {
+                    self.prepare_checkpoint(p.rounds + 1, report)
                 } else {
                     self.checkpoint(urgent, report)
                 }
             }
-            None if due || urgent => self.prepare_checkpoint(1, report),
-            _ => Ok(false),
         }
     }
 
@@ -776,13 +779,9 @@ impl Shipper {
     /// checkpointed and overwritten in between. Until now the read lock held the application's own checkpoints
     /// (SQLite's `wal_autocheckpoint`) back; from here they copy the shipped frames into the database themselves, in
     /// the application's process, and a background checkpoint copies what they leave; the checkpoint at the next due
-    /// sync, under the write lock, has only the frames written since to copy.
+    /// sync, under the write lock, has only the frames written since to copy. The caller has just shipped, so the
+    /// write lock covers only what arrived since.
     fn prepare_checkpoint(&mut self, round: u32, report: &mut SyncReport) -> Result<bool> {
-        match self.ship(report) {
-            Ok(()) => {}
-            Err(ShipError::Mismatch) => return Ok(false),
-            Err(ShipError::Other(e)) => return Err(e),
-        }
         if !self.try_write_lock(self.policy.lock_timeout)? {
             return Ok(false);
         }
@@ -902,14 +901,21 @@ impl Shipper {
         if self.read_wal_header()? != current {
             return Ok(false);
         }
-        match self.ship(report) {
-            Ok(()) => {}
-            Err(ShipError::Mismatch) => return Ok(false),
-            Err(ShipError::Other(e)) => return Err(e),
+        if !self.ship_matching(report)? {
+            return Ok(false);
         }
         self.unpin()?;
         self.pin()?;
         Ok(true)
+    }
+
+    /// [`Shipper::ship`], with a WAL that no longer matches the position as `false`: the next sync deals with it.
+    fn ship_matching(&mut self, report: &mut SyncReport) -> Result<bool> {
+        match self.ship(report) {
+            Ok(()) => Ok(true),
+            Err(ShipError::Mismatch) => Ok(false),
+            Err(ShipError::Other(e)) => Err(e),
+        }
     }
 
     /// Copy the WAL and checkpoint it; `None` if it could not be copied (a restart or rewrite the next sync deals
@@ -1019,6 +1025,11 @@ impl From<Error> for ShipError {
     fn from(e: Error) -> Self {
         ShipError::Other(e)
     }
+}
+
+fn file_identity(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
 }
 
 /// Whether the frame that ends at `end` is the one of the WAL described by `header` whose running checksum is

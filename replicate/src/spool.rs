@@ -166,9 +166,7 @@ impl Spool {
             tracing::warn!(path = %entry.path.display(), error = %e, "could not remove uploaded spool file");
         }
     }
-}
 
-impl Spool {
     /// After an upload of `entry` failed: if its file is gone while the entry is still pending (someone or something
     /// deleted it), no replica can ever have it. Drop it for every replica, so that it stops holding up the queue,
     /// and remember the loss for [`Spool::take_lost`]. Returns whether the entry was lost.

@@ -24,6 +24,11 @@ fn setup() -> (tempfile::TempDir, Connection, Shipper) {
 }
 
 fn setup_with(policy: CheckpointPolicy) -> (tempfile::TempDir, Connection, Shipper) {
+    let (dir, c, _, shipper) = setup_with_spool(policy);
+    (dir, c, shipper)
+}
+
+fn setup_with_spool(policy: CheckpointPolicy) -> (tempfile::TempDir, Connection, Arc<Spool>, Shipper) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("a.db");
     let c = app(&db);
@@ -31,8 +36,8 @@ fn setup_with(policy: CheckpointPolicy) -> (tempfile::TempDir, Connection, Shipp
     let state = dir.path().join("state");
     std::fs::create_dir(&state).expect("mkdir");
     let spool = Arc::new(Spool::open(state.join("spool"), 1).expect("spool"));
-    let shipper = Shipper::open(&db, &state, spool, policy).expect("open shipper");
-    (dir, c, shipper)
+    let shipper = Shipper::open(&db, &state, spool.clone(), policy).expect("open shipper");
+    (dir, c, spool, shipper)
 }
 
 #[test]
@@ -433,14 +438,8 @@ fn a_second_snapshot_in_the_same_wal_index_starts_a_new_index_first() {
 
 #[test]
 fn a_segment_staged_when_the_position_cannot_be_saved_is_still_uploaded() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("a.db");
-    let c = app(&db);
-    c.execute_batch("CREATE TABLE t (x)").expect("schema");
+    let (dir, c, spool, mut s) = setup_with_spool(CheckpointPolicy::default());
     let state = dir.path().join("state");
-    std::fs::create_dir(&state).expect("mkdir");
-    let spool = Arc::new(Spool::open(state.join("spool"), 1).expect("spool"));
-    let mut s = Shipper::open(&db, &state, spool.clone(), CheckpointPolicy::default()).expect("open shipper");
     s.sync().expect("first sync");
 
     // The position file is written through a temporary sibling; a directory in its place makes every save fail,
@@ -453,24 +452,9 @@ fn a_segment_staged_when_the_position_cannot_be_saved_is_still_uploaded() {
     c.execute("INSERT INTO t VALUES (2)", []).expect("insert");
     s.sync().expect("sync");
 
-    let pending: Vec<String> = spool.pending(0).iter().map(|e| e.key.object_key()).collect();
-    let mut staged: Vec<String> = walkdir(&state.join("spool"))
-        .into_iter()
-        .filter_map(|p| p.strip_prefix(state.join("spool")).ok().map(|k| k.to_string_lossy().into_owned()))
-        .collect();
-    staged.sort();
-    assert_eq!(pending, staged, "every staged object is queued for upload");
+    let keys = |spool: &Spool| spool.pending(0).into_iter().map(|e| e.key).collect::<Vec<_>>();
+    // A spool opened afresh takes every file in its directory as pending: what was staged.
+    let staged = keys(&Spool::open(state.join("spool"), 1).expect("reopen spool"));
+    assert_eq!(keys(&spool), staged, "every staged object is queued for upload");
     assert_eq!(restore_from_spool(dir.path()), [1, 2]);
-}
-
-fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = vec![];
-    for e in std::fs::read_dir(dir).expect("read_dir").map(|e| e.expect("entry")) {
-        if e.file_type().expect("type").is_dir() {
-            files.extend(walkdir(&e.path()));
-        } else {
-            files.push(e.path());
-        }
-    }
-    files
 }

@@ -3,13 +3,13 @@
 //! a restore fails with the path and the cause, and leaves nothing behind.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use litecar_e2e::workload::{self, Options, Workload};
 use litecar_e2e::{SmallDisk, digest, eventually, litecar, stderr};
+use litecar_replicate::Generation;
 use litecar_replicate::backend::{self, Backend};
-use litecar_replicate::replicator::{DbOptions, DbReplicator, ReplicaOptions, Status, state_dir};
+use litecar_replicate::replicator::{DbOptions, DbReplicator, ReplicaOptions, SharedStatus, Status, state_dir};
 use litecar_replicate::restore::{self, RestoreOptions, Target};
 use litecar_replicate::shipper::CheckpointPolicy;
 use tokio_util::sync::CancellationToken;
@@ -35,19 +35,15 @@ fn replicator(db: &Path, replica: &Path) -> DbReplicator {
     )
 }
 
-fn writes(db: &Path, pause: Duration) -> Workload {
-    Workload::start(db, Options { writers: 2, pause, ..Options::default() })
-}
-
 fn generations(replica: &Path) -> usize {
     std::fs::read_dir(replica.join("generations")).expect("generations").count()
 }
 
 /// Restore the latest state from `replica` and compare it with the source and with every committed transaction.
-fn assert_restores(db: &Path, replica: &Path, committed: &workload::Committed, rt: &tokio::runtime::Runtime) {
+fn assert_restores(db: &Path, replica: &Path, committed: &workload::Committed) {
     let out = db.with_file_name("restored.db");
     let replica = backend::connect("file", &Backend::File { path: replica.to_owned() }).expect("file replica");
-    rt.block_on(async {
+    runtime().block_on(async {
         let plan = restore::plan(&replica, &Target::default()).await.expect("plan").expect("a backup");
         let opts = RestoreOptions { output: out.clone(), parallelism: 4, full_integrity_check: true };
         restore::restore(&replica, &plan, &opts, &|_| {}).await.expect("restore");
@@ -69,8 +65,56 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
-fn status(s: &Arc<Mutex<Status>>) -> Status {
-    s.lock().expect("status").clone()
+/// Replication in this process, beside an application writing every `pause`, both past their first uploads.
+struct Replicating {
+    rt: tokio::runtime::Runtime,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<litecar_replicate::Result<()>>,
+    shared: SharedStatus,
+    writes: Workload,
+    generation: Generation,
+}
+
+impl Replicating {
+    fn start(db: &Path, replica: &Path, pause: Duration) -> Self {
+        let rt = runtime();
+        let cancel = CancellationToken::new();
+        let r = replicator(db, replica);
+        let shared = r.status();
+        let task = rt.spawn(r.run(cancel.clone()));
+        let writes = Workload::start(db, Options { writers: 2, pause, ..Options::default() });
+        let status = || shared.lock().expect("status").clone();
+        eventually(Duration::from_secs(30), "the first uploads", || status().replicas[0].uploaded >= 3);
+        let generation = status().generation.expect("a generation");
+        Self { rt, cancel, task, shared, writes, generation }
+    }
+
+    fn status(&self) -> Status {
+        self.shared.lock().expect("status").clone()
+    }
+
+    fn commits(&self) -> u64 {
+        self.writes.shared.committed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Once the disk has room again: wait until `healthy` holds and three more objects were uploaded.
+    fn catch_up(&self, healthy: impl Fn(&Status) -> bool) {
+        let uploaded = self.status().replicas[0].uploaded;
+        eventually(Duration::from_secs(30), "syncs and uploads again", || {
+            let s = self.status();
+            healthy(&s) && s.replicas[0].uploaded >= uploaded + 3
+        });
+    }
+
+    /// Stop writing, then replication; the outage must not have cost a new generation.
+    fn stop(self) -> (workload::Committed, Status) {
+        let committed = self.writes.stop();
+        self.cancel.cancel();
+        self.rt.block_on(self.task).expect("join").expect("replicator");
+        let status = self.shared.lock().expect("status").clone();
+        assert_eq!(status.generation.as_ref(), Some(&self.generation), "the outage cost a new generation");
+        (committed, status)
+    }
 }
 
 #[test]
@@ -80,43 +124,25 @@ fn a_full_spool_disk_keeps_the_wal_and_catches_up_in_the_same_generation() {
     let replica = dir.path().join("replica");
     workload::create(&db);
     let disk = SmallDisk::mount(&state_dir(&db).join("spool"), 64 << 20);
-
-    let rt = runtime();
-    let cancel = CancellationToken::new();
-    let r = replicator(&db, &replica);
-    let st = r.status();
-    let task = rt.spawn(r.run(cancel.clone()));
     // Commits far enough apart that litecar listens to file-system events rather than polling at the busy cadence.
-    let w = writes(&db, Duration::from_millis(200));
-    eventually(Duration::from_secs(30), "the first uploads", || status(&st).replicas[0].uploaded >= 3);
-    let generation = status(&st).generation.expect("a generation");
+    let run = Replicating::start(&db, &replica, Duration::from_millis(200));
 
     let ballast = disk.fill();
-    eventually(Duration::from_secs(30), "syncs failing on the full spool", || status(&st).sync_errors >= 3);
-    let error = status(&st).last_sync_error.expect("the failed sync's error");
+    eventually(Duration::from_secs(30), "syncs failing on the full spool", || run.status().sync_errors >= 3);
+    let error = run.status().last_sync_error.expect("the failed sync's error");
     assert!(
         error.contains(NO_SPACE) && error.contains("spool"),
         "the error names neither the spool nor the cause: {error}"
     );
-    assert_backs_off("syncs", || status(&st).sync_errors);
-    let committed_during_outage = w.shared.committed.load(std::sync::atomic::Ordering::Relaxed);
-    eventually(Duration::from_secs(30), "the application writing on", || {
-        w.shared.committed.load(std::sync::atomic::Ordering::Relaxed) >= committed_during_outage + 20
-    });
+    assert_backs_off("syncs", || run.status().sync_errors);
+    let committed_during_outage = run.commits();
+    eventually(Duration::from_secs(30), "the application writing on", || run.commits() >= committed_during_outage + 20);
 
     std::fs::remove_file(&ballast).expect("free the disk");
-    let uploaded = status(&st).replicas[0].uploaded;
-    eventually(Duration::from_secs(30), "syncs and uploads again", || {
-        let s = status(&st);
-        s.last_sync_error.is_none() && s.replicas[0].uploaded >= uploaded + 3
-    });
-    let committed = w.stop();
-    cancel.cancel();
-    rt.block_on(task).expect("join").expect("replicator");
-
-    assert_eq!(status(&st).generation, Some(generation), "the outage cost a new generation");
+    run.catch_up(|s| s.last_sync_error.is_none());
+    let (committed, _) = run.stop();
     assert_eq!(generations(&replica), 1);
-    assert_restores(&db, &replica, &committed, &rt);
+    assert_restores(&db, &replica, &committed);
 }
 
 /// The sidecar's usual layout: the database, its WAL, litecar's position and spool all on one volume, which fills up
@@ -129,42 +155,25 @@ fn a_full_volume_under_the_application_and_litecar_loses_nothing() {
     let db = volume.join("app.db");
     let replica = dir.path().join("replica");
     workload::create(&db);
-
-    let rt = runtime();
-    let cancel = CancellationToken::new();
-    let r = replicator(&db, &replica);
-    let st = r.status();
-    let task = rt.spawn(r.run(cancel.clone()));
-    let w = writes(&db, Duration::from_millis(10));
-    let commits = || w.shared.committed.load(std::sync::atomic::Ordering::Relaxed);
-    eventually(Duration::from_secs(30), "the first uploads", || status(&st).replicas[0].uploaded >= 3);
-    let generation = status(&st).generation.expect("a generation");
+    let run = Replicating::start(&db, &replica, Duration::from_millis(10));
 
     let ballast = disk.fill();
     // The application's commits fail once its WAL cannot grow; wait until they have stopped for a while.
-    let mut last = (commits(), std::time::Instant::now());
+    let mut last = (run.commits(), std::time::Instant::now());
     eventually(Duration::from_secs(60), "the application's commits failing on the full volume", || {
-        if commits() != last.0 {
-            last = (commits(), std::time::Instant::now());
+        if run.commits() != last.0 {
+            last = (run.commits(), std::time::Instant::now());
         }
         last.1.elapsed() > Duration::from_secs(1)
     });
 
     std::fs::remove_file(&ballast).expect("free the disk");
-    let resumed = commits();
-    eventually(Duration::from_secs(30), "the application committing again", || commits() >= resumed + 50);
-    let uploaded = status(&st).replicas[0].uploaded;
-    eventually(Duration::from_secs(30), "syncs and uploads again", || {
-        let s = status(&st);
-        s.last_sync_error.is_none() && s.replicas[0].uploaded >= uploaded + 3
-    });
-    let committed = w.stop();
-    cancel.cancel();
-    rt.block_on(task).expect("join").expect("replicator");
-
-    assert_eq!(status(&st).generation, Some(generation), "the outage cost a new generation");
+    let resumed = run.commits();
+    eventually(Duration::from_secs(30), "the application committing again", || run.commits() >= resumed + 50);
+    run.catch_up(|s| s.last_sync_error.is_none());
+    let (committed, _) = run.stop();
     assert_eq!(generations(&replica), 1);
-    assert_restores(&db, &replica, &committed, &rt);
+    assert_restores(&db, &replica, &committed);
 }
 
 #[test]
@@ -174,41 +183,25 @@ fn a_full_replica_disk_holds_uploads_in_the_spool_until_there_is_room() {
     let replica = dir.path().join("replica");
     workload::create(&db);
     let disk = SmallDisk::mount(&replica, 64 << 20);
-
-    let rt = runtime();
-    let cancel = CancellationToken::new();
-    let r = replicator(&db, &replica);
-    let st = r.status();
-    let task = rt.spawn(r.run(cancel.clone()));
-    let w = writes(&db, Duration::from_millis(10));
-    eventually(Duration::from_secs(30), "the first uploads", || status(&st).replicas[0].uploaded >= 3);
-    let generation = status(&st).generation.expect("a generation");
+    let run = Replicating::start(&db, &replica, Duration::from_millis(10));
 
     let ballast = disk.fill();
     eventually(Duration::from_secs(30), "uploads failing on the full replica", || {
-        status(&st).replicas[0].consecutive_errors >= 2
+        run.status().replicas[0].consecutive_errors >= 2
     });
-    let error = status(&st).replicas[0].last_error.clone().expect("the failed upload's error");
+    let error = run.status().replicas[0].last_error.clone().expect("the failed upload's error");
     assert!(error.contains(NO_SPACE), "the error does not say the disk is full: {error}");
-    assert_backs_off("uploads", || status(&st).replicas[0].errors);
-    eventually(Duration::from_secs(30), "segments queued in the spool", || status(&st).pending_bytes > 0);
-    assert_eq!(status(&st).sync_errors, 0, "staging must not depend on the replica");
+    assert_backs_off("uploads", || run.status().replicas[0].errors);
+    eventually(Duration::from_secs(30), "segments queued in the spool", || run.status().pending_bytes > 0);
+    assert_eq!(run.status().sync_errors, 0, "staging must not depend on the replica");
 
     std::fs::remove_file(&ballast).expect("free the disk");
-    let uploaded = status(&st).replicas[0].uploaded;
-    eventually(Duration::from_secs(30), "uploads again", || {
-        let s = status(&st);
-        s.replicas[0].consecutive_errors == 0 && s.replicas[0].uploaded >= uploaded + 3
-    });
-    let committed = w.stop();
-    cancel.cancel();
-    rt.block_on(task).expect("join").expect("replicator");
-
-    assert_eq!(status(&st).generation, Some(generation), "the outage cost a new generation");
-    assert_eq!(status(&st).pending_bytes, 0, "the spool was not drained at shutdown");
+    run.catch_up(|s| s.replicas[0].consecutive_errors == 0);
+    let (committed, status) = run.stop();
+    assert_eq!(status.pending_bytes, 0, "the spool was not drained at shutdown");
     let leftovers: Vec<_> = walk(&replica).into_iter().filter(|p| p.extension().is_some_and(|e| e == "tmp")).collect();
     assert!(leftovers.is_empty(), "temporary files left in the replica: {leftovers:?}");
-    assert_restores(&db, &replica, &committed, &rt);
+    assert_restores(&db, &replica, &committed);
 }
 
 #[test]
@@ -226,7 +219,7 @@ fn a_restore_onto_a_full_disk_fails_naming_the_output_and_leaves_nothing() {
     let r = replicator(&db, &replica);
     let st = r.status();
     let task = rt.spawn(r.run(cancel.clone()));
-    eventually(Duration::from_secs(30), "the first uploads", || status(&st).replicas[0].uploaded >= 2);
+    eventually(Duration::from_secs(30), "the first uploads", || st.lock().expect("status").replicas[0].uploaded >= 2);
     cancel.cancel();
     rt.block_on(task).expect("join").expect("replicator");
 
