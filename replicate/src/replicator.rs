@@ -2,6 +2,7 @@
 //! there are none, polling) into syncs on the shipper thread, and runs one uploader per replica plus snapshot and
 //! retention schedules. Cancelling the token makes a final sync and drains the spool within a deadline.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -13,7 +14,7 @@ use crate::client::Replica;
 use crate::error::{Error, IoContext, Result};
 use crate::layout::Generation;
 use crate::shipper::{CheckpointPolicy, Shipper, SyncReport};
-use crate::spool::{Spool, SpoolEntry, SpoolKey};
+use crate::spool::{Loss, Spool, SpoolEntry, SpoolKey};
 use crate::watch::WalWatch;
 
 #[derive(Debug, Clone)]
@@ -98,8 +99,8 @@ impl Status {
 pub type SharedStatus = Arc<Mutex<Status>>;
 
 enum Command {
-    /// Sync, then deal with the objects lost from the spool before upload, if any.
-    Sync(Vec<SpoolKey>, oneshot::Sender<Result<SyncReport>>),
+    /// Sync, then deal with what the replicas lost, if anything.
+    Sync(Vec<Loss>, oneshot::Sender<Result<SyncReport>>),
     Snapshot(oneshot::Sender<Result<SyncReport>>),
 }
 
@@ -272,6 +273,7 @@ impl DbReplicator {
     }
 
     fn after_sync(&self, report: &SyncReport, spool: &Spool, upload_wake: &[Arc<Notify>]) {
+        let mut generation_changed = false;
         {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
             s.syncs += 1;
@@ -290,13 +292,15 @@ impl DbReplicator {
                 r.oldest_pending = spool.oldest_pending(i);
             }
             if let Some((generation, pos, snapshot_at)) = &report.position {
+                // The uploaders check that each replica can restore a new generation, even before it has data.
+                generation_changed = s.generation.as_ref() != Some(generation);
                 s.generation = Some(generation.clone());
                 s.index = pos.index;
                 s.offset = pos.offset;
                 s.snapshot_at = Some(*snapshot_at);
             }
         }
-        if report.staged > 0 {
+        if report.staged > 0 || generation_changed {
             for w in upload_wake {
                 w.notify_one();
             }
@@ -433,8 +437,14 @@ async fn upload_loop(i: usize, opts: ReplicaOptions, spool: Arc<Spool>, status: 
     let replica = &opts.replica;
     let mut backoff = Backoff::new(UPLOAD_BACKOFF_MAX);
     let mut drain_retried = false;
+    // Generations checked for a snapshot in this replica, and whether it had one. Segments of a generation the
+    // replica has no snapshot of are useless to it; the first check of the current one happens at start-up, so that
+    // a replica emptied (or added) while litecar was stopped gets a new generation even if nothing is written.
+    let mut restorable: BTreeMap<Generation, bool> = BTreeMap::new();
     loop {
-        if spool.pending(i).is_empty() {
+        let current = status.lock().unwrap_or_else(|p| p.into_inner()).generation.clone();
+        let unchecked = current.filter(|g| !restorable.contains_key(g));
+        if spool.pending(i).is_empty() && unchecked.is_none() {
             backoff.reset();
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -453,11 +463,43 @@ async fn upload_loop(i: usize, opts: ReplicaOptions, spool: Arc<Spool>, status: 
             }
         }
         let started = Instant::now();
-        for entry in spool.pending(i) {
+        let segment_generations = spool.pending(i).into_iter().filter_map(|e| match e.key {
+            SpoolKey::Segment { generation, .. } => Some(generation),
+            SpoolKey::Snapshot { .. } => None,
+        });
+        let mut check_failed = false;
+        for generation in unchecked.into_iter().chain(segment_generations) {
+            if restorable.contains_key(&generation) {
+                continue;
+            }
+            let checked = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = check_restorable(i, replica, &spool, &generation, &sync_wake) => r,
+            };
+            match checked {
+                Ok(has) => _ = restorable.insert(generation, has),
+                Err(e) => {
+                    record_failure(&status, i, &e, &mut backoff);
+                    tracing::error!(replica = %replica.describe(), generation = %generation, error = %e, permanent = e.is_permanent(), "listing the replica's snapshots failed");
+                    check_failed = true;
+                    break;
+                }
+            }
+        }
+        let entries = if check_failed { vec![] } else { spool.pending(i) };
+        for entry in entries {
+            if restorable.get(entry.key.generation()) == Some(&false) {
+                // Staged after the check found the generation's snapshot missing here, before the new one began.
+                spool.mark_uploaded(i, &entry);
+                continue;
+            }
             let result = tokio::select! {
                 _ = stop.cancelled() => return,
                 r = upload(replica, &entry) => r,
             };
+            if let (Ok(()), SpoolKey::Snapshot { generation, .. }) = (&result, &entry.key) {
+                restorable.insert(generation.clone(), true);
+            }
             if result.is_ok() {
                 spool.mark_uploaded(i, &entry);
             }
@@ -489,11 +531,8 @@ async fn upload_loop(i: usize, opts: ReplicaOptions, spool: Arc<Spool>, status: 
                     sync_wake.notify_one();
                 }
                 Err(e) => {
-                    rs.errors += 1;
-                    rs.consecutive_errors += 1;
-                    rs.last_error = Some(e.to_string());
                     drop(s);
-                    backoff.fail();
+                    record_failure(&status, i, &e, &mut backoff);
                     tracing::error!(replica = %replica.describe(), key = %entry.key.object_key(), error = %e, permanent = e.is_permanent(), "upload failed");
                     break;
                 }
@@ -510,6 +549,33 @@ async fn upload_loop(i: usize, opts: ReplicaOptions, spool: Arc<Spool>, status: 
             }
         }
     }
+}
+
+fn record_failure(status: &SharedStatus, i: usize, e: &crate::error::ReplicaError, backoff: &mut Backoff) {
+    let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+    let rs = &mut s.replicas[i];
+    rs.errors += 1;
+    rs.consecutive_errors += 1;
+    rs.last_error = Some(e.to_string());
+    backoff.fail();
+}
+
+/// Whether replica `i` can restore `generation`: it holds a snapshot of it, or one is on its way from the spool. If
+/// not, the generation is given up for this replica and reported lost, and the sync loop is woken to start a new one.
+async fn check_restorable(
+    i: usize,
+    replica: &Replica,
+    spool: &Spool,
+    generation: &Generation,
+    sync_wake: &Notify,
+) -> std::result::Result<bool, crate::error::ReplicaError> {
+    if spool.snapshot_pending(i, generation) || !replica.snapshots(generation).await?.is_empty() {
+        return Ok(true);
+    }
+    tracing::warn!(replica = %replica.describe(), generation = %generation, "the replica holds no snapshot of the generation (it was emptied, or added, since the generation began); a new generation starts");
+    spool.snapshot_missing(i, replica.describe(), generation);
+    sync_wake.notify_one();
+    Ok(false)
 }
 
 async fn upload(replica: &Replica, entry: &SpoolEntry) -> std::result::Result<(), crate::error::ReplicaError> {

@@ -244,6 +244,7 @@ fn apply(replica: &str, plan: &Plan, paths: &[PathBuf], db: &Path, full_check: b
     let corrupt =
         |key: &str, message: String| Error::Corrupt { replica: replica.to_owned(), key: key.to_owned(), message };
     let out = File::options().read(true).write(true).create_new(true).open(db).at(db)?;
+    let started = std::time::Instant::now();
     {
         let src = File::open(snapshot).at(snapshot)?;
         let (decompressed, flushed) = write_flushing(&out, |w| compress::decompress_into(src, w));
@@ -258,6 +259,7 @@ fn apply(replica: &str, plan: &Plan, paths: &[PathBuf], db: &Path, full_check: b
             return Err(corrupt(&snap_key, "the snapshot is not a SQLite database".into()));
         }
     }
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "restore: snapshot written");
 
     // Group segments by WAL index, keeping their scratch files.
     let mut by_index: BTreeMap<u32, Vec<(usize, &SegmentInfo)>> = BTreeMap::new();
@@ -275,12 +277,18 @@ fn apply(replica: &str, plan: &Plan, paths: &[PathBuf], db: &Path, full_check: b
         }
         write_wal(replica, plan, &paths[1..], &segs, &wal_file)?;
         checkpoint_restored(db)?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis(), index, "restore: WAL applied");
     }
     // `out` stays open until SQLite is done with the file: closing a descriptor drops every POSIX lock this process
     // holds on it, SQLite's included.
     std::thread::scope(|scope| {
-        let synced = scope.spawn(|| out.sync_all());
+        let synced = scope.spawn(|| {
+            let synced = out.sync_all();
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "restore: database synced");
+            synced
+        });
         let checked = verify(db, full_check);
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "restore: database checked");
         let synced = synced.join().unwrap_or_else(|_| Err(io::Error::other("the fsync thread panicked")));
         checked.and(synced.at(db))
     })

@@ -22,7 +22,7 @@ use crate::compress::Lz4Writer;
 use crate::error::{Error, IoContext, Result, SqlContext};
 use crate::fsutil::{AtomicFile, write_atomically};
 use crate::layout::{Generation, MAX_INDEX, Pos};
-use crate::spool::{Spool, SpoolKey};
+use crate::spool::{Loss, Spool, SpoolKey};
 use crate::state::{FileStamp, Position, StateFile};
 use crate::wal::{self, Checksum, WAL_HEADER_SIZE, WalHeader};
 
@@ -250,7 +250,9 @@ impl Shipper {
         {
             let Some(h) = header else {
                 // No WAL yet: keep waiting for the application's first write, as long as the file stays unchanged.
-                self.position_mut()?.clean_close = Some(stamp);
+                let p = self.position_mut()?;
+                p.clean_close = Some(stamp);
+                report.position = Some((p.generation.clone(), p.pos, p.snapshot_at));
                 return Ok(report);
             };
             let p = self.position_mut()?;
@@ -329,17 +331,17 @@ impl Shipper {
         Ok(report)
     }
 
-    /// Objects of the spool were lost before every replica had them: the replicas' copy of their generation has a
-    /// hole that nothing can fill, so a restore of the latest state would stop short of it. If the current generation
-    /// is among them, start a new one (with its snapshot); losses in older generations only cost their history.
-    pub fn objects_lost(&mut self, lost: &[SpoolKey]) -> Result<SyncReport> {
+    /// A replica lost what it needs to restore a generation (an object lost from the spool, or the replica's own
+    /// copy): nothing can fill that hole, so a restore of the latest state would stop short of it. If the current
+    /// generation is among them, start a new one (with its snapshot); losses in older generations only cost their
+    /// history.
+    pub fn objects_lost(&mut self, lost: &[Loss]) -> Result<SyncReport> {
         let mut report = self.sync()?;
         let current = self.position.as_ref().map(|p| p.generation.clone());
-        let Some(key) = lost.iter().find(|k| Some(k.generation()) == current.as_ref()) else {
+        let Some(loss) = lost.iter().find(|l| Some(l.generation()) == current.as_ref()) else {
             return Ok(report);
         };
-        let reason = format!("{} was lost from the spool before it was uploaded", key.object_key());
-        self.start_generation(&reason, &mut report)?;
+        self.start_generation(&loss.to_string(), &mut report)?;
         report.position = self.position.as_ref().map(|p| (p.generation.clone(), p.pos, p.snapshot_at));
         Ok(report)
     }

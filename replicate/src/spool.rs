@@ -39,6 +39,37 @@ impl SpoolKey {
     }
 }
 
+/// Something a replica needs in order to restore the current state of a generation and can no longer get. The
+/// uploaders find these; the sync loop answers them with a new generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loss {
+    /// A staged object's file went missing before every replica had it.
+    Staged(SpoolKey),
+    /// A replica holds no snapshot of the generation, and none is on its way: it was emptied, or is new, since the
+    /// generation began.
+    NoSnapshot { replica: String, generation: Generation },
+}
+
+impl Loss {
+    pub fn generation(&self) -> &Generation {
+        match self {
+            Loss::Staged(key) => key.generation(),
+            Loss::NoSnapshot { generation, .. } => generation,
+        }
+    }
+}
+
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Loss::Staged(key) => write!(f, "{} was lost from the spool before it was uploaded", key.object_key()),
+            Loss::NoSnapshot { replica, generation } => {
+                write!(f, "replica {replica} holds no snapshot of generation {generation}")
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SpoolEntry {
     pub key: SpoolKey,
@@ -55,8 +86,8 @@ struct Inner {
     /// The pending entry of each key.
     by_key: BTreeMap<SpoolKey, u64>,
     next_seq: u64,
-    /// Keys whose file went missing before every replica had it, not yet reported by [`Spool::take_lost`].
-    lost: Vec<SpoolKey>,
+    /// Losses not yet reported by [`Spool::take_lost`].
+    lost: Vec<Loss>,
 }
 
 #[derive(Debug)]
@@ -181,12 +212,30 @@ impl Spool {
         }
         inner.entries.remove(&entry.seq);
         inner.by_key.remove(&entry.key);
-        inner.lost.push(entry.key.clone());
+        inner.lost.push(Loss::Staged(entry.key.clone()));
         true
     }
 
-    /// The keys lost since the last call, oldest first.
-    pub fn take_lost(&self) -> Vec<SpoolKey> {
+    /// Whether replica `replica` still has a snapshot of `generation` to upload.
+    pub fn snapshot_pending(&self, replica: usize, generation: &Generation) -> bool {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.entries.values().any(|(e, need)| {
+            need[replica] && matches!(&e.key, SpoolKey::Snapshot { generation: g, .. } if g == generation)
+        })
+    }
+
+    /// Replica `replica` holds no snapshot of `generation`: what the spool still has of it is of no use to that
+    /// replica, and a new generation must start.
+    pub fn snapshot_missing(&self, replica: usize, replica_name: String, generation: &Generation) {
+        for entry in self.pending(replica).into_iter().filter(|e| e.key.generation() == generation) {
+            self.mark_uploaded(replica, &entry);
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.lost.push(Loss::NoSnapshot { replica: replica_name, generation: generation.clone() });
+    }
+
+    /// The losses found since the last call, oldest first.
+    pub fn take_lost(&self) -> Vec<Loss> {
         std::mem::take(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()).lost)
     }
 }
@@ -251,7 +300,33 @@ mod tests {
             let left: Vec<SpoolKey> = spool.pending(replica).into_iter().map(|e| e.key).collect();
             assert_eq!(left, keys[1..], "replica {replica} still waits for the lost entry");
         }
-        assert_eq!(spool.take_lost(), keys[..1]);
+        assert_eq!(spool.take_lost(), [Loss::Staged(keys[0].clone())]);
         assert!(spool.take_lost().is_empty());
+    }
+
+    #[test]
+    fn a_replica_without_the_snapshot_gives_up_the_generation_and_leaves_the_rest_to_the_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path().join("spool"), 2).expect("open");
+        let old = Generation::parse("0123456789abcdef").expect("generation");
+        let new = Generation::parse("fedcba9876543210").expect("generation");
+        let keys = [
+            SpoolKey::Segment { generation: old.clone(), pos: Pos { index: 0, offset: 0 } },
+            SpoolKey::Snapshot { generation: new.clone(), index: 0 },
+        ];
+        for key in &keys {
+            let path = spool.path_for(key);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, b"data").expect("write");
+            spool.insert(key.clone(), path, 4, SystemTime::now());
+        }
+        assert!(spool.snapshot_pending(0, &new) && !spool.snapshot_pending(0, &old));
+
+        spool.snapshot_missing(1, "b".into(), &old);
+        let keys_of = |replica| spool.pending(replica).into_iter().map(|e| e.key).collect::<Vec<_>>();
+        assert_eq!(keys_of(1), keys[1..], "replica 1 still waits for the generation it cannot restore");
+        assert_eq!(keys_of(0), keys, "the other replica lost what it needs");
+        assert!(spool.path_for(&keys[0]).exists(), "a file another replica needs was removed");
+        assert_eq!(spool.take_lost(), [Loss::NoSnapshot { replica: "b".into(), generation: old }]);
     }
 }

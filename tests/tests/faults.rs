@@ -149,6 +149,63 @@ fn a_segment_lost_from_the_spool_starts_a_new_generation() {
     assert_eq!(digest(&out), digest(&db));
 }
 
+/// A replica emptied while litecar was stopped, and one added to the configuration since, hold no snapshot of the
+/// generation litecar goes on with. Segments alone cannot be restored: both get a new generation, before anything
+/// more is written, and both restore every committed transaction.
+#[test]
+fn replicas_without_a_snapshot_of_the_generation_get_a_new_one_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    workload::create(&db);
+    let replica_at =
+        |name: &str| backend::connect("file", &Backend::File { path: dir.path().join(name) }).expect("file replica");
+    let rt = runtime();
+    let start = |replicas: Vec<Replica>| {
+        let cancel = CancellationToken::new();
+        let replicas = replicas.into_iter().map(|r| options(r, Duration::from_millis(100))).collect();
+        let replicator = DbReplicator::new(db_options(&db), replicas);
+        let status = replicator.status();
+        (cancel.clone(), rt.spawn(replicator.run(cancel)), status)
+    };
+    let latest = |replica: &Replica| rt.block_on(restore::plan(replica, &Target::default())).expect("plan");
+
+    let (cancel, task, status) = start(vec![replica_at("a")]);
+    let w = Workload::start(&db, Options { writers: 1, pause: Duration::from_millis(20), ..Options::default() });
+    eventually(Duration::from_secs(30), "the first uploads", || {
+        status.lock().expect("status").replicas[0].uploaded >= 3
+    });
+    let mut committed = w.stop().lock().expect("lock").clone();
+    cancel.cancel();
+    rt.block_on(task).expect("join").expect("replicator");
+    let first = status.lock().expect("status").generation.clone().expect("a generation");
+    std::fs::remove_dir_all(dir.path().join("a")).expect("empty replica a");
+
+    let (cancel, task, status) = start(vec![replica_at("a"), replica_at("b")]);
+    for name in ["a", "b"] {
+        eventually(Duration::from_secs(30), &format!("a backup in replica {name} without new writes"), || {
+            latest(&replica_at(name)).is_some_and(|plan| plan.generation != first)
+        });
+    }
+    let more = Options { writers: 1, first_writer: 1, pause: Duration::from_millis(20), ..Options::default() };
+    let w = Workload::start(&db, more);
+    let uploaded = || status.lock().expect("status").replicas.iter().map(|r| r.uploaded).min().unwrap_or(0);
+    let at_restart = uploaded();
+    eventually(Duration::from_secs(30), "uploads after the restart", || uploaded() >= at_restart + 3);
+    committed.extend(w.stop().lock().expect("lock").iter().cloned());
+    cancel.cancel();
+    rt.block_on(task).expect("join").expect("replicator");
+
+    for name in ["a", "b"] {
+        let replica = replica_at(name);
+        let plan = latest(&replica).expect("a backup");
+        let out = dir.path().join(format!("restored-{name}.db"));
+        let opts = RestoreOptions { output: out.clone(), parallelism: 4, full_integrity_check: true };
+        rt.block_on(restore::restore(&replica, &plan, &opts, &|_| {})).expect("restore");
+        assert!(committed.is_subset(&workload::rows_in(&out)), "committed rows missing from replica {name}");
+        assert_eq!(digest(&out), digest(&db), "replica {name}");
+    }
+}
+
 /// At 10 transactions a second with `sync-interval: 1s`, about one PUT a second and no LIST; nothing while idle.
 #[test]
 fn requests_are_few_and_none_while_idle() {
