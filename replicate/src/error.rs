@@ -62,8 +62,8 @@ pub enum Error {
     #[error("{path}: {message}")]
     Wal { path: PathBuf, message: String },
     #[error(
-        "{path} was deleted or replaced while litecar had it open: the application writes elsewhere now; restart \
-         litecar to replicate the file at that path"
+        "{path} was deleted or replaced while litecar had it open; litecar lets go of the old file and replicates the \
+         one at that path, in a new generation, once there is one"
     )]
     Replaced { path: PathBuf },
     #[error("replica {replica}: {message}")]

@@ -161,15 +161,17 @@ impl DbReplicator {
         let dir = state_dir(&db);
         std::fs::create_dir_all(&dir).at(&dir)?;
         let spool = Arc::new(Spool::open(dir.join("spool"), self.replicas.len())?);
-        let shipper = {
-            let (db2, dir, spool, policy) = (db.clone(), dir.clone(), spool.clone(), self.opts.checkpoint.clone());
-            tokio::task::spawn_blocking(move || Shipper::open(&db2, &dir, spool, policy))
-                .await
-                .map_err(|e| Error::Io { path: db.clone(), source: std::io::Error::other(e) })??
+        let open = {
+            let (db, dir, spool, policy) = (db.clone(), dir.clone(), spool.clone(), self.opts.checkpoint.clone());
+            move || Shipper::open(&db, &dir, spool.clone(), policy.clone())
         };
+        let (shipper, open) = tokio::task::spawn_blocking(move || (open(), open))
+            .await
+            .map_err(|e| Error::Io { path: db.clone(), source: std::io::Error::other(e) })?;
+        let shipper = shipper?;
         self.status.lock().unwrap_or_else(|p| p.into_inner()).database_found = true;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let shipper_thread = spawn_shipper(shipper, cmd_rx)?;
+        let shipper_thread = spawn_shipper(shipper, open, cmd_rx)?;
 
         let wake = Arc::new(Notify::new());
         let staging_interval = self.replicas.iter().map(|r| r.sync_interval).min().unwrap_or_default();
@@ -317,8 +319,12 @@ async fn request(
     rx.await.map_err(|_| Error::Cancelled)?
 }
 
+/// The shipper's thread. When the database is deleted or replaced under it, it lets go of the old file (whose WAL
+/// and locks the application no longer uses) and, at the next command, opens whatever is at the path then, as a
+/// restart would: a new generation.
 fn spawn_shipper(
-    mut shipper: Shipper,
+    shipper: Shipper,
+    reopen: impl Fn() -> Result<Shipper> + Send + 'static,
     mut rx: mpsc::UnboundedReceiver<Command>,
 ) -> Result<std::thread::JoinHandle<()>> {
     let name =
@@ -327,8 +333,22 @@ fn spawn_shipper(
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
+            let mut current = Some(shipper);
             while let Some(cmd) = rx.blocking_recv() {
-                match cmd {
+                let shipper = match current {
+                    Some(ref mut s) => s,
+                    None => match reopen() {
+                        Ok(s) => {
+                            tracing::info!(db = %db.display(), "replicating the database file now at the path");
+                            current.insert(s)
+                        }
+                        Err(e) => {
+                            send_all(cmd.replies(), &Err(e));
+                            continue;
+                        }
+                    },
+                };
+                let replaced = match cmd {
                     Command::Sync(mut lost, reply) => {
                         // Coalesce a burst of queued syncs into this one.
                         let mut replies = vec![reply];
@@ -346,22 +366,43 @@ fn spawn_shipper(
                         if result.is_ok() && shipper.snapshot_due_by_size() {
                             result = shipper.snapshot();
                         }
+                        let replaced = matches!(result, Err(Error::Replaced { .. }));
                         send_all(replies, &result);
-                        if !snapshot.is_empty() {
-                            let result = shipper.snapshot();
-                            send_all(snapshot, &result);
+                        if !snapshot.is_empty() && !replaced {
+                            send_all(snapshot, &shipper.snapshot());
                         }
+                        replaced
                     }
                     Command::Snapshot(reply) => {
-                        let _ = reply.send(shipper.snapshot());
+                        let result = shipper.snapshot();
+                        let replaced = matches!(result, Err(Error::Replaced { .. }));
+                        let _ = reply.send(result);
+                        replaced
                     }
+                };
+                if replaced && let Some(old) = current.take() {
+                    close(old, &db);
                 }
             }
-            if let Err(e) = shipper.close() {
-                tracing::warn!(db = %db.display(), error = %e, "releasing the read lock failed");
+            if let Some(shipper) = current {
+                close(shipper, &db);
             }
         })
         .map_err(|e| Error::Io { path: PathBuf::from("shipper thread"), source: e })
+}
+
+fn close(shipper: Shipper, db: &Path) {
+    if let Err(e) = shipper.close() {
+        tracing::warn!(db = %db.display(), error = %e, "releasing the read lock failed");
+    }
+}
+
+impl Command {
+    fn replies(self) -> Vec<oneshot::Sender<Result<SyncReport>>> {
+        match self {
+            Command::Sync(_, reply) | Command::Snapshot(reply) => vec![reply],
+        }
+    }
 }
 
 fn send_all(replies: Vec<oneshot::Sender<Result<SyncReport>>>, result: &Result<SyncReport>) {

@@ -162,21 +162,48 @@ fn replicating_a_file_that_is_not_a_database() {
     assert_fails_with(&o, &["notes.db", "not a SQLite database"]);
 }
 
-/// Deleting the database under a running `litecar replicate` is reported by name, retried with backoff (not in a
-/// busy loop), and does not keep it from shutting down.
+/// A running `litecar replicate` on `db`, with its replica and log in `dir`, once the first snapshot is out.
+fn replicating(dir: &Path, db: &Path) -> (Proc, PathBuf) {
+    let replica = dir.join("replica");
+    let lc = Proc::spawn(
+        &litecar_bin(),
+        &["replicate", db.to_str().expect("utf8"), &format!("file://{}", replica.display())],
+        dir,
+        &dir.join("litecar.log"),
+    );
+    eventually(Duration::from_secs(30), "the first snapshot", || replica.join("generations").exists());
+    (lc, replica)
+}
+
+fn generations(replica: &Path) -> usize {
+    std::fs::read_dir(replica.join("generations")).map_or(0, |d| d.count())
+}
+
+fn insert_rows(db: &Path, writer: i64) {
+    let c = litecar_e2e::app_connection(db);
+    for i in 0..5 {
+        c.execute("INSERT INTO events (writer, seq, payload) VALUES (?1, ?2, randomblob(3000))", [writer, i])
+            .expect("insert");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// After litecar stopped: the replica restores to exactly what `db` holds.
+fn assert_restores_to(dir: &Path, replica: &Path, db: &Path) {
+    let out = dir.join("restored.db");
+    let o = litecar(&["restore", "-o", out.to_str().expect("utf8"), &format!("file://{}", replica.display())], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(litecar_e2e::digest(&out), litecar_e2e::digest(db));
+}
+
+/// Deleting the database under a running `litecar replicate` is reported by name and retried with backoff (not in a
+/// busy loop). Once the application creates it again, litecar replicates the new file, in a new generation.
 #[test]
-fn a_database_deleted_under_replication_is_reported_without_a_busy_loop() {
+fn a_deleted_database_is_reported_without_a_busy_loop_and_followed_once_recreated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
     workload::create(&db);
-    let replica = dir.path().join("replica");
-    let mut lc = Proc::spawn(
-        &litecar_bin(),
-        &["replicate", db.to_str().expect("utf8"), &format!("file://{}", replica.display())],
-        dir.path(),
-        &dir.path().join("litecar.log"),
-    );
-    eventually(Duration::from_secs(30), "the first snapshot", || replica.join("generations").exists());
+    let (mut lc, replica) = replicating(dir.path(), &db);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
@@ -189,7 +216,37 @@ fn a_database_deleted_under_replication_is_reported_without_a_busy_loop() {
     );
     // Backoff from 100 ms, doubling: at most about six attempts in three seconds.
     assert!((1..=8).contains(&failures), "{failures} failed syncs in 3 s:\n{log}");
+
+    workload::create(&db);
+    insert_rows(&db, 1);
+    eventually(Duration::from_secs(30), "a generation for the new file", || generations(&replica) == 2);
     assert!(lc.terminate().success(), "{}", lc.log_text());
+    assert_restores_to(dir.path(), &replica, &db);
+}
+
+/// An application that swaps in another database file by rename (as it must: with the old WAL and shared memory
+/// removed first) is followed: litecar lets go of the old file and replicates the new one in a new generation.
+#[test]
+fn a_database_replaced_by_rename_is_followed_in_a_new_generation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    workload::create(&db);
+    let (mut lc, replica) = replicating(dir.path(), &db);
+    insert_rows(&db, 1);
+    let swapped_in = dir.path().join("swapped-in.db");
+    workload::create(&swapped_in);
+    insert_rows(&swapped_in, 2);
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::rename(&swapped_in, &db).expect("swap the database in");
+
+    insert_rows(&db, 3);
+    eventually(Duration::from_secs(30), "a generation for the new file", || generations(&replica) == 2);
+    assert!(lc.terminate().success(), "{}", lc.log_text());
+    let log = lc.log_text();
+    assert!(log.contains("replicating the database file now at the path"), "{log}");
+    assert_restores_to(dir.path(), &replica, &db);
 }
 
 #[test]
