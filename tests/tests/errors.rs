@@ -224,6 +224,32 @@ fn a_deleted_database_is_reported_without_a_busy_loop_and_followed_once_recreate
     assert_restores_to(dir.path(), &replica, &db);
 }
 
+/// A shutdown while the database is missing still exits 0 and keeps the replica as it was: restorable, and holding
+/// what the deleted file had.
+#[test]
+fn shutting_down_while_the_database_is_missing_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    workload::create(&db);
+    let (mut lc, replica) = replicating(dir.path(), &db);
+    insert_rows(&db, 1);
+    let kept = dir.path().join("kept.db");
+    litecar_e2e::app_connection(&db).execute("VACUUM INTO ?1", [kept.to_str().expect("utf8")]).expect("copy");
+    let probe = dir.path().join("probe.db");
+    eventually(Duration::from_secs(10), "every row in the replica", || {
+        let _ = std::fs::remove_file(&probe);
+        let url = format!("file://{}", replica.display());
+        litecar(&["restore", "-o", probe.to_str().expect("utf8"), &url], dir.path()).status.success()
+            && litecar_e2e::digest(&probe) == litecar_e2e::digest(&kept)
+    });
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    eventually(Duration::from_secs(10), "the deletion noticed", || lc.log_text().contains("was deleted or replaced"));
+    assert!(lc.terminate().success(), "{}", lc.log_text());
+    assert_restores_to(dir.path(), &replica, &kept);
+}
+
 /// An application that swaps in another database file by rename (as it must: with the old WAL and shared memory
 /// removed first) is followed: litecar lets go of the old file and replicates the new one in a new generation.
 #[test]
