@@ -368,8 +368,9 @@ fn spawn_shipper(
                         }
                         let replaced = matches!(result, Err(Error::Replaced { .. }));
                         send_all(replies, &result);
-                        if !snapshot.is_empty() && !replaced {
-                            send_all(snapshot, &shipper.snapshot());
+                        if !snapshot.is_empty() {
+                            // A replaced file gets no snapshot: the one at the path starts its own generation.
+                            send_all(snapshot, &if replaced { result } else { shipper.snapshot() });
                         }
                         replaced
                     }
@@ -504,21 +505,22 @@ async fn upload_loop(i: usize, opts: ReplicaOptions, spool: Arc<Spool>, status: 
             }
         }
         let started = Instant::now();
-        let segment_generations = spool.pending(i).into_iter().filter_map(|e| match e.key {
+        let entries = spool.pending(i);
+        let segment_generations = entries.iter().filter_map(|e| match &e.key {
             SpoolKey::Segment { generation, .. } => Some(generation),
             SpoolKey::Snapshot { .. } => None,
         });
         let mut check_failed = false;
-        for generation in unchecked.into_iter().chain(segment_generations) {
-            if restorable.contains_key(&generation) {
+        for generation in unchecked.iter().chain(segment_generations) {
+            if restorable.contains_key(generation) {
                 continue;
             }
             let checked = tokio::select! {
                 _ = stop.cancelled() => return,
-                r = check_restorable(i, replica, &spool, &generation, &sync_wake) => r,
+                r = check_restorable(i, replica, &spool, generation, &sync_wake) => r,
             };
             match checked {
-                Ok(has) => _ = restorable.insert(generation, has),
+                Ok(has) => _ = restorable.insert(generation.clone(), has),
                 Err(e) => {
                     record_failure(&status, i, &e, &mut backoff);
                     tracing::error!(replica = %replica.describe(), generation = %generation, error = %e, permanent = e.is_permanent(), "listing the replica's snapshots failed");
@@ -527,10 +529,11 @@ async fn upload_loop(i: usize, opts: ReplicaOptions, spool: Arc<Spool>, status: 
                 }
             }
         }
-        let entries = if check_failed { vec![] } else { spool.pending(i) };
+        let entries = if check_failed { vec![] } else { entries };
         for entry in entries {
             if restorable.get(entry.key.generation()) == Some(&false) {
-                // Staged after the check found the generation's snapshot missing here, before the new one began.
+                // This replica cannot restore the generation: its entries are given up (those staged before the
+                // check already were), until the new generation begins.
                 spool.mark_uploaded(i, &entry);
                 continue;
             }
@@ -538,9 +541,6 @@ async fn upload_loop(i: usize, opts: ReplicaOptions, spool: Arc<Spool>, status: 
                 _ = stop.cancelled() => return,
                 r = upload(replica, &entry) => r,
             };
-            if let (Ok(()), SpoolKey::Snapshot { generation, .. }) = (&result, &entry.key) {
-                restorable.insert(generation.clone(), true);
-            }
             if result.is_ok() {
                 spool.mark_uploaded(i, &entry);
             }
@@ -556,9 +556,12 @@ async fn upload_loop(i: usize, opts: ReplicaOptions, spool: Arc<Spool>, status: 
                     rs.last_error = None;
                     rs.consecutive_errors = 0;
                     rs.reachable = true;
-                    if let SpoolKey::Segment { pos, .. } = &entry.key {
-                        rs.wal_index = pos.index;
-                        rs.wal_offset = pos.offset;
+                    match &entry.key {
+                        SpoolKey::Segment { pos, .. } => {
+                            rs.wal_index = pos.index;
+                            rs.wal_offset = pos.offset;
+                        }
+                        SpoolKey::Snapshot { generation, .. } => _ = restorable.insert(generation.clone(), true),
                     }
                     drop(s);
                     backoff.reset();

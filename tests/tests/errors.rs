@@ -11,13 +11,7 @@ use litecar_e2e::{Proc, eventually, litecar, litecar_bin, stderr};
 fn replicated(dir: &Path) -> PathBuf {
     let db = dir.join("app.db");
     workload::create(&db);
-    let replica = dir.join("replica");
-    let mut lc = Proc::spawn(
-        &litecar_bin(),
-        &["replicate", db.to_str().expect("utf8"), &format!("file://{}", replica.display())],
-        dir,
-        &dir.join("litecar.log"),
-    );
+    let (mut lc, replica) = replicating(dir, &db);
     let c = litecar_e2e::app_connection(&db);
     for i in 0..5 {
         c.execute("INSERT INTO events (writer, seq, payload) VALUES (1, ?1, randomblob(3000))", [i]).expect("insert");
@@ -188,25 +182,42 @@ fn insert_rows(db: &Path, writer: i64) {
     }
 }
 
+/// The database file and the given companions (`-wal`, `-shm`), as an application removes them.
+fn remove_database(db: &Path, suffixes: &[&str]) {
+    for suffix in suffixes {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
+/// `litecar restore` of `replica` into `out`, replacing any earlier output.
+fn restore_into(dir: &Path, replica: &Path, out: &Path) -> Output {
+    let _ = std::fs::remove_file(out);
+    litecar(&["restore", "-o", out.to_str().expect("utf8"), &format!("file://{}", replica.display())], dir)
+}
+
 /// After litecar stopped: the replica restores to exactly what `db` holds.
 fn assert_restores_to(dir: &Path, replica: &Path, db: &Path) {
     let out = dir.join("restored.db");
-    let o = litecar(&["restore", "-o", out.to_str().expect("utf8"), &format!("file://{}", replica.display())], dir);
+    let o = restore_into(dir, replica, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(litecar_e2e::digest(&out), litecar_e2e::digest(db));
+}
+
+/// A directory with an application database and `litecar replicate` running on it.
+fn replicated_app() -> (tempfile::TempDir, PathBuf, Proc, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    workload::create(&db);
+    let (lc, replica) = replicating(dir.path(), &db);
+    (dir, db, lc, replica)
 }
 
 /// Deleting the database under a running `litecar replicate` is reported by name and retried with backoff (not in a
 /// busy loop). Once the application creates it again, litecar replicates the new file, in a new generation.
 #[test]
 fn a_deleted_database_is_reported_without_a_busy_loop_and_followed_once_recreated() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    workload::create(&db);
-    let (mut lc, replica) = replicating(dir.path(), &db);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    let (dir, db, mut lc, replica) = replicated_app();
+    remove_database(&db, &["", "-wal", "-shm"]);
     std::thread::sleep(Duration::from_secs(3));
     let log = lc.log_text();
     let failures = log.lines().filter(|l| l.contains("sync failed")).count();
@@ -228,23 +239,16 @@ fn a_deleted_database_is_reported_without_a_busy_loop_and_followed_once_recreate
 /// what the deleted file had.
 #[test]
 fn shutting_down_while_the_database_is_missing_exits_cleanly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    workload::create(&db);
-    let (mut lc, replica) = replicating(dir.path(), &db);
+    let (dir, db, mut lc, replica) = replicated_app();
     insert_rows(&db, 1);
     let kept = dir.path().join("kept.db");
     litecar_e2e::app_connection(&db).execute("VACUUM INTO ?1", [kept.to_str().expect("utf8")]).expect("copy");
     let probe = dir.path().join("probe.db");
     eventually(Duration::from_secs(10), "every row in the replica", || {
-        let _ = std::fs::remove_file(&probe);
-        let url = format!("file://{}", replica.display());
-        litecar(&["restore", "-o", probe.to_str().expect("utf8"), &url], dir.path()).status.success()
+        restore_into(dir.path(), &replica, &probe).status.success()
             && litecar_e2e::digest(&probe) == litecar_e2e::digest(&kept)
     });
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    remove_database(&db, &["", "-wal", "-shm"]);
     eventually(Duration::from_secs(10), "the deletion noticed", || lc.log_text().contains("was deleted or replaced"));
     assert!(lc.terminate().success(), "{}", lc.log_text());
     assert_restores_to(dir.path(), &replica, &kept);
@@ -254,17 +258,12 @@ fn shutting_down_while_the_database_is_missing_exits_cleanly() {
 /// removed first) is followed: litecar lets go of the old file and replicates the new one in a new generation.
 #[test]
 fn a_database_replaced_by_rename_is_followed_in_a_new_generation() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    workload::create(&db);
-    let (mut lc, replica) = replicating(dir.path(), &db);
+    let (dir, db, mut lc, replica) = replicated_app();
     insert_rows(&db, 1);
     let swapped_in = dir.path().join("swapped-in.db");
     workload::create(&swapped_in);
     insert_rows(&swapped_in, 2);
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    remove_database(&db, &["-wal", "-shm"]);
     std::fs::rename(&swapped_in, &db).expect("swap the database in");
 
     insert_rows(&db, 3);
