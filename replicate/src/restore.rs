@@ -8,6 +8,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
 use futures::{StreamExt, TryStreamExt};
@@ -16,7 +17,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::client::{Replica, SegmentInfo, SnapshotInfo};
 use crate::compress::{self, lz4_reader};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::write_flushing;
+use crate::fsutil::{with_page_cache_filled, write_flushing};
 use crate::layout::{self, Generation};
 use crate::shipper::{SQLITE_HEADER, wal_path};
 use crate::wal::{self, WAL_HEADER_SIZE, WalHeader};
@@ -205,8 +206,8 @@ async fn restore_into(
     let plan_owned = plan.clone();
     let replica_name = replica.describe();
     let full = opts.full_integrity_check;
-    let work = work_db.clone();
-    tokio::task::spawn_blocking(move || apply(&replica_name, &plan_owned, &paths, &work, full))
+    let (work, scratch) = (work_db.clone(), scratch.to_owned());
+    tokio::task::spawn_blocking(move || apply(&replica_name, &plan_owned, &paths, &scratch, &work, full))
         .await
         .map_err(|e| Error::Io { path: work_db.clone(), source: io::Error::other(e) })??;
 
@@ -235,49 +236,30 @@ impl Replica {
 
 /// Rebuild the database from `paths`: the snapshot's file, then one file per segment of the plan, in order.
 ///
-/// Everything is written to the scratch directory without waiting for the disk in between (the snapshot is sent
-/// to disk in the background as it is decompressed, and SQLite's checkpoints of the segments run without fsyncs);
-/// the database is made durable once, at the end, while SQLite checks it.
-fn apply(replica: &str, plan: &Plan, paths: &[PathBuf], db: &Path, full_check: bool) -> Result<()> {
-    let snapshot = &paths[0];
-    let snap_key = layout::snapshot_key(&plan.generation, plan.snapshot.index);
-    let corrupt =
-        |key: &str, message: String| Error::Corrupt { replica: replica.to_owned(), key: key.to_owned(), message };
-    let out = File::options().read(true).write(true).create_new(true).open(db).at(db)?;
+/// Nothing waits for the disk in between: the snapshot is sent to disk in the background as it is decompressed,
+/// each WAL index is decompressed and validated into its own scratch file beside it, and SQLite's checkpoints of
+/// those files run without fsyncs. The database is made durable once, at the end, while SQLite checks it.
+fn apply(replica: &str, plan: &Plan, paths: &[PathBuf], scratch: &Path, db: &Path, full_check: bool) -> Result<()> {
     let started = std::time::Instant::now();
-    {
-        let src = File::open(snapshot).at(snapshot)?;
-        let (decompressed, flushed) = write_flushing(&out, |w| compress::decompress_into(src, w));
-        decompressed.map_err(|e| match e {
-            compress::DecompressError::Input(e) => corrupt(&snap_key, e.to_string()),
-            compress::DecompressError::Output(e) => Error::Io { path: db.to_owned(), source: e },
-        })?;
-        flushed.at(db)?;
-        let mut head = [0u8; 16];
-        let n = out.read_at(&mut head, 0).at(db)?;
-        if n < head.len() || &head != SQLITE_HEADER {
-            return Err(corrupt(&snap_key, "the snapshot is not a SQLite database".into()));
-        }
-    }
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "restore: snapshot written");
-
-    // Group segments by WAL index, keeping their scratch files.
-    let mut by_index: BTreeMap<u32, Vec<(usize, &SegmentInfo)>> = BTreeMap::new();
-    for (i, s) in plan.segments.iter().enumerate() {
-        by_index.entry(s.pos.index).or_default().push((i, s));
-    }
+    let out = File::options().read(true).write(true).create_new(true).open(db).at(db)?;
+    let (written, wals) = std::thread::scope(|scope| {
+        let wals = scope.spawn(|| {
+            let wals = prepare_wals(replica, plan, &paths[1..], scratch);
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "restore: WAL prepared");
+            wals
+        });
+        let written = write_snapshot(replica, plan, &paths[0], &out, db);
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "restore: snapshot written");
+        (written, wals.join().unwrap_or_else(|_| Err(thread_panicked(db))))
+    });
+    written?;
     let wal_file = wal_path(db);
-    for (index, segs) in by_index {
-        if segs[0].1.pos.offset != 0 {
-            let key = layout::wal_segment_key(&plan.generation, layout::Pos { index, offset: 0 });
-            return Err(Error::Restore {
-                replica: replica.to_owned(),
-                message: format!("missing WAL segment {key}: WAL index {index:08x} does not start at offset 0"),
-            });
-        }
-        write_wal(replica, plan, &paths[1..], &segs, &wal_file)?;
-        checkpoint_restored(db)?;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis(), index, "restore: WAL applied");
+    for wal in wals? {
+        fs::rename(&wal.path, &wal_file).at(&wal_file)?;
+        // The checkpoint writes the pages the database grew by into new pages of the file, as the snapshot's writer did.
+        let before = AtomicU64::new(out.metadata().at(db)?.len());
+        with_page_cache_filled(&out, wal.db_len, &before, || checkpoint_restored(db))?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis(), index = wal.index, "restore: WAL applied");
     }
     // `out` stays open until SQLite is done with the file: closing a descriptor drops every POSIX lock this process
     // holds on it, SQLite's included.
@@ -294,16 +276,91 @@ fn apply(replica: &str, plan: &Plan, paths: &[PathBuf], db: &Path, full_check: b
     })
 }
 
+fn thread_panicked(path: &Path) -> Error {
+    Error::Io { path: path.to_owned(), source: io::Error::other("a restore thread panicked") }
+}
+
+fn write_snapshot(replica: &str, plan: &Plan, snapshot: &Path, out: &File, db: &Path) -> Result<()> {
+    let key = layout::snapshot_key(&plan.generation, plan.snapshot.index);
+    let corrupt = |message: String| Error::Corrupt { replica: replica.to_owned(), key: key.clone(), message };
+    let expected_len = snapshot_database_len(snapshot).unwrap_or(0);
+    let src = File::open(snapshot).at(snapshot)?;
+    let (decompressed, flushed) = write_flushing(out, expected_len, |w| compress::decompress_into(src, w));
+    decompressed.map_err(|e| match e {
+        compress::DecompressError::Input(e) => corrupt(e.to_string()),
+        compress::DecompressError::Output(e) => Error::Io { path: db.to_owned(), source: e },
+    })?;
+    flushed.at(db)?;
+    let mut head = [0u8; 16];
+    let n = out.read_at(&mut head, 0).at(db)?;
+    if n < head.len() || &head != SQLITE_HEADER {
+        return Err(corrupt("the snapshot is not a SQLite database".into()));
+    }
+    Ok(())
+}
+
+/// How long the database in a snapshot is, as its header says: the page size times the in-header page count, which
+/// SQLite itself trusts only while the header's "version-valid-for" number equals its change counter. `None` when
+/// the header does not say, or claims more than an LZ4 frame of this size could hold.
+fn snapshot_database_len(snapshot: &Path) -> Option<u64> {
+    let file = File::open(snapshot).ok()?;
+    let compressed = file.metadata().ok()?.len();
+    let mut header = [0u8; 100];
+    lz4_reader(BufReader::new(file)).read_exact(&mut header).ok()?;
+    let field = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    if &header[..16] != SQLITE_HEADER || field(24) != field(92) {
+        return None;
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    // LZ4 cannot compress better than 255 to 1.
+    Some(page_size * u64::from(field(28))).filter(|&len| len <= compressed.saturating_mul(255))
+}
+
+/// One WAL index of the plan, decompressed and validated, ready for SQLite to checkpoint.
+struct PreparedWal {
+    index: u32,
+    path: PathBuf,
+    /// How long the database is after the WAL's last transaction.
+    db_len: u64,
+}
+
+/// Decompress and validate each WAL index of the plan into a scratch file of its own in `dir`, in index order.
+fn prepare_wals(replica: &str, plan: &Plan, segment_files: &[PathBuf], dir: &Path) -> Result<Vec<PreparedWal>> {
+    let mut by_index: BTreeMap<u32, Vec<(usize, &SegmentInfo)>> = BTreeMap::new();
+    for (i, s) in plan.segments.iter().enumerate() {
+        by_index.entry(s.pos.index).or_default().push((i, s));
+    }
+    let mut wals = Vec::with_capacity(by_index.len());
+    for (index, segs) in by_index {
+        if segs[0].1.pos.offset != 0 {
+            let key = layout::wal_segment_key(&plan.generation, layout::Pos { index, offset: 0 });
+            return Err(Error::Restore {
+                replica: replica.to_owned(),
+                message: format!("missing WAL segment {key}: WAL index {index:08x} does not start at offset 0"),
+            });
+        }
+        let path = dir.join(format!("{index:08x}.wal"));
+        let db_len = write_wal(replica, plan, segment_files, &segs, &path)?;
+        wals.push(PreparedWal { index, path, db_len });
+    }
+    Ok(wals)
+}
+
 /// Concatenate one index's segments into a WAL file, checking that each segment starts where the previous one
 /// ended, that the checksum chain holds throughout, and that the WAL ends on a commit frame. SQLite would silently
-/// ignore a WAL that fails these checks, losing data without a word.
+/// ignore a WAL that fails these checks, losing data without a word. Returns the database's length after the WAL's
+/// last transaction.
 fn write_wal(
     replica: &str,
     plan: &Plan,
     segment_files: &[PathBuf],
     segs: &[(usize, &SegmentInfo)],
     wal_file: &Path,
-) -> Result<()> {
+) -> Result<u64> {
+    let mut db_len = 0;
     let mut out = BufWriter::with_capacity(1 << 20, File::create(wal_file).at(wal_file)?);
     let mut header: Option<WalHeader> = None;
     let mut expect_offset = 0u64;
@@ -353,9 +410,13 @@ fn write_wal(
         }
         checksum = c.checksum;
         expect_offset = c.end;
+        if let Some(pages) = c.db_size {
+            db_len = u64::from(pages) * u64::from(h.page_size);
+        }
     }
     // A scratch file that SQLite checkpoints right away: it needs no fsync.
-    out.flush().at(wal_file)
+    out.flush().at(wal_file)?;
+    Ok(db_len)
 }
 
 struct CountingReader<R> {
@@ -395,6 +456,10 @@ fn checkpoint_restored(db: &Path) -> Result<()> {
 
 fn verify(db: &Path, full: bool) -> Result<()> {
     let conn = open_restored(db)?;
+    // Read through a memory map rather than `pread`: the check then looks at the pages where they already are in the
+    // page cache instead of copying each one into SQLite's, which takes it from about 0.35 s to 0.1 s on a 1 GB file.
+    // SQLite caps the map at its compile-time limit (2 GB) and reads the rest of a larger file as usual.
+    conn.pragma_update(None, "mmap_size", i64::MAX).map_err(|source| Error::Sqlite { path: db.to_owned(), source })?;
     let pragma = if full { "PRAGMA integrity_check" } else { "PRAGMA quick_check" };
     let mut stmt = conn.prepare(pragma).map_err(|source| Error::Sqlite { path: db.to_owned(), source })?;
     let rows: Vec<String> = stmt
@@ -405,4 +470,48 @@ fn verify(db: &Path, full: bool) -> Result<()> {
         return Err(Error::Integrity { path: db.to_owned(), message: rows.join("; ") });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress::Lz4Writer;
+
+    fn snapshot_of(content: &[u8], path: &Path) -> PathBuf {
+        let mut w = Lz4Writer::new(File::create(path).expect("create snapshot"));
+        w.write_all(content).expect("compress");
+        w.finish().expect("finish");
+        path.to_owned()
+    }
+
+    #[test]
+    fn a_snapshots_database_length_is_read_from_its_header_only_while_sqlite_would_trust_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 65536 is stored as 1 in the header.
+        for page_size in [4096, 65536] {
+            let db = dir.path().join(format!("src-{page_size}.db"));
+            let conn = Connection::open(&db).expect("open");
+            conn.execute_batch(&format!(
+                "PRAGMA page_size={page_size}; CREATE TABLE t(x);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
+                 INSERT INTO t SELECT randomblob(5000) FROM n;"
+            ))
+            .expect("fill");
+            drop(conn);
+            let bytes = fs::read(&db).expect("read");
+            let snapshot = |content: &[u8], name: &str| snapshot_of(content, &dir.path().join(name));
+            assert_eq!(snapshot_database_len(&snapshot(&bytes, "current")), Some(bytes.len() as u64), "{page_size}");
+
+            let mut stale = bytes.clone();
+            stale[95] ^= 1;
+            assert_eq!(snapshot_database_len(&snapshot(&stale, "stale")), None, "version-valid-for differs");
+
+            let mut huge = bytes.clone();
+            huge[28..32].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
+            assert_eq!(snapshot_database_len(&snapshot(&huge, "huge")), None, "more than the frame can hold");
+        }
+        let not_sqlite = dir.path().join("text");
+        assert_eq!(snapshot_database_len(&snapshot_of(&[b'x'; 4096], &not_sqlite)), None);
+        assert_eq!(snapshot_database_len(&snapshot_of(b"SQLite format 3\0", &dir.path().join("short"))), None);
+    }
 }
