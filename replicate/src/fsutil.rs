@@ -2,7 +2,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
@@ -68,7 +67,7 @@ pub fn write_atomically(dst: &Path, fill: impl FnOnce(&mut File) -> io::Result<(
 const FLUSH_EVERY: u64 = 64 << 20;
 
 /// How much of the file's unwritten end the page-cache filler reads at a time.
-const FILL_CHUNK: usize = 4 << 20;
+const FILL_CHUNK: u64 = 4 << 20;
 
 /// Writes a large file front to back while a second thread sends what is written to disk as it goes, so that the
 /// final fsync waits for the last few megabytes instead of the whole file, and the disk works while the writer
@@ -128,20 +127,19 @@ pub fn write_flushing<T>(
 }
 
 /// Run `work`, which writes `file` up to `len` bytes and, writing front to back, keeps `written` up to date with how
-/// far it has got, while a second thread reads the file's unwritten end, from `len` backwards, until it meets the
-/// writer.
-/// The file is first extended to `len` with a hole, so those reads cost no I/O: the kernel only creates zeroed
-/// page-cache pages, which the writer later copies into.
+/// far it has got, while a second thread has the kernel read ahead the file's unwritten end, from `len` backwards,
+/// until it meets the writer. The file is first extended to `len` with a hole, so that readahead costs no I/O: the
+/// kernel only creates zeroed page-cache pages, which the writer later copies into.
 ///
 /// Creating page-cache pages is most of what writing a large new file costs (68 % of a restore's samples in
 /// `perf`), the more so on a virtual machine that hands free memory back to its host, where the first touch of each
 /// page is slow. This way two CPUs share it (see docs/benchmarks.md for what it saves).
 ///
 /// `written` may also stay put (a writer that does not report its progress, such as SQLite's checkpoint): the
-/// reader then fills down to it, or until `work` returns. Only reads run beside `work`, so whichever of the two
+/// readahead then goes down to it, or until `work` returns. Only readahead runs beside `work`, so whichever of the two
 /// gets to a page first, the file's content is what `work` wrote.
 ///
-/// Only on local disk file systems: over NFS, say, each of those reads would cross the network.
+/// Only on local disk file systems: over NFS, say, that readahead would cross the network.
 pub fn with_page_cache_filled<T>(file: &File, len: u64, written: &AtomicU64, work: impl FnOnce() -> T) -> T {
     let extended = on_local_disk(file) && file.metadata().is_ok_and(|m| m.len() < len) && file.set_len(len).is_ok();
     if !extended {
@@ -163,12 +161,16 @@ fn on_local_disk(file: &File) -> bool {
 }
 
 fn fill_page_cache_backwards(file: &File, len: u64, written: &AtomicU64, done: &AtomicBool) {
-    let mut buf = vec![0u8; FILL_CHUNK];
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
     let mut end = len;
     // Stay a few chunks clear of the writer, so that the two do not queue on the same pages.
-    while !done.load(Ordering::Relaxed) && end > written.load(Ordering::Relaxed) + 4 * FILL_CHUNK as u64 {
-        let start = end.saturating_sub(FILL_CHUNK as u64);
-        if file.read_at(&mut buf[..(end - start) as usize], start).is_err() {
+    while !done.load(Ordering::Relaxed) && end > written.load(Ordering::Relaxed) + 4 * FILL_CHUNK {
+        let start = end.saturating_sub(FILL_CHUNK);
+        // Readahead of the range, on this thread: the same pages as reading it, without a buffer to copy into.
+        let (Ok(offset), Ok(chunk)) = (i64::try_from(start), i64::try_from(end - start)) else {
+            return;
+        };
+        if posix_fadvise(file, offset, chunk, PosixFadviseAdvice::POSIX_FADV_WILLNEED).is_err() {
             return;
         }
         end = start;
@@ -179,6 +181,7 @@ fn fill_page_cache_backwards(file: &File, len: u64, written: &AtomicU64, done: &
 mod tests {
     use super::*;
     use std::io::Read;
+    use std::os::unix::fs::FileExt;
 
     fn read_back(path: &Path) -> Vec<u8> {
         let mut back = Vec::new();
