@@ -694,17 +694,23 @@ def settle_disk(path: Path, quiet: float = 1.0, limit: float = 60.0) -> None:
         time.sleep(quiet)
         return
 
-    def sample() -> tuple[int, ...]:
+    def sample() -> tuple[float, ...]:
         f = [int(x) for x in stat.read_text().split()]
-        # writes completed, sectors written, I/Os in flight, discards completed, sectors discarded
-        return (f[4], f[6], f[8], *(f[11:14:2] if len(f) > 13 else ()))
+        # writes completed, sectors written, discards completed, sectors discarded; and, while any I/O is in flight,
+        # the time, so that the disk never counts as still then
+        return (f[4], f[6], *(f[11:14:2] if len(f) > 13 else ()), time.monotonic() if f[8] else 0.0)
 
+    wait_until_still(sample, 0.1, quiet, limit)
+
+
+def wait_until_still(sample, period: float, quiet: float, limit: float) -> None:
+    """Sample every `period` seconds until the value has not changed for `quiet` seconds, or `limit` seconds pass."""
     deadline = time.monotonic() + limit
     last, since = sample(), time.monotonic()
     while time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(period)
         now = sample()
-        if now != last or now[2] != 0:
+        if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:
             return
@@ -719,17 +725,8 @@ def settle_memory(quiet: float = 3.0, limit: float = 60.0) -> None:
     while the previous run's freed 1.2 GB is still being handed back finds some of it fast and some slow, depending on
     what ran before; measured that way, one build of litecar took 0.7 s after one run and 3.9 s after another. After
     this wait every run starts from the same state: memory as cold as on a node where a pod starts."""
-    if not REPORTED_KIB.exists():
-        return
-    deadline = time.monotonic() + limit
-    last, since = REPORTED_KIB.read_text(), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.25)
-        now = REPORTED_KIB.read_text()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
+    if REPORTED_KIB.exists():
+        wait_until_still(REPORTED_KIB.read_text, 0.25, quiet, limit)
 
 
 def quick_check_seconds(db: Path) -> float:

@@ -66,7 +66,7 @@ pub fn write_atomically(dst: &Path, fill: impl FnOnce(&mut File) -> io::Result<(
 /// How much a [`FlushingWriter`] writes before it asks for what it wrote to be sent to disk.
 const FLUSH_EVERY: u64 = 64 << 20;
 
-/// How much of the file's unwritten end the page-cache filler reads at a time.
+/// How much of the file's unwritten end the page-cache filler asks readahead for at a time.
 const FILL_CHUNK: u64 = 4 << 20;
 
 /// Writes a large file front to back while a second thread sends what is written to disk as it goes, so that the
