@@ -462,6 +462,23 @@ impl Shipper {
         Ok(())
     }
 
+    /// With the write lock held: commit a no-op (which restarts a fully checkpointed WAL), and leave the WAL pinned
+    /// so that no one else can restart or truncate it once the commit releases the write lock.
+    ///
+    /// The read lock is moved before the commit, not after: in between, the application could write, checkpoint
+    /// and restart the WAL twice, and the frames of the WAL in the middle would be lost to the replica (a new
+    /// generation). Taken before the commit, on a fully checkpointed WAL, the read lock sits on the database file:
+    /// that does not stop our commit's restart, which only waits for readers inside the WAL, but it stops every
+    /// checkpoint from copying anything, so the new WAL can never be fully checkpointed, hence never restarted. On
+    /// a WAL not fully checkpointed, it holds a snapshot inside the WAL, which stops any restart, ours included.
+    fn touch_pinned(&mut self) -> Result<()> {
+        let touched = self.unpin().and_then(|()| self.pin()).and_then(|()| self.touch_and_commit());
+        if touched.is_err() {
+            self.write_unlock()?;
+        }
+        touched
+    }
+
     /// Commit a write that changes nothing (`user_version` set to its own value). It gives the WAL a frame, and if
     /// the WAL was fully checkpointed it makes this connection restart it.
     fn touch_and_commit(&mut self) -> Result<()> {
@@ -652,25 +669,17 @@ impl Shipper {
 
     fn start_generation(&mut self, reason: &str, report: &mut SyncReport) -> Result<()> {
         tracing::info!(db = %self.db_path.display(), reason, "starting a new generation");
-        self.unpin()?;
-        // Give the WAL a frame before pinning it, so the read lock we take next holds a snapshot inside the WAL
-        // (a reader of a fully checkpointed WAL reads the database file and would not stop a restart).
+        // The generation starts with a WAL that holds a frame and that no one else can restart from here on.
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.try_write_lock(self.policy.lock_timeout.max(Duration::from_millis(500)))? {
             if Instant::now() > deadline {
-                self.pin()?;
                 return Err(Error::Wal {
                     path: self.db_path.clone(),
                     message: "could not take the write lock to start a generation: the application holds it".into(),
                 });
             }
         }
-        let touched = self.touch_and_commit();
-        if touched.is_err() {
-            self.write_unlock()?;
-        }
-        touched?;
-        self.pin()?;
+        self.touch_pinned()?;
         let header = self.read_wal_header()?.ok_or_else(|| Error::Wal {
             path: self.wal_path.clone(),
             message: "no valid WAL header after a write".into(),
@@ -868,14 +877,9 @@ impl Shipper {
         if !shipped {
             return self.write_unlock();
         }
-        // Only now, with the write lock held, let go of the read lock: a restart needs every reader out of the WAL,
-        // and with the write lock ours is the only connection that can restart or truncate it.
-        self.unpin()?;
-        let touched = self.touch_and_commit();
-        if touched.is_err() {
-            self.write_unlock()?;
-        }
-        touched?;
+        // Only now, with the write lock held, move the read lock: a restart needs every reader out of the WAL, and
+        // with the write lock ours is the only connection that can restart or truncate it.
+        self.touch_pinned()?;
         let (Some(old), Some(new)) = (old, self.read_wal_header()?) else { return Ok(()) };
         let p = self.position_mut()?;
         if old.is_followed_by(&new) && p.pos.index < MAX_INDEX {
@@ -884,7 +888,8 @@ impl Shipper {
             p.header = new;
             p.checksum = new.checksum;
             self.save()?;
-            // Our read lock is taken next, on the restart frame: nothing past it can be checkpointed.
+            // Our read lock, taken on the database file before the restart, lets nothing of the new WAL be
+            // checkpointed.
             self.index_backfilled = false;
         }
         let frame_size = new.frame_size();
@@ -1087,4 +1092,56 @@ pub fn wal_path(db_path: &Path) -> PathBuf {
     let mut s = db_path.as_os_str().to_owned();
     s.push("-wal");
     PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(db: &Path) -> Connection {
+        let c = Connection::open(db).expect("open");
+        c.pragma_update(None, "journal_mode", "wal").expect("wal");
+        c.pragma_update(None, "wal_autocheckpoint", 0).expect("autocheckpoint");
+        c.execute_batch("CREATE TABLE IF NOT EXISTS t (x)").expect("schema");
+        c
+    }
+
+    /// Everything an application can do in the moment after our restart commit releases the write lock: commit,
+    /// checkpoint with TRUNCATE, and again. Had our read lock been taken only after that moment, the second WAL's
+    /// commit would be gone from every WAL, and only a new generation could cover it.
+    #[test]
+    fn the_wal_our_checkpoint_restarts_is_pinned_before_the_write_lock_is_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("a.db");
+        let c = app(&db);
+        let spool = Arc::new(Spool::open(dir.path().join("spool"), 1).expect("spool"));
+        let mut s = Shipper::open(&db, dir.path(), spool, CheckpointPolicy::default()).expect("shipper");
+        s.sync().expect("first sync");
+        c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+        s.sync().expect("sync");
+        let before = s.position().expect("position").clone();
+
+        let mut report = SyncReport::default();
+        assert!(s.try_write_lock(Duration::from_secs(1)).expect("lock"), "write lock");
+        let complete = s.checkpoint_locked(&mut report);
+        s.write_unlock().expect("unlock");
+        assert_eq!(complete.expect("checkpoint"), Some(true), "the checkpoint copied the whole WAL");
+        s.restart_wal(&mut report).expect("restart");
+        let restarted = s.read_wal_header().expect("header").expect("a WAL");
+        assert!(before.header.is_followed_by(&restarted), "our commit restarted the WAL");
+
+        c.busy_timeout(Duration::from_millis(20)).expect("busy timeout");
+        for x in [2, 3] {
+            c.execute("INSERT INTO t VALUES (?1)", [x]).expect("insert");
+            let (busy, _, _): (i64, i64, i64) = c
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .expect("application checkpoint");
+            assert_eq!(busy, 1, "the application's TRUNCATE checkpoint got past our read lock");
+        }
+        assert_eq!(s.read_wal_header().expect("header"), Some(restarted), "the WAL was restarted again");
+        let report = s.sync().expect("sync");
+        assert_eq!(report.new_generation, None);
+        let after = s.position().expect("position");
+        assert_eq!((&after.generation, after.pos.index), (&before.generation, before.pos.index + 1));
+    }
 }
