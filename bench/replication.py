@@ -729,6 +729,29 @@ def settle_memory(quiet: float = 3.0, limit: float = 60.0) -> None:
         wait_until_still(REPORTED_KIB.read_text, 0.25, quiet, limit)
 
 
+def put_in_page_cache(root: Path) -> None:
+    """Read every file under `root`, so that it is in the page cache, as a replica is right after it was written."""
+    for f in root.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+
+
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def drop_page_cache() -> bool:
+    """Write back and drop the whole page cache (root only), as on a node that did not write the replica; False if
+    this process may not."""
+    os.sync()
+    try:
+        DROP_CACHES.write_text("1\n")
+    except OSError:
+        return False
+    return True
+
+
 def quick_check_seconds(db: Path) -> float:
     c = sqlite3.connect(db)
     t0 = time.monotonic()
@@ -789,15 +812,29 @@ def scenario_restore(base_rows: int, extra_bytes: int, reps: int) -> dict:
         checks: dict[str, str] = {}
         floors: dict[str, list[float]] = {}
         restored_bytes = 0
-        pairs = [(t, s) for s in TOOLS for t in TOOLS]  # (restoring tool, replica source)
+        # (restoring tool, replica source, page cache). Every run starts with the replica it reads in a known state:
+        # in the page cache, as right after it was written, or not, as on a new node; each tool's restore may change
+        # that for the next run (litecar gives back the page cache of what it read).
+        pairs = [(t, s, "cached") for s in TOOLS for t in TOOLS]
+        can_drop = drop_page_cache()
+        if can_drop:
+            pairs += [(t, t, "cold") for t in TOOLS]
+        else:
+            log("restore: cannot drop the page cache (not root): no runs from a cold replica")
         for rep in range(reps):
             order = pairs if rep % 2 == 0 else list(reversed(pairs))
-            for tool, src in order:
-                key = f"{tool}<-{src}"
+            for tool, src, cache in order:
+                key = f"{tool}<-{src}" + (" cold" if cache == "cold" else "")
                 out = work / f"out-{tool}-{src}.db"
+                if cache == "cold":
+                    drop_page_cache()
+                else:
+                    put_in_page_cache(replicas[src])
+                settle_disk(work)
+                settle_memory()
                 la = loadavg()
                 dt = restore(tool, replicas[src], out, work / f"restore-{key}.log")
-                log(f"restore: {tool} restoring {src}'s replica: {dt:.2f}s (load {la})")
+                log(f"restore: {tool} restoring {src}'s replica ({cache}): {dt:.2f}s (load {la})")
                 timings.setdefault(key, []).append(dt)
                 if rep == 0:
                     fp = db_fingerprint(out, "big")
@@ -808,19 +845,20 @@ def scenario_restore(base_rows: int, extra_bytes: int, reps: int) -> dict:
                     restored_bytes = out.stat().st_size
                 for suffix in ("", "-wal", "-shm"):
                     Path(str(out) + suffix).unlink(missing_ok=True)
-                # Let the file system finish freeing (and discarding) the deleted output, and the kernel finish
-                # handing its memory back, before the next run, so that no run pays or gains for the one before it.
-                settle_disk(work)
-                settle_memory()
-            floors.setdefault("durable_write", []).append(durable_write_floor(work / "floor.out", restored_bytes))
+                # The next run's set-up lets the file system finish freeing (and discarding) the deleted output, and
+                # the kernel finish handing its memory back, so that no run pays or gains for the one before it.
             settle_disk(work)
             settle_memory()
+            floors.setdefault("durable_write", []).append(durable_write_floor(work / "floor.out", restored_bytes))
         result["floor_s"] = {k: {"median": statistics.median(v), "all": v} for k, v in floors.items()}
         result["restore_s"] = {k: {"median": statistics.median(v), "all": v} for k, v in timings.items()}
         # Each tool restoring its own replica, run for run: the machine's speed drifts over minutes, and both runs of
         # one repetition see about the same machine.
         own = zip(timings["litestream<-litestream"], timings["litecar<-litecar"])
         result["ratio_own_replicas"] = [ls / lc for ls, lc in own]
+        if can_drop:
+            own = zip(timings["litestream<-litestream cold"], timings["litecar<-litecar cold"])
+            result["ratio_own_replicas_cold"] = [ls / lc for ls, lc in own]
         result["checks"] = checks
         result["fingerprints"] = {k: list(v) for k, v in fps.items()}
         return result
@@ -870,15 +908,16 @@ def print_report(res: dict) -> None:
             y = x["tools"][t]
             w(f"  {t} replica: {mb(y['replica_bytes'])}, {y['segments']} segments, snapshot took {y['snapshot_s']:.1f}s")
         for k, v in x["restore_s"].items():
-            w(f"  {k:<24} {v['median']:>7.2f} s   runs: {', '.join(f'{s:.2f}' for s in v['all'])}   check: {x['checks'][k]}")
+            check = x["checks"].get(k, "-")
+            w(f"  {k:<27} {v['median']:>7.2f} s   runs: {', '.join(f'{s:.2f}' for s in v['all'])}   check: {check}")
         f = x["floor_s"]
         w("  Floors on this machine (same size, same disk):")
         w(f"    durable write from memory  {f['durable_write']['median']:>7.2f} s   runs: {', '.join(f'{s:.2f}' for s in f['durable_write']['all'])}")
         w(f"    PRAGMA quick_check (warm)  {f['quick_check']['median']:>7.2f} s   runs: {', '.join(f'{s:.2f}' for s in f['quick_check']['all'])}")
         floor = f["durable_write"]["median"] + f["quick_check"]["median"]
-        ratios = x.get("ratio_own_replicas", [])
-        if ratios:
-            w(f"  litestream / litecar, own replicas, run for run: median {statistics.median(ratios):.2f}x   runs: {', '.join(f'{r:.2f}' for r in ratios)}")
+        for cache, ratios in (("", x.get("ratio_own_replicas")), (" cold", x.get("ratio_own_replicas_cold"))):
+            if ratios:
+                w(f"  litestream / litecar, own replicas{cache}, run for run: median {statistics.median(ratios):.2f}x   runs: {', '.join(f'{r:.2f}' for r in ratios)}")
         ls = x["restore_s"].get("litestream<-litestream", {}).get("median")
         if ls:
             w(f"    a verified restore needs about {floor:.2f} s or more: at most {ls / floor:.2f}x faster than litestream's {ls:.2f} s")

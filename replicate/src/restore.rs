@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::client::{Replica, SegmentInfo, SnapshotInfo};
 use crate::compress::{self, lz4_reader};
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::{with_page_cache_filled, write_flushing};
+use crate::fsutil::{ReadOnce, with_page_cache_filled, write_flushing};
 use crate::layout::{self, Generation};
 use crate::shipper::{SQLITE_HEADER, wal_path};
 use crate::wal::{self, WAL_HEADER_SIZE, WalHeader};
@@ -177,27 +177,28 @@ async fn restore_into(
     let mut objects: Vec<(String, Option<layout::Pos>)> =
         vec![(layout::snapshot_key(&plan.generation, plan.snapshot.index), None)];
     objects.extend(plan.segments.iter().map(|s| (layout::wal_segment_key(&plan.generation, s.pos), Some(s.pos))));
-    let paths: Vec<PathBuf> = objects
+    let sources: Vec<Source> = objects
         .iter()
         .enumerate()
-        .map(|(i, (key, _))| replica.client.local_path(key).unwrap_or_else(|| scratch.join(format!("{i:08}.lz4"))))
+        .map(|(i, (key, _))| match replica.client.local_path(key) {
+            Some(path) => Source { path, downloaded: false },
+            None => Source { path: scratch.join(format!("{i:08}.lz4")), downloaded: true },
+        })
         .collect();
-    futures::stream::iter(
-        objects.iter().zip(&paths).filter(|((key, _), _)| replica.client.local_path(key).is_none()).map(
-            |((_, pos), dst)| {
-                let downloaded = &downloaded;
-                async move {
-                    let n = match pos {
-                        None => replica.get_snapshot(&plan.generation, plan.snapshot.index, dst).await?,
-                        Some(p) => replica.get_segment(&plan.generation, *p, dst).await?,
-                    };
-                    let total = downloaded.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-                    progress(total);
-                    Ok::<_, Error>(())
-                }
-            },
-        ),
-    )
+    futures::stream::iter(objects.iter().zip(&sources).filter(|(_, source)| source.downloaded).map(
+        |((_, pos), Source { path: dst, .. })| {
+            let downloaded = &downloaded;
+            async move {
+                let n = match pos {
+                    None => replica.get_snapshot(&plan.generation, plan.snapshot.index, dst).await?,
+                    Some(p) => replica.get_segment(&plan.generation, *p, dst).await?,
+                };
+                let total = downloaded.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                progress(total);
+                Ok::<_, Error>(())
+            }
+        },
+    ))
     .buffer_unordered(opts.parallelism.max(1))
     .try_collect::<Vec<()>>()
     .await?;
@@ -207,7 +208,7 @@ async fn restore_into(
     let replica_name = replica.describe();
     let full = opts.full_integrity_check;
     let (work, scratch) = (work_db.clone(), scratch.to_owned());
-    tokio::task::spawn_blocking(move || apply(&replica_name, &plan_owned, &paths, &scratch, &work, full))
+    tokio::task::spawn_blocking(move || apply(&replica_name, &plan_owned, &sources, &scratch, &work, full))
         .await
         .map_err(|e| Error::Io { path: work_db.clone(), source: io::Error::other(e) })??;
 
@@ -234,21 +235,38 @@ impl Replica {
     }
 }
 
-/// Rebuild the database from `paths`: the snapshot's file, then one file per segment of the plan, in order.
+/// A file of the replica that the restore reads once: read in place from a local replica, or downloaded into the
+/// scratch directory.
+struct Source {
+    path: PathBuf,
+    downloaded: bool,
+}
+
+impl Source {
+    /// A local replica's file gives its page cache back as it is read ([`ReadOnce`]). A downloaded one keeps it: its
+    /// pages are likely not on disk yet, and giving them back would write them there first, for a file about to be
+    /// deleted.
+    fn open(&self) -> Result<Box<dyn Read + Send>> {
+        let file = File::open(&self.path).at(&self.path)?;
+        Ok(if self.downloaded { Box::new(file) } else { Box::new(ReadOnce::new(file)) })
+    }
+}
+
+/// Rebuild the database from `sources`: the snapshot's file, then one file per segment of the plan, in order.
 ///
 /// Nothing waits for the disk in between: the snapshot is sent to disk in the background as it is decompressed,
 /// each WAL index is decompressed and validated into its own scratch file beside it, and SQLite's checkpoints of
 /// those files run without fsyncs. The database is made durable once, at the end, while SQLite checks it.
-fn apply(replica: &str, plan: &Plan, paths: &[PathBuf], scratch: &Path, db: &Path, full_check: bool) -> Result<()> {
+fn apply(replica: &str, plan: &Plan, sources: &[Source], scratch: &Path, db: &Path, full_check: bool) -> Result<()> {
     let started = std::time::Instant::now();
     let out = File::options().read(true).write(true).create_new(true).open(db).at(db)?;
     let (written, wals) = std::thread::scope(|scope| {
         let wals = scope.spawn(|| {
-            let wals = prepare_wals(replica, plan, &paths[1..], scratch);
+            let wals = prepare_wals(replica, plan, &sources[1..], scratch);
             tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "restore: WAL prepared");
             wals
         });
-        let written = write_snapshot(replica, plan, &paths[0], &out, db);
+        let written = write_snapshot(replica, plan, &sources[0], &out, db);
         tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "restore: snapshot written");
         (written, wals.join().unwrap_or_else(|_| Err(thread_panicked(db))))
     });
@@ -280,11 +298,11 @@ fn thread_panicked(path: &Path) -> Error {
     Error::Io { path: path.to_owned(), source: io::Error::other("a restore thread panicked") }
 }
 
-fn write_snapshot(replica: &str, plan: &Plan, snapshot: &Path, out: &File, db: &Path) -> Result<()> {
+fn write_snapshot(replica: &str, plan: &Plan, snapshot: &Source, out: &File, db: &Path) -> Result<()> {
     let key = layout::snapshot_key(&plan.generation, plan.snapshot.index);
     let corrupt = |message: String| Error::Corrupt { replica: replica.to_owned(), key: key.clone(), message };
-    let expected_len = snapshot_database_len(snapshot).unwrap_or(0);
-    let src = File::open(snapshot).at(snapshot)?;
+    let expected_len = snapshot_database_len(&snapshot.path).unwrap_or(0);
+    let src = snapshot.open()?;
     let (decompressed, flushed) = write_flushing(out, expected_len, |w| compress::decompress_into(src, w));
     decompressed.map_err(|e| match e {
         compress::DecompressError::Input(e) => corrupt(e.to_string()),
@@ -328,7 +346,7 @@ struct PreparedWal {
 }
 
 /// Decompress and validate each WAL index of the plan into a scratch file of its own in `dir`, in index order.
-fn prepare_wals(replica: &str, plan: &Plan, segment_files: &[PathBuf], dir: &Path) -> Result<Vec<PreparedWal>> {
+fn prepare_wals(replica: &str, plan: &Plan, segment_files: &[Source], dir: &Path) -> Result<Vec<PreparedWal>> {
     let mut by_index: BTreeMap<u32, Vec<(usize, &SegmentInfo)>> = BTreeMap::new();
     for (i, s) in plan.segments.iter().enumerate() {
         by_index.entry(s.pos.index).or_default().push((i, s));
@@ -356,7 +374,7 @@ fn prepare_wals(replica: &str, plan: &Plan, segment_files: &[PathBuf], dir: &Pat
 fn write_wal(
     replica: &str,
     plan: &Plan,
-    segment_files: &[PathBuf],
+    segment_files: &[Source],
     segs: &[(usize, &SegmentInfo)],
     wal_file: &Path,
 ) -> Result<u64> {
@@ -374,8 +392,7 @@ fn write_wal(
                 seg.pos.offset
             )));
         }
-        let src = &segment_files[*i];
-        let mut r = lz4_reader(BufReader::with_capacity(1 << 20, File::open(src).at(src)?));
+        let mut r = lz4_reader(BufReader::with_capacity(1 << 20, segment_files[*i].open()?));
         let mut start = seg.pos.offset;
         if seg.pos.offset == 0 {
             let mut hb = [0u8; WAL_HEADER_SIZE as usize];
