@@ -9,7 +9,8 @@ Scenarios
   lag      commit -> bytes durable in the replica, at ~500 small tx/s
   cpu      CPU seconds of the tool per GB of WAL written by a heavy writer
   rss      VmRSS idle (5 s after start, no writes) and peak under the lag workload
-  restore  wall-clock `restore -o` of a ~1 GB database (snapshot + ~50 MB of WAL segments)
+  restore  wall-clock `restore -o` of a ~1 GB database (snapshot + ~50 MB of WAL segments), with the replica in
+           the page cache and, as root, without it
 
 How lag is measured
   The writer inserts one row per transaction whose text column holds a marker
