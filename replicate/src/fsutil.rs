@@ -154,7 +154,7 @@ pub fn with_page_cache_filled<T>(file: &File, len: u64, written: &AtomicU64, wor
     })
 }
 
-fn on_local_disk(file: &File) -> bool {
+pub(crate) fn on_local_disk(file: &File) -> bool {
     use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, fstatfs};
     // EXT4_SUPER_MAGIC is ext2's and ext3's too.
     fstatfs(file).is_ok_and(|fs| [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, BTRFS_SUPER_MAGIC].contains(&fs.filesystem_type()))
@@ -225,6 +225,18 @@ impl Read for ReadOnce {
     }
 }
 
+/// How much of `path` is in the page cache, as util-linux's `fincore` counts it.
+#[cfg(test)]
+pub(crate) fn page_cache_bytes(path: &Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (Debian's util-linux-extra) runs");
+    assert!(out.status.success(), "fincore: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("fincore prints a byte count")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,17 +296,6 @@ mod tests {
         }
     }
 
-    /// How much of `path` is in the page cache, as util-linux's `fincore` counts it.
-    fn resident_bytes(path: &Path) -> u64 {
-        let out = std::process::Command::new("fincore")
-            .args(["--bytes", "--noheadings", "--output", "RES"])
-            .arg(path)
-            .output()
-            .expect("fincore (Debian's util-linux-extra) runs");
-        assert!(out.status.success(), "fincore: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("fincore prints a byte count")
-    }
-
     #[test]
     fn reading_once_gives_back_the_page_cache_of_what_it_read_and_reads_every_byte() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -312,12 +313,12 @@ mod tests {
             assert!(back == data, "the bytes read differ from the file's");
             return;
         }
-        assert_eq!(resident_bytes(&path), len.next_multiple_of(4096), "the file is in the page cache once written");
+        assert_eq!(page_cache_bytes(&path), len.next_multiple_of(4096), "the file is in the page cache once written");
 
         let mut r = ReadOnce::new(file);
         let mut back = vec![0u8; RELEASE_EVERY as usize + 100];
         r.read_exact(&mut back).expect("read the first part");
-        let resident = resident_bytes(&path);
+        let resident = page_cache_bytes(&path);
         let cached = len.next_multiple_of(4096);
         assert!(
             resident <= cached - RELEASE_EVERY,
@@ -325,6 +326,6 @@ mod tests {
         );
         r.read_to_end(&mut back).expect("read the rest");
         assert!(back == data, "the bytes read differ from the file's");
-        assert_eq!(resident_bytes(&path), 0, "pages left in the page cache after reading to the end");
+        assert_eq!(page_cache_bytes(&path), 0, "pages left in the page cache after reading to the end");
     }
 }

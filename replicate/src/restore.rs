@@ -489,6 +489,7 @@ fn verify(db: &Path, full: bool) -> Result<()> {
 mod tests {
     use super::*;
     use crate::compress::Lz4Writer;
+    use crate::fsutil::page_cache_bytes;
 
     fn snapshot_of(content: &[u8], path: &Path) -> PathBuf {
         let mut w = Lz4Writer::new(File::create(path).expect("create snapshot"));
@@ -526,5 +527,28 @@ mod tests {
         let not_sqlite = dir.path().join("text");
         assert_eq!(snapshot_database_len(&snapshot_of(&[b'x'; 4096], &not_sqlite)), None);
         assert_eq!(snapshot_database_len(&snapshot_of(b"SQLite format 3\0", &dir.path().join("short"))), None);
+    }
+
+    #[test]
+    fn a_local_replicas_files_give_their_page_cache_back_as_they_are_read_and_downloaded_ones_keep_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data: Vec<u8> = (0..(20 << 20)).map(|i: u32| (i * 31 % 247) as u8).collect();
+        for downloaded in [false, true] {
+            let path = dir.path().join(format!("object-{downloaded}"));
+            let file = File::create(&path).expect("create");
+            (&file).write_all(&data).expect("write");
+            // Only pages already on disk can be given back.
+            file.sync_all().expect("fsync");
+            if !crate::fsutil::on_local_disk(&file) {
+                return;
+            }
+            let cached = page_cache_bytes(&path);
+            assert_eq!(cached, data.len() as u64, "the file is in the page cache once written");
+            let mut back = Vec::new();
+            Source { path: path.clone(), downloaded }.open().expect("open").read_to_end(&mut back).expect("read");
+            assert!(back == data, "the bytes read differ from the file's");
+            let expected = if downloaded { cached } else { 0 };
+            assert_eq!(page_cache_bytes(&path), expected, "page cache left after reading (downloaded: {downloaded})");
+        }
     }
 }

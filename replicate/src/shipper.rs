@@ -488,13 +488,31 @@ impl Shipper {
         self.lock.execute_batch("COMMIT").db(&self.db_path)
     }
 
-    fn read_wal_header(&self) -> Result<Option<WalHeader>> {
-        let mut f = match File::open(&self.wal_path) {
+    /// Open the WAL by its path, `None` if there is none, as long as the database's path still names our file. That is
+    /// checked once the WAL is open: an application that swaps another database in by rename can only create that
+    /// file's WAL after the rename, so if the database is still ours then, so is the WAL we opened. Without it, a
+    /// rename in the middle of a sync could have the new file's frames copied into the old file's generation.
+    fn open_wal(&self) -> Result<Option<File>> {
+        let f = match File::open(&self.wal_path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(Error::Io { path: self.wal_path.clone(), source: e });
-            }
+            Err(e) => return Err(Error::Io { path: self.wal_path.clone(), source: e }),
+        };
+        self.ensure_still_at_path()?;
+        Ok(Some(f))
+    }
+
+    /// [`Shipper::open_wal`], with a missing WAL as the error it is when we are about to copy from it.
+    fn open_existing_wal(&self) -> Result<File> {
+        self.open_wal()?.ok_or_else(|| Error::Io {
+            path: self.wal_path.clone(),
+            source: io::Error::new(io::ErrorKind::NotFound, "the WAL is gone"),
+        })
+    }
+
+    fn read_wal_header(&self) -> Result<Option<WalHeader>> {
+        let Some(mut f) = self.open_wal()? else {
+            return Ok(None);
         };
         let mut buf = [0u8; WAL_HEADER_SIZE as usize];
         match f.read_exact(&mut buf) {
@@ -510,7 +528,7 @@ impl Shipper {
         let header = p.header;
         let (start, seed) = shipping_start(p);
         let key = SpoolKey::Segment { generation: p.generation.clone(), pos: p.pos };
-        let mut f = File::open(&self.wal_path).at(&self.wal_path)?;
+        let mut f = self.open_existing_wal()?;
         // The frame just before our position must still be the one we shipped.
         if !frame_before_matches(&self.wal_path, &header, start, seed)? {
             return Err(ShipError::Mismatch);
@@ -648,7 +666,7 @@ impl Shipper {
         if overwritten > start || !frame_before_matches(&self.wal_path, &old, start, seed)? {
             return Ok(Restart::Lost("the WAL was restarted and overwritten before litecar copied its end"));
         }
-        let mut f = File::open(&self.wal_path).at(&self.wal_path)?;
+        let mut f = self.open_existing_wal()?;
         f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
         let committed = wal::scan(&mut BufReader::with_capacity(1 << 20, f), &old, start, seed).at(&self.wal_path)?;
         if committed.end > start {
@@ -1143,5 +1161,34 @@ mod tests {
         assert_eq!(report.new_generation, None);
         let after = s.position().expect("position");
         assert_eq!((&after.generation, after.pos.index), (&before.generation, before.pos.index + 1));
+    }
+
+    /// An application swaps another database in by rename (removing the old WAL and shared memory first, as it must)
+    /// and writes to it, in the middle of one of our syncs: the WAL now at the path is the new file's, and reading it
+    /// says so instead of returning its header as ours.
+    #[test]
+    fn a_wal_read_after_the_database_was_swapped_by_rename_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("a.db");
+        let c = app(&db);
+        let spool = Arc::new(Spool::open(dir.path().join("spool"), 1).expect("spool"));
+        let mut s = Shipper::open(&db, dir.path(), spool, CheckpointPolicy::default()).expect("shipper");
+        s.sync().expect("first sync");
+        c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+        s.sync().expect("sync");
+        drop(c);
+
+        let swapped_in = dir.path().join("b.db");
+        drop(app(&swapped_in));
+        for suffix in ["-wal", "-shm"] {
+            std::fs::remove_file(format!("{}{suffix}", db.display())).expect("remove the old WAL files");
+        }
+        std::fs::rename(&swapped_in, &db).expect("swap the database in");
+        let new_file = app(&db);
+        new_file.execute("INSERT INTO t VALUES (2)", []).expect("write to the new file");
+        assert!(wal_path(&db).exists(), "the new file has a WAL");
+
+        let header = s.read_wal_header();
+        assert!(matches!(header, Err(Error::Replaced { .. })), "{header:?}");
     }
 }
