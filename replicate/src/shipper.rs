@@ -1124,6 +1124,18 @@ mod tests {
         c
     }
 
+    /// A database at `db` with one row, the application's connection to it, and a shipper that has copied that row.
+    fn replicating_one_row(db: &Path) -> (Connection, Shipper) {
+        let c = app(db);
+        let dir = db.parent().expect("the database's directory");
+        let spool = Arc::new(Spool::open(dir.join("spool"), 1).expect("spool"));
+        let mut s = Shipper::open(db, dir, spool, CheckpointPolicy::default()).expect("shipper");
+        s.sync().expect("first sync");
+        c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+        s.sync().expect("sync");
+        (c, s)
+    }
+
     /// Everything an application can do in the moment after our restart commit releases the write lock: commit,
     /// checkpoint with TRUNCATE, and again. Had our read lock been taken only after that moment, the second WAL's
     /// commit would be gone from every WAL, and only a new generation could cover it.
@@ -1131,12 +1143,7 @@ mod tests {
     fn the_wal_our_checkpoint_restarts_is_pinned_before_the_write_lock_is_released() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("a.db");
-        let c = app(&db);
-        let spool = Arc::new(Spool::open(dir.path().join("spool"), 1).expect("spool"));
-        let mut s = Shipper::open(&db, dir.path(), spool, CheckpointPolicy::default()).expect("shipper");
-        s.sync().expect("first sync");
-        c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
-        s.sync().expect("sync");
+        let (c, mut s) = replicating_one_row(&db);
         let before = s.position().expect("position").clone();
 
         let mut report = SyncReport::default();
@@ -1170,12 +1177,7 @@ mod tests {
     fn a_wal_read_after_the_database_was_swapped_by_rename_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("a.db");
-        let c = app(&db);
-        let spool = Arc::new(Spool::open(dir.path().join("spool"), 1).expect("spool"));
-        let mut s = Shipper::open(&db, dir.path(), spool, CheckpointPolicy::default()).expect("shipper");
-        s.sync().expect("first sync");
-        c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
-        s.sync().expect("sync");
+        let (c, s) = replicating_one_row(&db);
         drop(c);
 
         let swapped_in = dir.path().join("b.db");
