@@ -493,21 +493,17 @@ impl Shipper {
     /// file's WAL after the rename, so if the database is still ours then, so is the WAL we opened. Without it, a
     /// rename in the middle of a sync could have the new file's frames copied into the old file's generation.
     fn open_wal(&self) -> Result<Option<File>> {
-        let f = match File::open(&self.wal_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::Io { path: self.wal_path.clone(), source: e }),
-        };
-        self.ensure_still_at_path()?;
-        Ok(Some(f))
+        match self.open_existing_wal() {
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            opened => opened.map(Some),
+        }
     }
 
     /// [`Shipper::open_wal`], with a missing WAL as the error it is when we are about to copy from it.
     fn open_existing_wal(&self) -> Result<File> {
-        self.open_wal()?.ok_or_else(|| Error::Io {
-            path: self.wal_path.clone(),
-            source: io::Error::new(io::ErrorKind::NotFound, "the WAL is gone"),
-        })
+        let f = File::open(&self.wal_path).at(&self.wal_path)?;
+        self.ensure_still_at_path()?;
+        Ok(f)
     }
 
     fn read_wal_header(&self) -> Result<Option<WalHeader>> {
