@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load test of litecar's REST table API (issue 4) with wrk, beside datasette and a static floor.
+"""Load test of litecar's REST table API with wrk, beside datasette and a static floor.
 
 Setup
   A SQLite database with users(id INTEGER PRIMARY KEY, name TEXT, age INTEGER, city TEXT), 1,000,000 rows, an index

@@ -1,6 +1,6 @@
 //! Replicas on object stores (S3 and S3-compatible, Azure Blob, GCS) through `object_store`. Uploads stream from the
-//! spool file (multipart past one part), downloads of large objects fetch ranges in parallel and write them in
-//! place, so memory stays bounded by a few parts whatever the object size.
+//! spool file (multipart past one part, two parts in flight); every download is one streamed GET written to disk a
+//! MiB at a time, so memory stays bounded by a few parts whatever the object size.
 
 use std::fmt;
 use std::fs::File;

@@ -1,4 +1,4 @@
-//! Watch-cache benchmark (issue 6): N pods (~2 KB each) served by the fake API server, ingested by
+//! Watch-cache benchmark: N pods (~2 KB each) served by the fake API server, ingested by
 //! `litecar_watchcache::ingest` (and by the `litecar ingest` binary), beside a kube-rs reflector `Store` holding
 //! the same objects; then filtered, sorted pages of 100 through `Store::query`.
 //!
@@ -180,7 +180,7 @@ async fn child_ingest(url: &str, db_path: &str, n: usize, queries: usize) -> Val
         per_kind.push(json!({"kind": kind, "n": lat.len(), "avg_items": returned / lat.len(),
             "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "max_ms": lat[lat.len() - 1], "example": qs[0]}));
     }
-    // the brief's own query shape only
+    // p50/p99 over every shape together
     all.sort_by(f64::total_cmp);
     json!({"mode": "ingest", "objects": n, "ingest_s": ingest_s, "objects_per_s": n as f64 / ingest_s, "cpu_s": cpu,
            "vm_hwm_kb": hwm, "vm_rss_kb": rss, "rss_anon_kb": anon, "rss_file_kb": file,

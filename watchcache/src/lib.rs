@@ -1,4 +1,4 @@
-//! Kubernetes list/watch into SQLite (issue 6).
+//! Kubernetes list/watch into SQLite.
 //!
 //! - [`Database`] opens one SQLite file (or `:memory:`) and hands out one [`Store`] per resource type.
 //! - [`Store`] has client-go's `Store`/`Indexer` semantics; [`Repository`] is the strict create/get/update/delete
