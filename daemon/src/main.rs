@@ -149,7 +149,7 @@ fn settings_from_args(args: &[String]) -> Result<Settings> {
     }
     let config = Config {
         dbs: vec![DbConfig {
-            path: db.clone(),
+            path: Some(db.clone()),
             replicas: urls.iter().map(|u| ReplicaConfig { url: Some(u.clone()), ..Default::default() }).collect(),
             ..Default::default()
         }],

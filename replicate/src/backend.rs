@@ -121,7 +121,7 @@ pub fn connect(name: &str, backend: &Backend) -> Result<Replica, ReplicaError> {
             let mut b = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(&s.bucket)
                 .with_region(s.region.clone().unwrap_or_else(|| "us-east-1".into()))
-                .with_client_options(client_options(s.skip_verify, s.endpoint.as_deref()))
+                .with_client_options(client_options(s.skip_verify, s.endpoint.clone().or_else(env_endpoint).as_deref()))
                 .with_retry(retry_config());
             if let Some(e) = &s.endpoint {
                 b = b.with_endpoint(e);
@@ -170,13 +170,17 @@ pub fn connect(name: &str, backend: &Backend) -> Result<Replica, ReplicaError> {
     Ok(Replica::new(name, Arc::new(ObjectStoreClient::new(store, backend.kind(), url, root))))
 }
 
+/// The S3 endpoint the AWS tools read from the environment (object_store's builder reads it too).
+fn env_endpoint() -> Option<String> {
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+}
+
 /// Where the region of a bucket is asked when neither a region nor an endpoint is configured: the endpoint the AWS
 /// tools read from the environment, else AWS itself.
 pub fn region_lookup_base() -> String {
-    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "https://s3.amazonaws.com".to_owned())
+    env_endpoint().unwrap_or_else(|| "https://s3.amazonaws.com".to_owned())
 }
 
 /// The region a bucket lives in, as S3 reports it in the `x-amz-bucket-region` header of a HEAD on the bucket

@@ -157,7 +157,8 @@ pub fn resolve(c: &Config) -> Result<Settings, Problem> {
 }
 
 fn resolve_db(db: &DbConfig, key: &str, inherited: &Inherited, notes: &mut Vec<String>) -> Result<DbSettings, Problem> {
-    if db.path.trim().is_empty() {
+    let path = db.path.as_deref().unwrap_or_default().trim();
+    if path.is_empty() {
         return Err(problem(format!("{key}.path"), "required: the database file"));
     }
     if let (Some(min), Some(max)) = (db.min_checkpoint_page_count, db.max_checkpoint_page_count)
@@ -200,7 +201,7 @@ fn resolve_db(db: &DbConfig, key: &str, inherited: &Inherited, notes: &mut Vec<S
     }
     let defaults = CheckpointPolicy::default();
     Ok(DbSettings {
-        path: expand_home(&db.path),
+        path: expand_home(path),
         monitor_interval: db.monitor_interval.map_or(Duration::from_secs(1), |g| g.0),
         checkpoint: CheckpointPolicy {
             min_page_count: db.min_checkpoint_page_count.unwrap_or(defaults.min_page_count),

@@ -175,7 +175,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct DbConfig {
-    pub path: String,
+    #[serde(default)]
+    pub path: Option<String>,
     /// Accepted for Litestream compatibility; litecar keeps its state in `.<name>-litecar` next to the database.
     #[serde(default)]
     pub meta_path: Option<String>,
