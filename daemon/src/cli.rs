@@ -15,12 +15,16 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct ConfigArgs {
-    /// Config file (default: $LITECAR_CONFIG, else /etc/litecar.yml).
+    /// Config file (default: $LITECAR_CONFIG, else $LITESTREAM_CONFIG, else /etc/litecar.yml, else
+    /// /etc/litestream.yml).
     #[arg(long = "config", value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Do not expand $VAR and ${VAR} in the config file.
     #[arg(long = "no-expand-env")]
     pub no_expand_env: bool,
+    /// Unknown keys in the config file are errors, not warnings (for linting configs in CI).
+    #[arg(long = "strict")]
+    pub strict: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -32,6 +36,9 @@ pub enum Command {
         /// Run this command as a child process; replication stops when it exits and its exit code is returned.
         #[arg(long = "exec", value_name = "CMD")]
         exec: Option<String>,
+        /// Also write a debug-level log to this file (Litestream's trace output).
+        #[arg(long = "trace", value_name = "PATH")]
+        trace: Option<PathBuf>,
         /// Database path followed by one or more replica URLs (instead of a config file).
         #[arg(value_name = "DB_PATH REPLICA_URL")]
         args: Vec<String>,
@@ -80,7 +87,7 @@ pub struct RestoreArgs {
     /// Restore up to and including this WAL index (hex).
     #[arg(long = "index", value_name = "HEX")]
     pub index: Option<String>,
-    /// Restore the state as of this time (RFC 3339).
+    /// Restore the state as of this time (RFC 3339, any offset).
     #[arg(long = "timestamp", value_name = "RFC3339")]
     pub timestamp: Option<String>,
     /// Downloads in flight at once.
@@ -92,6 +99,9 @@ pub struct RestoreArgs {
     /// Do nothing (and succeed) if no backup exists.
     #[arg(long = "if-replica-exists")]
     pub if_replica_exists: bool,
+    /// Verbose output: debug-level logging of what is downloaded and applied.
+    #[arg(short = 'v')]
+    pub verbose: bool,
     /// Run the full `PRAGMA integrity_check` instead of `quick_check` on the result.
     #[arg(long = "integrity-check")]
     pub integrity_check: bool,
@@ -118,7 +128,9 @@ pub struct ListArgs {
 const LONG_FLAGS: &[&str] = &[
     "config",
     "no-expand-env",
+    "strict",
     "exec",
+    "trace",
     "replica",
     "generation",
     "index",
@@ -188,6 +200,18 @@ mod tests {
         assert!(r.if_db_not_exists);
         assert_eq!(r.index.as_deref(), Some("1f"));
         assert_eq!(r.target, "/data/app.db");
+    }
+
+    #[test]
+    fn kubernetes_guide_args_and_litestream_only_flags() {
+        let cli = parse(&["litecar", "restore", "-if-db-not-exists", "-if-replica-exists", "-v", "/var/lib/myapp/db"]);
+        let Command::Restore(r) = cli.command else { panic!("restore") };
+        assert!(r.if_db_not_exists && r.if_replica_exists && r.verbose);
+        assert_eq!((r.config.config, r.target.as_str()), (None, "/var/lib/myapp/db"));
+        let cli = parse(&["litecar", "replicate", "-trace", "/tmp/trace.log", "-strict"]);
+        let Command::Replicate { trace, config, .. } = cli.command else { panic!("replicate") };
+        assert_eq!(trace, Some(PathBuf::from("/tmp/trace.log")));
+        assert!(config.strict);
     }
 
     #[test]

@@ -9,28 +9,89 @@ use litecar_replicate::restore::{self, Plan, RestoreOptions, Target};
 use litecar_replicate::{Generation, Replica};
 
 use crate::cli::{ConfigArgs, ListArgs, RestoreArgs};
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::config::{self, CONFIG_ENV_VARS, DEFAULT_CONFIG_PATHS, LoadOptions, Loaded};
 use crate::replicas;
 
-/// The config path in force: `--config`, else `$LITECAR_CONFIG`, else `/etc/litecar.yml`.
-pub fn config_path(args: &ConfigArgs) -> (PathBuf, bool) {
-    if let Some(p) = &args.config {
-        return (p.clone(), true);
+/// Which config file is in force and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `-config PATH`.
+    Flag(PathBuf),
+    /// `$LITECAR_CONFIG` or `$LITESTREAM_CONFIG` (the variable's name).
+    Env(&'static str, PathBuf),
+    /// The first default path that exists.
+    Default(PathBuf),
+    /// None of the defaults exists (the first one is named in messages).
+    Missing(PathBuf),
+}
+
+impl ConfigSource {
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigSource::Flag(p) | ConfigSource::Env(_, p) | ConfigSource::Default(p) | ConfigSource::Missing(p) => p,
+        }
     }
-    match std::env::var_os("LITECAR_CONFIG") {
-        Some(p) if !p.is_empty() => (PathBuf::from(p), true),
-        _ => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+
+    fn describe(&self) -> String {
+        match self {
+            ConfigSource::Flag(p) => format!("{} (-config)", p.display()),
+            ConfigSource::Env(v, p) => format!("{} (${v})", p.display()),
+            ConfigSource::Default(p) | ConfigSource::Missing(p) => format!("{} (default)", p.display()),
+        }
     }
 }
 
-/// Load the config; a missing default config file is not an error (`None`), a missing explicit one is.
-pub fn load_config(args: &ConfigArgs) -> Result<(Option<Config>, PathBuf)> {
-    let (path, explicit) = config_path(args);
-    if !explicit && !path.exists() {
-        return Ok((None, path));
+/// The config file in force: `-config`, else `$LITECAR_CONFIG`, else `$LITESTREAM_CONFIG`, else the first of
+/// `/etc/litecar.yml`, `/etc/litestream.yml` that exists.
+pub fn config_source(args: &ConfigArgs) -> ConfigSource {
+    config_source_with(args, |v| std::env::var_os(v), |p| p.exists())
+}
+
+fn config_source_with(
+    args: &ConfigArgs,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    exists: impl Fn(&Path) -> bool,
+) -> ConfigSource {
+    if let Some(p) = &args.config {
+        return ConfigSource::Flag(config::expand_home(&p.to_string_lossy()));
     }
-    let config = Config::load(&path, !args.no_expand_env)?;
-    Ok((Some(config), path))
+    for var in CONFIG_ENV_VARS {
+        if let Some(p) = env(var).filter(|p| !p.is_empty()) {
+            return ConfigSource::Env(var, config::expand_home(&p.to_string_lossy()));
+        }
+    }
+    match DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| exists(p)) {
+        Some(p) => ConfigSource::Default(p),
+        None => ConfigSource::Missing(PathBuf::from(DEFAULT_CONFIG_PATHS[0])),
+    }
+}
+
+/// Load the config and log which file it is and its warnings (logging must be set up).
+pub fn load_config(args: &ConfigArgs) -> Result<(Option<Loaded>, PathBuf)> {
+    let (loaded, source) = load_config_quiet(args)?;
+    if let Some(l) = &loaded {
+        report(l, &source);
+    }
+    Ok((loaded, source.path().to_owned()))
+}
+
+/// Load the config without logging anything, for the daemon, whose logging is set up from the config itself; it
+/// calls `report` once it has. No file at the default paths is not an error (`None`), a missing named one is.
+pub fn load_config_quiet(args: &ConfigArgs) -> Result<(Option<Loaded>, ConfigSource)> {
+    let source = config_source(args);
+    if let ConfigSource::Missing(_) = source {
+        return Ok((None, source));
+    }
+    let loaded = config::load(source.path(), LoadOptions { expand_env: !args.no_expand_env, strict: args.strict })?;
+    Ok((Some(loaded), source))
+}
+
+/// Log which config file is in use and what it warns about.
+pub fn report(loaded: &Loaded, source: &ConfigSource) {
+    tracing::info!(config = %source.describe(), "using config file");
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
 }
 
 fn time(t: Option<SystemTime>) -> String {
@@ -47,7 +108,7 @@ pub async fn restore(args: RestoreArgs) -> Result<RestoreOutcome> {
     let (config, config_path) = load_config(&args.config)?;
     let output = match (&args.output, replicas::is_url(&args.target)) {
         (Some(o), _) => o.clone(),
-        (None, false) => PathBuf::from(&args.target),
+        (None, false) => config::expand_home(&args.target),
         (None, true) => bail!("restoring from a replica URL needs an output path: -o PATH"),
     };
     if args.if_db_not_exists && output.exists() {
@@ -68,7 +129,7 @@ pub async fn restore(args: RestoreArgs) -> Result<RestoreOutcome> {
             .transpose()?,
         timestamp: args.timestamp.as_deref().map(parse_timestamp).transpose()?,
     };
-    let replicas = replicas::for_target(&args.target, config.as_ref(), &config_path, args.replica.as_deref())?;
+    let replicas = replicas::for_target(&args.target, config.as_ref(), &config_path, args.replica.as_deref()).await?;
     let Some((replica, plan)) = best_plan(&replicas, &target).await? else {
         if args.if_replica_exists {
             return Ok(RestoreOutcome::Skipped("no matching backups found, skipping"));
@@ -95,10 +156,42 @@ pub async fn restore(args: RestoreArgs) -> Result<RestoreOutcome> {
     Ok(RestoreOutcome::Restored)
 }
 
+/// An RFC 3339 time with any offset (`2026-01-02T03:04:05Z`, `2026-01-02T03:04:05.5+01:00`), as Go's
+/// `time.RFC3339Nano` parser takes it.
 pub fn parse_timestamp(s: &str) -> Result<SystemTime> {
-    humantime::parse_rfc3339_weak(s.trim_end_matches('Z').trim_end_matches("+00:00"))
-        .or_else(|_| humantime::parse_rfc3339(s))
-        .with_context(|| format!("--timestamp {s:?} is not an RFC 3339 UTC time such as 2026-01-02T15:04:05Z"))
+    let bad = || {
+        anyhow::anyhow!(
+            "-timestamp {s:?} is not an RFC 3339 time such as 2026-01-02T15:04:05Z or 2026-01-02T16:04:05+01:00"
+        )
+    };
+    let t = s.trim();
+    let (local, offset_secs) = if let Some(l) = t.strip_suffix(['Z', 'z']) {
+        (l, 0i64)
+    } else {
+        let split = t.len().checked_sub(6).filter(|&i| t.is_char_boundary(i)).ok_or_else(bad)?;
+        let (l, off) = t.split_at(split);
+        let sign = match off.as_bytes().first() {
+            Some(b'+') => 1,
+            Some(b'-') => -1,
+            _ => return Err(bad()),
+        };
+        let (h, m) = off[1..].split_once(':').ok_or_else(bad)?;
+        let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        (l, sign * (h * 3600 + m * 60))
+    };
+    if local.len() < 19 || !matches!(local.as_bytes()[10], b'T' | b't' | b' ') {
+        return Err(bad());
+    }
+    let utc = humantime::parse_rfc3339_weak(local).map_err(|_| bad())?;
+    let shifted = if offset_secs >= 0 {
+        utc.checked_sub(std::time::Duration::from_secs(offset_secs.unsigned_abs()))
+    } else {
+        utc.checked_add(std::time::Duration::from_secs(offset_secs.unsigned_abs()))
+    };
+    shifted.ok_or_else(bad)
 }
 
 /// Across replicas, the plan with the newest data (as Litestream picks among replicas).
@@ -116,9 +209,19 @@ async fn best_plan<'a>(replicas: &'a [Replica], target: &Target) -> Result<Optio
     Ok(best.map(|(r, p, _)| (r, p)))
 }
 
-fn list_replicas(args: &ListArgs) -> Result<Vec<Replica>> {
+async fn list_replicas(args: &ListArgs) -> Result<(Vec<Replica>, Option<PathBuf>)> {
     let (config, path) = load_config(&args.config)?;
-    replicas::for_target(&args.target, config.as_ref(), &path, args.replica.as_deref())
+    let replicas = replicas::for_target(&args.target, config.as_ref(), &path, args.replica.as_deref()).await?;
+    let db = (!replicas::is_url(&args.target)).then(|| config::expand_home(&args.target));
+    Ok((replicas, db))
+}
+
+/// When the database (or its WAL) was last written, as Litestream measures replica lag from.
+fn db_updated_at(db: &Path) -> Option<SystemTime> {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    [mtime(db), mtime(Path::new(&wal))].into_iter().flatten().max()
 }
 
 async fn generations_of(r: &Replica, only: Option<&str>) -> Result<Vec<Generation>> {
@@ -142,13 +245,18 @@ fn print_table(rows: Vec<Vec<String>>) -> Result<()> {
 
 pub async fn generations(args: ListArgs) -> Result<()> {
     let mut rows = vec![vec!["name".into(), "generation".into(), "lag".into(), "start".into(), "end".into()]];
-    for r in list_replicas(&args)? {
+    let (replicas, db) = list_replicas(&args).await?;
+    // Lag is the database's last write minus the replica's, as in Litestream (a replica URL: now).
+    let reference = db.as_deref().and_then(db_updated_at).unwrap_or_else(SystemTime::now);
+    for r in replicas {
         for g in generations_of(&r, args.generation.as_deref()).await? {
             let s = restore::summarize(&r, &g).await?;
             let lag = s
                 .last
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .map(|d| humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string())
+                .map(|t| match reference.duration_since(t) {
+                    Ok(d) => config::go_format(d, false),
+                    Err(e) => config::go_format(e.duration(), true),
+                })
                 .unwrap_or_else(|| "-".into());
             rows.push(vec![r.name.clone(), g.to_string(), lag, time(s.first), time(s.last)]);
         }
@@ -158,7 +266,7 @@ pub async fn generations(args: ListArgs) -> Result<()> {
 
 pub async fn snapshots(args: ListArgs) -> Result<()> {
     let mut rows = vec![vec!["replica".into(), "generation".into(), "index".into(), "size".into(), "created".into()]];
-    for r in list_replicas(&args)? {
+    for r in list_replicas(&args).await?.0 {
         for g in generations_of(&r, args.generation.as_deref()).await? {
             for s in r.snapshots(&g).await? {
                 rows.push(vec![
@@ -183,7 +291,7 @@ pub async fn wal(args: ListArgs) -> Result<()> {
         "size".into(),
         "created".into(),
     ]];
-    for r in list_replicas(&args)? {
+    for r in list_replicas(&args).await?.0 {
         for g in generations_of(&r, args.generation.as_deref()).await? {
             for s in r.segments(&g).await? {
                 rows.push(vec![
@@ -204,9 +312,9 @@ pub fn databases(args: ConfigArgs) -> Result<()> {
     let (config, path) = load_config(&args)?;
     let config = config.with_context(|| format!("no config file at {}", path.display()))?;
     let mut rows = vec![vec!["path".into(), "replicas".into()]];
-    for db in &config.dbs {
-        let names: Vec<String> = db.replicas.iter().map(|r| r.display_name()).collect();
-        rows.push(vec![Path::new(&db.path).display().to_string(), names.join(",")]);
+    for db in &config.settings.dbs {
+        let names: Vec<String> = db.replicas.iter().map(|r| r.name.clone()).collect();
+        rows.push(vec![db.path.display().to_string(), names.join(",")]);
     }
     print_table(rows)
 }
@@ -248,5 +356,47 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_with_offsets() {
+        let utc = parse_timestamp("2026-01-02T03:04:05Z").expect("utc");
+        assert_eq!(parse_timestamp("2026-01-02T04:04:05+01:00").expect("+01:00"), utc);
+        assert_eq!(parse_timestamp("2026-01-01T22:34:05-04:30").expect("-04:30"), utc);
+        assert_eq!(parse_timestamp("2026-01-02T03:04:05+00:00").expect("+00:00"), utc);
+        let frac = parse_timestamp("2026-01-02T03:04:05.250Z").expect("fraction");
+        assert_eq!(frac.duration_since(utc).expect("later"), std::time::Duration::from_millis(250));
+        for bad in ["yesterday", "2026-01-02", "2026-01-02T03:04:05+1", "2026-01-02T03:04:05+25:00"] {
+            assert!(parse_timestamp(bad).expect_err(bad).to_string().contains("RFC 3339"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_file_order() {
+        let none = ConfigArgs::default();
+        let env = |set: &'static [(&'static str, &'static str)]| {
+            move |v: &str| set.iter().find(|(k, _)| *k == v).map(|(_, p)| std::ffi::OsString::from(p))
+        };
+        let flag = ConfigArgs { config: Some("/x.yml".into()), ..Default::default() };
+        assert_eq!(
+            config_source_with(&flag, env(&[("LITECAR_CONFIG", "/l.yml")]), |_| true),
+            ConfigSource::Flag("/x.yml".into())
+        );
+        let both = env(&[("LITECAR_CONFIG", "/l.yml"), ("LITESTREAM_CONFIG", "/s.yml")]);
+        assert_eq!(config_source_with(&none, both, |_| true), ConfigSource::Env("LITECAR_CONFIG", "/l.yml".into()));
+        let ls = env(&[("LITESTREAM_CONFIG", "/s.yml")]);
+        assert_eq!(config_source_with(&none, ls, |_| true), ConfigSource::Env("LITESTREAM_CONFIG", "/s.yml".into()));
+        let only_litestream = |p: &Path| p == Path::new("/etc/litestream.yml");
+        assert_eq!(
+            config_source_with(&none, env(&[]), only_litestream),
+            ConfigSource::Default("/etc/litestream.yml".into())
+        );
+        assert_eq!(config_source_with(&none, env(&[]), |_| true), ConfigSource::Default("/etc/litecar.yml".into()));
+        assert_eq!(config_source_with(&none, env(&[]), |_| false), ConfigSource::Missing("/etc/litecar.yml".into()));
     }
 }

@@ -1,11 +1,10 @@
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use litecar::cli::{Cli, Command};
 use litecar::commands::{self, RestoreOutcome};
-use litecar::config::{Config, DbConfig, ReplicaConfig};
+use litecar::config::{self, Config, DbConfig, ReplicaConfig, Settings};
 use litecar::metrics::Metrics;
 use litecar::{http, logging, replicas, rest, supervisor};
 
@@ -48,42 +47,36 @@ async fn run(cli: Cli) -> Result<i32> {
             println!("litecar {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
         }
-        Command::Replicate { config, exec, args } => {
-            let (config_file, config_path) = if args.is_empty() {
-                let (c, p) = commands::load_config(&config)?;
-                let c = c.with_context(|| {
-                    format!("no config file at {} and no DB_PATH REPLICA_URL arguments", p.display())
+        Command::Replicate { config, exec, trace, args } => {
+            let (settings, loaded) = if args.is_empty() {
+                let (loaded, source) = commands::load_config_quiet(&config)?;
+                let loaded = loaded.with_context(|| {
+                    format!("no config file at {} and no DB_PATH REPLICA_URL arguments", source.path().display())
                 })?;
-                (c, Some(p))
+                (loaded.settings.clone(), Some((loaded, source)))
             } else {
-                (config_from_args(&args)?, None)
+                (settings_from_args(&args)?, None)
             };
-            if config_file.dbs.is_empty() {
-                bail!(
-                    "no databases to replicate in {}",
-                    config_path.map(|p| p.display().to_string()).unwrap_or_default()
-                );
-            }
-            run_daemon(config_file, exec, true).await
+            run_daemon(settings, loaded, exec, true, trace.as_deref()).await
         }
         Command::Ingest { config } => {
-            let (config_file, path) = commands::load_config(&config)?;
-            let config_file = config_file.with_context(|| format!("no config file at {}", path.display()))?;
-            if config_file.watchcache.is_none() {
-                bail!("config file {}: no watchcache: section", path.display());
+            let (loaded, source) = commands::load_config_quiet(&config)?;
+            let loaded = loaded.with_context(|| format!("no config file at {}", source.path().display()))?;
+            if loaded.settings.watchcache.is_none() {
+                bail!("config file {}: no watchcache: section", source.path().display());
             }
-            run_daemon(config_file, None, false).await
+            run_daemon(loaded.settings.clone(), Some((loaded, source)), None, false, None).await
         }
         Command::Serve { config } => {
-            let (config_file, path) = commands::load_config(&config)?;
-            let config_file = config_file.with_context(|| format!("no config file at {}", path.display()))?;
-            if config_file.rest.as_ref().is_none_or(|r| r.enabled == Some(false)) {
-                bail!("config file {}: no enabled rest: section to serve", path.display());
+            let (loaded, source) = commands::load_config_quiet(&config)?;
+            let loaded = loaded.with_context(|| format!("no config file at {}", source.path().display()))?;
+            if loaded.settings.rest.is_none() {
+                bail!("config file {}: no enabled rest: section to serve", source.path().display());
             }
-            run_daemon(config_file, None, false).await
+            run_daemon(loaded.settings.clone(), Some((loaded, source)), None, false, None).await
         }
         Command::Restore(args) => {
-            logging::init(None);
+            logging::init(logging::Options { verbose: args.verbose, ..Default::default() })?;
             match commands::restore(args).await? {
                 RestoreOutcome::Restored => Ok(0),
                 RestoreOutcome::Skipped(why) => {
@@ -92,51 +85,75 @@ async fn run(cli: Cli) -> Result<i32> {
                 }
             }
         }
-        Command::Generations(args) => commands::generations(args).await.map(|()| 0),
-        Command::Snapshots(args) => commands::snapshots(args).await.map(|()| 0),
-        Command::Wal(args) => commands::wal(args).await.map(|()| 0),
-        Command::Databases { config } => commands::databases(config).map(|()| 0),
+        Command::Generations(args) => {
+            early_logging(None)?;
+            commands::generations(args).await.map(|()| 0)
+        }
+        Command::Snapshots(args) => {
+            early_logging(None)?;
+            commands::snapshots(args).await.map(|()| 0)
+        }
+        Command::Wal(args) => {
+            early_logging(None)?;
+            commands::wal(args).await.map(|()| 0)
+        }
+        Command::Databases { config } => {
+            early_logging(None)?;
+            commands::databases(config).map(|()| 0)
+        }
     }
 }
 
+/// Logging for the one-shot commands, which have no `logging:` of their own.
+fn early_logging(trace: Option<&std::path::Path>) -> Result<()> {
+    logging::init(logging::Options { trace, ..Default::default() })
+}
+
 /// Replication (when `replicate`), the REST API and the metrics endpoint, as the config asks.
-async fn run_daemon(config_file: Config, exec: Option<String>, replicate: bool) -> Result<i32> {
-    logging::init(config_file.logging.as_ref());
-    let shutdown_timeout = config_file.shutdown_timeout.map(|g| g.0).unwrap_or(replicas::DEFAULT_SHUTDOWN_TIMEOUT);
+async fn run_daemon(
+    settings: Settings,
+    loaded: Option<(config::Loaded, commands::ConfigSource)>,
+    exec: Option<String>,
+    replicate: bool,
+    trace: Option<&std::path::Path>,
+) -> Result<i32> {
+    logging::init(logging::Options { config: settings.logging.as_ref(), trace, ..Default::default() })?;
+    if let Some((loaded, source)) = &loaded {
+        commands::report(loaded, source);
+    }
+    if replicate && settings.dbs.is_empty() {
+        tracing::warn!("no databases to replicate; running idle (metrics and health only) until stopped");
+    }
+    let shutdown_timeout = settings.shutdown_timeout;
     let mut dbs = vec![];
-    for db in config_file.dbs.iter().filter(|_| replicate) {
-        let reps = db
-            .replicas
-            .iter()
-            .map(|r| replicas::replica_options(r, Some(&config_file)))
-            .collect::<Result<Vec<_>>>()
-            .with_context(|| format!("database {}", db.path))?;
-        if reps.is_empty() {
-            bail!("database {} has no replicas", db.path);
+    for db in settings.dbs.iter().filter(|_| replicate) {
+        let mut reps = vec![];
+        for r in &db.replicas {
+            reps.push(replicas::replica_options(r).await.with_context(|| format!("database {}", db.path.display()))?);
         }
         dbs.push((replicas::db_options(db, shutdown_timeout), reps));
     }
-    let exec = exec.or(config_file.exec.clone());
-    let addr = config_file.addr.as_deref().filter(|a| !a.is_empty()).map(http::parse_addr).transpose()?;
+    let exec = exec.or(settings.exec.clone());
+    let addr = settings.addr.as_deref().map(http::parse_addr).transpose()?;
     let metrics = Metrics::new().context("setting up metrics")?;
-    let rest = rest::plan(&config_file)?;
-    let watchcache = config_file.watchcache.as_ref().map(litecar::watchcache::plan);
+    let rest = settings.rest.as_ref().map(rest::plan).transpose()?;
+    let watchcache = settings.watchcache.as_ref().map(litecar::watchcache::plan);
     supervisor::run(supervisor::Plan { dbs, exec, shutdown_timeout, addr, metrics, rest, watchcache }).await
 }
 
 /// `replicate DB_PATH REPLICA_URL...` without a config file.
-fn config_from_args(args: &[String]) -> Result<Config> {
+fn settings_from_args(args: &[String]) -> Result<Settings> {
     let [db, urls @ ..] = args else { bail!("expected DB_PATH REPLICA_URL...") };
     if urls.is_empty() {
         bail!("replicate {db}: give at least one replica URL after the database path");
     }
-    let db_path = PathBuf::from(db);
-    Ok(Config {
+    let config = Config {
         dbs: vec![DbConfig {
-            path: db_path.display().to_string(),
+            path: Some(db.clone()),
             replicas: urls.iter().map(|u| ReplicaConfig { url: Some(u.clone()), ..Default::default() }).collect(),
             ..Default::default()
         }],
         ..Default::default()
-    })
+    };
+    config::parse_config(&config).map_err(|p| anyhow::anyhow!("replicate {db}: {}: {}", p.key, p.message))
 }

@@ -2,13 +2,12 @@
 //! environment, the auth layer applied to every protected route, metrics in the daemon's registry.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use litecar_rest::{AuthConfig, JwtOptions, KeySource, RestMetrics, RestOptions, RestState, RolePolicy};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AuthSetting, Config};
+use crate::config::{JwtKey, RestAuth, RestSettings};
 
 pub struct RestPlan {
     pub addr: SocketAddr,
@@ -16,55 +15,43 @@ pub struct RestPlan {
     pub auth: AuthConfig,
 }
 
-/// The REST plan of a config, if it has an enabled `rest:` section.
-pub fn plan(config: &Config) -> Result<Option<RestPlan>> {
-    let Some(rest) = config.rest.as_ref().filter(|r| r.enabled.unwrap_or(true)) else { return Ok(None) };
-    let addr = crate::http::parse_addr(rest.addr.as_deref().unwrap_or(":8080")).context("rest.addr")?;
-    let db = match (&rest.db, config.dbs.as_slice()) {
-        (Some(db), _) => PathBuf::from(db),
-        (None, [only]) => PathBuf::from(&only.path),
-        (None, _) => bail!("rest.db: required unless exactly one database is configured"),
-    };
-    let mut options = RestOptions::new(db);
+/// The REST plan of resolved settings: the JWT key is read from its file or variable here.
+pub fn plan(rest: &RestSettings) -> Result<RestPlan> {
+    let addr = crate::http::parse_addr(&rest.addr).context("rest.addr")?;
+    let mut options = RestOptions::new(rest.db.clone());
     options.allowed_tables = rest.allowed_tables.clone();
-    options.allow_unfiltered_writes = rest.allow_unfiltered_writes.unwrap_or(false);
+    options.allow_unfiltered_writes = rest.allow_unfiltered_writes;
     if let Some(n) = rest.read_connections {
         options.read_connections = n.max(1);
     }
     if let Some(t) = rest.request_timeout {
-        options.request_timeout = t.0;
+        options.request_timeout = t;
     }
     if let Some(n) = rest.max_body_bytes {
         options.max_body_bytes = n;
     }
     options.max_rows = rest.max_rows;
     let auth = match &rest.auth {
-        None => bail!("rest.auth: required (a JWT key, or `none` on a loopback address)"),
-        Some(AuthSetting::Keyword(_)) => AuthConfig::None,
-        Some(AuthSetting::Jwt(j)) => {
+        RestAuth::None => AuthConfig::None,
+        RestAuth::Jwt { key, config: j } => {
             let read = |key: &str, path: &str| {
-                std::fs::read_to_string(path).with_context(|| format!("rest.auth.{key}: reading {path}"))
+                std::fs::read_to_string(crate::config::expand_home(path))
+                    .with_context(|| format!("rest.auth.{key}: reading {path}"))
             };
-            let keys = if let Some(p) = &j.jwt_secret_file {
-                KeySource::Secret(read("jwt-secret-file", p)?.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
-            } else if let Some(var) = &j.jwt_secret_env {
-                let secret = std::env::var(var)
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .with_context(|| format!("rest.auth.jwt-secret-env: environment variable {var} is not set"))?;
-                KeySource::Secret(secret.into_bytes())
-            } else if let Some(p) = &j.jwt_public_key_file {
-                KeySource::PublicKeyPem(read("jwt-public-key-file", p)?)
-            } else if let Some(p) = &j.jwks_file {
-                KeySource::Jwks(read("jwks-file", p)?)
-            } else {
-                bail!("rest.auth: no key configured");
+            let keys = match key {
+                JwtKey::SecretFile(p) => {
+                    KeySource::Secret(read("jwt-secret-file", p)?.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+                }
+                JwtKey::SecretEnv(var) => {
+                    let secret = std::env::var(var)
+                        .ok()
+                        .filter(|v| !v.is_empty())
+                        .with_context(|| format!("rest.auth.jwt-secret-env: environment variable {var} is not set"))?;
+                    KeySource::Secret(secret.into_bytes())
+                }
+                JwtKey::PublicKeyFile(p) => KeySource::PublicKeyPem(read("jwt-public-key-file", p)?),
+                JwtKey::JwksFile(p) => KeySource::Jwks(read("jwks-file", p)?),
             };
-            if j.roles.is_empty() {
-                bail!(
-                    "rest.auth.roles: name at least one role, e.g. `roles: {{writer: {{}}, reader: {{read-only: true}}}}`"
-                );
-            }
             let mut options = JwtOptions::new(keys);
             options.audience = j.audience.clone();
             options.issuer = j.issuer.clone();
@@ -83,7 +70,7 @@ pub fn plan(config: &Config) -> Result<Option<RestPlan>> {
             AuthConfig::Jwt(options)
         }
     };
-    Ok(Some(RestPlan { addr, options, auth }))
+    Ok(RestPlan { addr, options, auth })
 }
 
 /// Serve the table API until `cancel`; in-flight requests are drained.

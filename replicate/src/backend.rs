@@ -121,7 +121,7 @@ pub fn connect(name: &str, backend: &Backend) -> Result<Replica, ReplicaError> {
             let mut b = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(&s.bucket)
                 .with_region(s.region.clone().unwrap_or_else(|| "us-east-1".into()))
-                .with_client_options(client_options(s.skip_verify, s.endpoint.as_deref()))
+                .with_client_options(client_options(s.skip_verify, s.endpoint.clone().or_else(env_endpoint).as_deref()))
                 .with_retry(retry_config());
             if let Some(e) = &s.endpoint {
                 b = b.with_endpoint(e);
@@ -168,4 +168,45 @@ pub fn connect(name: &str, backend: &Backend) -> Result<Replica, ReplicaError> {
         }
     };
     Ok(Replica::new(name, Arc::new(ObjectStoreClient::new(store, backend.kind(), url, root))))
+}
+
+/// The S3 endpoint the AWS tools read from the environment (object_store's builder reads it too).
+fn env_endpoint() -> Option<String> {
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+}
+
+/// Where the region of a bucket is asked when neither a region nor an endpoint is configured: the endpoint the AWS
+/// tools read from the environment, else AWS itself.
+pub fn region_lookup_base() -> String {
+    env_endpoint().unwrap_or_else(|| "https://s3.amazonaws.com".to_owned())
+}
+
+/// The region a bucket lives in, as S3 reports it in the `x-amz-bucket-region` header of a HEAD on the bucket
+/// (sent with any status, even 301 or 403, so no credentials are needed).
+pub async fn bucket_region(base: &str, bucket: &str, skip_verify: bool) -> Result<String, ReplicaError> {
+    let url = format!("{}/{bucket}", base.trim_end_matches('/'));
+    let fail_as = |message: String, permanent: bool| ReplicaError::Backend {
+        replica: format!("s3://{bucket}"),
+        op: "look up the region of",
+        key: url.clone(),
+        message,
+        permanent,
+    };
+    let fail = |message: String| fail_as(message, false);
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .tls_danger_accept_invalid_certs(skip_verify)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let response = client.head(&url).send().await.map_err(|e| fail(e.to_string()))?;
+    let status = response.status();
+    match response.headers().get("x-amz-bucket-region").and_then(|v| v.to_str().ok()) {
+        Some(region) if !region.is_empty() => Ok(region.to_owned()),
+        _ if status == reqwest::StatusCode::NOT_FOUND => Err(fail_as("no such bucket (HTTP 404)".into(), true)),
+        _ => Err(fail(format!("HTTP {status} without an x-amz-bucket-region header; set `region`"))),
+    }
 }

@@ -282,26 +282,45 @@ fn bad_configs_name_key_and_line() {
             "dbs:\n  - path: /a.db\n    replicas:\n      - url: file:///r\n        retention: 3 days\n",
             &["3 days", "line 5"],
         ),
-        ("dbs:\n  - path: /a.db\n    replicass: []\n", &["replicass", "line 3"]),
-        ("dbs:\n  - path: /a.db\n    replicas:\n      - name: r\n", &["dbs[0].replicas[0]", "url"]),
-        ("dbs:\n  - path: /a.db\n    replicas:\n      - url: ftp://host/r\n", &["ftp"]),
+        ("dbs:\n  - path: /a.db\n    replicas:\n      - name: r\n", &["line 4: dbs[0].replicas[0]", "url"]),
+        ("dbs:\n  - path: /a.db\n    replicas:\n      - url: ftp://host/r\n", &["line 4", "ftp"]),
         ("dbs:\n  - path: [unclosed\n", &["line"]),
-        ("logging:\n  level: loud\n", &["logging.level", "loud"]),
+        ("logging:\n  level: loud\n", &["line 2: logging.level", "loud"]),
+        (
+            "dbs:\n  - path: /a.db\n    replicas:\n      - url: s3://b/p\n        endpoint: <ENDPOINT>\n",
+            &["line 5: dbs[0].replicas[0].endpoint", "placeholder"],
+        ),
     ];
     for (i, (text, needles)) in cases.iter().enumerate() {
         let cfg = dir.path().join(format!("c{i}.yml"));
         std::fs::write(&cfg, text).expect("write");
         let o = litecar(&["replicate", "-config", cfg.to_str().expect("utf8")], dir.path());
         let mut all = vec![cfg.to_str().expect("utf8")];
-        // Errors found after parsing (URL schemes) name the database instead of the file.
-        if needles == &["ftp"] {
-            all = vec!["/a.db"];
-        }
         all.extend_from_slice(needles);
         assert_fails_with(&o, &all);
     }
     let o = litecar(&["replicate", "-config", "/nonexistent/litecar.yml"], dir.path());
     assert_fails_with(&o, &["/nonexistent/litecar.yml"]);
+}
+
+/// Litestream ignores keys it does not know, so real configs carry typos: a warning (naming line and the key
+/// meant) by default, an error with -strict.
+#[test]
+fn unknown_keys_warn_and_strict_refuses_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("c.yml");
+    let text = "dbs:\n  - path: /a.db\n    replicas:\n      - url: file:///r\n        retension: 1h\n";
+    std::fs::write(&cfg, text).expect("write");
+    let o = litecar(&["databases", "-config", cfg.to_str().expect("utf8")], dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("line 5: unknown key `retension`") && stderr.contains("did you mean `retention`?"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("/a.db"));
+    let o = litecar(&["databases", "-strict", "-config", cfg.to_str().expect("utf8")], dir.path());
+    assert_fails_with(&o, &["retension", "-strict"]);
 }
 
 #[test]

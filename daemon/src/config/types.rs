@@ -1,0 +1,294 @@
+//! The config file's shape, as written: every key Litestream 0.3 (and 0.5) reads plus litecar's own sections. These
+//! types only deserialize; defaults and checks live in `resolve`, unknown keys are found by `keys`.
+
+use serde::Deserialize;
+
+use super::GoDuration;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Config {
+    /// Address of the metrics and health endpoints, such as `:9090`.
+    #[serde(default)]
+    pub addr: Option<String>,
+    #[serde(default)]
+    pub logging: Option<LoggingConfig>,
+    /// Command to run as a child process; replication stops when it exits.
+    #[serde(default)]
+    pub exec: Option<String>,
+    /// Default credentials for every replica (Litestream's global keys).
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// litecar: how long a shutdown may take for the final sync and uploads.
+    #[serde(default)]
+    pub shutdown_timeout: Option<GoDuration>,
+    /// litecar: unknown keys are errors instead of warnings (like `-strict`).
+    #[serde(default)]
+    pub strict: Option<bool>,
+    /// Litestream 0.5: snapshot schedule and retention for every replica that sets none.
+    #[serde(default)]
+    pub snapshot: Option<SnapshotConfig>,
+    #[serde(default)]
+    pub dbs: Vec<DbConfig>,
+    /// litecar: the REST table API.
+    #[serde(default)]
+    pub rest: Option<RestConfig>,
+    /// litecar: fill a database from the Kubernetes API.
+    #[serde(default)]
+    pub watchcache: Option<WatchcacheConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct WatchcacheConfig {
+    /// The database to fill (`:memory:` works too).
+    pub db: String,
+    /// A kubeconfig file; default: in-cluster service account, else $KUBECONFIG / ~/.kube/config.
+    #[serde(default)]
+    pub kubeconfig: Option<String>,
+    pub resources: Vec<WatchResource>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct WatchResource {
+    /// API group; empty or absent for the core group.
+    #[serde(default)]
+    pub group: Option<String>,
+    pub version: String,
+    pub kind: String,
+    /// URL plural, for kinds whose plural is irregular.
+    #[serde(default)]
+    pub plural: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub label_selector: Option<String>,
+    #[serde(default)]
+    pub field_selector: Option<String>,
+    /// More indexed fields (JSON paths such as `spec.nodeName`) for filters and sorting.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Keep Secrets' data (stripped by default).
+    #[serde(default)]
+    pub keep_secret_data: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RestConfig {
+    /// Serve the API (default true when the section is present).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Listen address, `:8080` style; default `:8080`.
+    #[serde(default)]
+    pub addr: Option<String>,
+    /// The database to serve; default the only entry of `dbs`.
+    #[serde(default)]
+    pub db: Option<String>,
+    #[serde(default)]
+    pub allowed_tables: Vec<String>,
+    #[serde(default)]
+    pub allow_unfiltered_writes: Option<bool>,
+    #[serde(default)]
+    pub read_connections: Option<usize>,
+    #[serde(default)]
+    pub request_timeout: Option<GoDuration>,
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub max_rows: Option<usize>,
+    /// `none` (loopback only) or a JWT mapping; required.
+    #[serde(default)]
+    pub auth: Option<AuthSetting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum AuthSetting {
+    /// The word `none`.
+    Keyword(String),
+    Jwt(Box<JwtConfig>),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct JwtConfig {
+    /// HS256/384/512 shared secret, from a mounted file or an environment variable.
+    #[serde(default)]
+    pub jwt_secret_file: Option<String>,
+    #[serde(default)]
+    pub jwt_secret_env: Option<String>,
+    /// RS*/PS*/ES*/EdDSA public key (PEM).
+    #[serde(default)]
+    pub jwt_public_key_file: Option<String>,
+    /// A JWKS document; keys are chosen by `kid`.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub leeway: Option<GoDuration>,
+    /// The claim that names the role; default `role`.
+    #[serde(default)]
+    pub role_claim: Option<String>,
+    /// Role name -> what it may do. Without roles, any valid token may read and write every allowed table.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, RoleConfig>,
+    /// Role of tokens without the role claim; without it they are refused (403).
+    #[serde(default)]
+    pub default_role: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RoleConfig {
+    #[serde(default)]
+    pub read_only: bool,
+    /// Tables this role may use (default: all allowed tables).
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LoggingConfig {
+    #[serde(default)]
+    pub level: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<LogFormat>,
+    #[serde(default)]
+    pub stderr: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DbConfig {
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Accepted for Litestream compatibility; litecar keeps its state in `.<name>-litecar` next to the database.
+    #[serde(default)]
+    pub meta_path: Option<String>,
+    #[serde(default)]
+    pub monitor_interval: Option<GoDuration>,
+    #[serde(default)]
+    pub checkpoint_interval: Option<GoDuration>,
+    #[serde(default)]
+    pub min_checkpoint_page_count: Option<u64>,
+    #[serde(default)]
+    pub max_checkpoint_page_count: Option<u64>,
+    #[serde(default)]
+    pub replicas: Vec<ReplicaConfig>,
+    /// Litestream 0.5: the database's one replica.
+    #[serde(default)]
+    pub replica: Option<ReplicaConfig>,
+}
+
+/// Litestream 0.5's top-level `snapshot:` section.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SnapshotConfig {
+    #[serde(default)]
+    pub interval: Option<GoDuration>,
+    #[serde(default)]
+    pub retention: Option<GoDuration>,
+}
+
+/// Litestream 0.3's replica encryption keys.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AgeConfig {
+    #[serde(default)]
+    pub identities: Vec<String>,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ReplicaConfig {
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub retention: Option<GoDuration>,
+    #[serde(default)]
+    pub retention_check_interval: Option<GoDuration>,
+    #[serde(default)]
+    pub sync_interval: Option<GoDuration>,
+    #[serde(default)]
+    pub snapshot_interval: Option<GoDuration>,
+    #[serde(default)]
+    pub validation_interval: Option<GoDuration>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub force_path_style: Option<bool>,
+    #[serde(default)]
+    pub skip_verify: Option<bool>,
+    #[serde(default)]
+    pub account_name: Option<String>,
+    #[serde(default)]
+    pub account_key: Option<String>,
+    /// litecar: credentials from mounted secret files (the file's content, trimmed).
+    #[serde(default)]
+    pub access_key_id_file: Option<String>,
+    #[serde(default)]
+    pub secret_access_key_file: Option<String>,
+    #[serde(default)]
+    pub account_key_file: Option<String>,
+    /// litecar: an Azure SAS token (or set AZURE_STORAGE_SAS_TOKEN).
+    #[serde(default)]
+    pub sas_token: Option<String>,
+    /// Litestream's SFTP keys.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub key_path: Option<String>,
+    #[serde(default)]
+    pub age: Option<AgeConfig>,
+}
+
+impl ReplicaConfig {
+    /// The replica's name: its `name`, else its type, as Litestream names them.
+    pub fn display_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        if let Some(k) = &self.kind {
+            return k.clone();
+        }
+        match self.url.as_deref().and_then(|u| u.split_once("://")) {
+            Some((scheme, _)) => scheme.to_owned(),
+            None => "file".to_owned(),
+        }
+    }
+}
