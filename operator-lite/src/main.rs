@@ -1,5 +1,8 @@
+mod run;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -24,6 +27,31 @@ enum Command {
         image: Option<String>,
         file: PathBuf,
     },
+    /// Run the controller: reconcile SqliteDatabase resources (after winning the leader-election Lease).
+    Run {
+        /// The litecar image of the pods it renders, unless a resource names its own.
+        #[arg(long, env = "LITECAR_IMAGE")]
+        image: Option<String>,
+        /// Only this namespace's resources (default: every namespace).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// /metrics, /healthz and /readyz.
+        #[arg(long, default_value = ":8080")]
+        metrics_addr: String,
+        #[arg(long, default_value = "litecar-operator")]
+        lease_name: String,
+        /// Default: the namespace the operator runs in (from its service account), else `default`.
+        #[arg(long)]
+        lease_namespace: Option<String>,
+        /// This process's name in the Lease (default: $POD_NAME, else the host name and process id).
+        #[arg(long)]
+        identity: Option<String>,
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        lease_duration: Duration,
+        /// How soon a resource waiting for a Secret is looked at again.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        recheck_interval: Duration,
+    },
     /// Create DB (WAL mode) unless it exists, applying the SQL of --script once. Run as an init container.
     InitDb {
         #[arg(long)]
@@ -32,9 +60,13 @@ enum Command {
     },
 }
 
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    litecar::config::GoDuration::parse(s).map(|d| d.0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("litecar-operator: {e:#}");
@@ -43,8 +75,59 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run {
+            image,
+            namespace,
+            metrics_addr,
+            lease_name,
+            lease_namespace,
+            identity,
+            lease_duration,
+            recheck_interval,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let lease_namespace = lease_namespace.unwrap_or_else(|| {
+                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                    .map(|s| s.trim().to_owned())
+                    .unwrap_or_else(|_| "default".into())
+            });
+            let identity = identity.or_else(|| std::env::var("POD_NAME").ok()).unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                format!("{}-{}", host.trim(), std::process::id())
+            });
+            let opts = run::Options {
+                render: image.map(|image| RenderOptions { image }).unwrap_or_default(),
+                namespace,
+                metrics_addr,
+                lease_namespace,
+                lease_name,
+                identity,
+                lease_duration,
+                recheck: recheck_interval,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                let cancel = tokio_util::sync::CancellationToken::new();
+                let c = cancel.clone();
+                tokio::spawn(async move {
+                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                    }
+                    c.cancel();
+                });
+                run::run(opts, cancel).await
+            })?;
+        }
         Command::Crd => print!("{}", crd_yaml().context("serializing the CRD")?),
         Command::Render { image, file } => {
             let opts = image.map(|image| RenderOptions { image }).unwrap_or_default();
