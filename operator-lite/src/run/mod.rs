@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
@@ -63,29 +63,55 @@ pub async fn run(opts: Options, cancel: CancellationToken) -> Result<()> {
     tracing::info!(identity = %opts.identity, "leading; reconciling SqliteDatabase resources");
     let leading = CancellationToken::new();
     let renew = tokio::spawn(lease.clone().hold(cancel.clone(), leading.clone()));
-    let reporter = kube::runtime::events::Reporter { controller: MANAGER.into(), instance: Some(opts.identity.clone()) };
+    let reporter =
+        kube::runtime::events::Reporter { controller: MANAGER.into(), instance: Some(opts.identity.clone()) };
     let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Ctx { client: client.clone(), opts: opts.clone(), metrics, recorder });
-    let (dbs, deployments, configmaps, services) = match &opts.namespace {
+    let (dbs, deployments, configmaps, services, secrets) = match &opts.namespace {
         Some(ns) => (
             Api::<SqliteDatabase>::namespaced(client.clone(), ns),
             Api::<Deployment>::namespaced(client.clone(), ns),
             Api::<ConfigMap>::namespaced(client.clone(), ns),
             Api::<Service>::namespaced(client.clone(), ns),
+            Api::<Secret>::namespaced(client.clone(), ns),
         ),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
     };
     let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=litecar-operator");
     let stop = leading.clone();
-    Controller::new(dbs, watcher::Config::default())
+    let controller = Controller::new(dbs, watcher::Config::default());
+    let store = controller.store();
+    controller
         .owns(configmaps, managed.clone())
         .owns(services, managed)
         // The operator's own Deployments (readiness) and the applications' that ask for a sidecar.
         .watches(deployments, watcher::Config::default(), |d| {
             let ns = d.metadata.namespace.clone().unwrap_or_default();
-            let own = d.metadata.owner_references.iter().flatten().find(|o| o.kind == "SqliteDatabase").map(|o| o.name.clone());
+            let own = d
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.kind == "SqliteDatabase")
+                .map(|o| o.name.clone());
             own.or_else(|| sidecar::requested_database(&d).map(str::to_owned))
                 .map(|n| ObjectRef::<SqliteDatabase>::new(&n).within(&ns))
+        })
+        // A Secret created, fixed or broken is noticed at once by the resources that name it.
+        .watches(secrets, watcher::Config::default(), move |s| {
+            let (ns, secret) = (s.metadata.namespace.clone(), s.metadata.name.clone().unwrap_or_default());
+            store
+                .state()
+                .into_iter()
+                .filter(|db| db.metadata.namespace == ns && reconcile::secret_names(db).contains(&secret))
+                .map(|db| ObjectRef::from_obj(&*db))
+                .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile::reconcile, reconcile::error_policy, ctx)

@@ -153,8 +153,14 @@ async fn reconcile_inner(db: &SqliteDatabase, ctx: &Ctx) -> Result<(Action, bool
     };
     write_status(&api, db, o).await?;
     if changed {
-        event(ctx, db, false, "Applied", format!("applied the objects of generation {}", db.metadata.generation.unwrap_or(0)))
-            .await;
+        event(
+            ctx,
+            db,
+            false,
+            "Applied",
+            format!("applied the objects of generation {}", db.metadata.generation.unwrap_or(0)),
+        )
+        .await;
     }
     Ok((Action::requeue(Duration::from_secs(300)), false))
 }
@@ -182,6 +188,20 @@ async fn write_status(api: &Api<SqliteDatabase>, db: &SqliteDatabase, o: Outcome
     }
     api.patch_status(&name(db), &PatchParams::default(), &Patch::Merge(&json!({"status": new}))).await?;
     Ok(())
+}
+
+/// The Secrets a resource names.
+pub fn secret_names(db: &SqliteDatabase) -> Vec<String> {
+    let mut names: Vec<String> = db
+        .spec
+        .litestream
+        .iter()
+        .flat_map(|l| l.replicas.iter())
+        .filter_map(|r| r.credentials.as_ref())
+        .map(|c| c.secret_name.clone())
+        .collect();
+    names.extend(db.spec.sqlite_rest.as_ref().and_then(|r| r.auth_secret.clone()));
+    names
 }
 
 /// The first Secret or key the spec names that does not exist, worded with the field that names it.

@@ -13,7 +13,14 @@ pub struct Outcome {
     pub degraded: Option<(&'static str, String)>,
 }
 
-fn condition(kind: &str, on: bool, reason: &str, message: String, generation: Option<i64>, old: &[Condition]) -> Condition {
+fn condition(
+    kind: &str,
+    on: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    old: &[Condition],
+) -> Condition {
     let status = if on { "True" } else { "False" };
     let since = old
         .iter()
