@@ -158,7 +158,7 @@ impl Metrics {
             let s = db.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let l = &[path.as_str()];
             db_size.with_label_values(l).set(std::fs::metadata(&db.path).map_or(0, |m| m.len()) as f64);
-            let wal = litecar_replicate::shipper::wal_path(&db.path);
+            let wal = litecar_replicate::wal::wal_path(&db.path);
             wal_size.with_label_values(l).set(std::fs::metadata(wal).map_or(0, |m| m.len()) as f64);
             total_wal.with_label_values(l).inc_by(s.bytes_staged as f64);
             shadow_index.with_label_values(l).set(f64::from(s.index));

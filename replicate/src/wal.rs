@@ -4,12 +4,20 @@
 //! ships exactly the bytes this module accepts, so a torn or corrupt tail is never shipped.
 
 use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 
 pub const WAL_HEADER_SIZE: u64 = 32;
 pub const FRAME_HEADER_SIZE: u64 = 24;
 const MAGIC_LE: u32 = 0x377f_0682;
 const MAGIC_BE: u32 = 0x377f_0683;
 const WAL_VERSION: u32 = 3_007_000;
+
+/// The WAL file SQLite keeps beside the database at `db_path`.
+pub fn wal_path(db_path: &Path) -> PathBuf {
+    let mut s = db_path.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WalHeaderError {

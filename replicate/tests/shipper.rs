@@ -5,8 +5,9 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use litecar_replicate::shipper::{CheckpointPolicy, Shipper, wal_path};
+use litecar_replicate::shipper::{CheckpointPolicy, Shipper};
 use litecar_replicate::spool::Spool;
+use litecar_replicate::wal::wal_path;
 use rusqlite::Connection;
 
 fn app(db: &Path) -> Connection {
