@@ -87,10 +87,11 @@ impl WalHeader {
         FRAME_HEADER_SIZE + u64::from(self.page_size)
     }
 
-    /// Whether `next` is what SQLite writes when it restarts this WAL exactly once (`walRestartHdr`: the checkpoint
-    /// sequence and the first salt each go up by one).
+    /// Whether `next` is what SQLite writes when it restarts this WAL exactly once: `walRestartHdr` adds one to the
+    /// first salt in the WAL-index, which every connection shares. The checkpoint sequence is no evidence: each
+    /// connection writes its own count, which lags when another connection restarted the WAL.
     pub fn is_followed_by(&self, next: &WalHeader) -> bool {
-        next.checkpoint_seq == self.checkpoint_seq.wrapping_add(1) && next.salt1 == self.salt1.wrapping_add(1)
+        next.page_size == self.page_size && next.salt1 == self.salt1.wrapping_add(1)
     }
 
     /// Serialise a header; used by tests and by tools that synthesise WALs.

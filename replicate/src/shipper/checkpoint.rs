@@ -23,6 +23,8 @@ pub(super) struct Prepared {
 const LOCKED_CHECKPOINT_BYTES: u64 = 1 << 20;
 /// …but not more often than this in a row, so that a writer faster than the disk still gets checkpointed.
 const MAX_PREPARE_ROUNDS: u32 = 8;
+/// How long a checkpoint under our write lock waits for another process's checkpoint to finish.
+const APP_CHECKPOINT_GRACE: Duration = Duration::from_millis(5);
 
 impl Shipper {
     /// Prepare or complete a checkpoint when one is due; `true` if that copied the WAL under the write lock.
@@ -207,7 +209,13 @@ impl Shipper {
                 .ckpt
                 .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .db(&self.db_path)?;
-            if busy == 0 || started.elapsed() >= self.policy.lock_timeout {
+            // Only another process's checkpoint is worth waiting for (a reader of the application's is not going to
+            // leave because we wait), and not for long: one that holds the checkpoint lock while we hold the write
+            // lock may be a RESTART or TRUNCATE waiting for the write lock, which cannot finish until we let go.
+            if busy == 0
+                || started.elapsed() >= self.policy.lock_timeout.min(APP_CHECKPOINT_GRACE)
+                || !self.app.checkpoint_running()?
+            {
                 break (busy, log, done);
             }
             std::thread::sleep(Duration::from_millis(2));

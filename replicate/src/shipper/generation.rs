@@ -54,16 +54,24 @@ impl Shipper {
         // The old WAL's tail is only readable if the new WAL has not reached our position and the file was not
         // truncated (TRUNCATE checkpoints, journal_size_limit) below it: the frame ending at our position must still
         // be the one we shipped.
+        // A WAL copied to its end while the checkpoint that restarted it held the write lock needs no proof.
+        let sealed = self.sealed_and_emptied();
         if overwritten > start || !frame_before_matches(&self.wal_path, &old, start, seed)? {
-            return Ok(Restart::Lost("the WAL was restarted and overwritten before litecar copied its end"));
+            if !sealed {
+                return Ok(Restart::Lost("the WAL was restarted and overwritten before litecar copied its end"));
+            }
+        } else {
+            let mut f = self.open_existing_wal()?;
+            f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
+            let committed =
+                wal::scan(&mut BufReader::with_capacity(1 << 20, f), &old, start, seed).at(&self.wal_path)?;
+            if committed.end > start {
+                tracing::debug!(db = %self.db_path.display(), bytes = committed.end - start, "copied the end of a restarted WAL");
+                self.stage_segment(&old, start, seed, committed, report)?;
+            }
         }
-        let mut f = self.open_existing_wal()?;
-        f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
-        let committed = wal::scan(&mut BufReader::with_capacity(1 << 20, f), &old, start, seed).at(&self.wal_path)?;
-        if committed.end > start {
-            tracing::debug!(db = %self.db_path.display(), bytes = committed.end - start, "copied the end of a restarted WAL");
-            self.stage_segment(&old, start, seed, committed, report)?;
-        }
+        self.seal = None;
+        self.successor_of = None;
         let p = self.position_mut()?;
         p.pos = Pos { index: p.pos.index + 1, offset: 0 };
         p.header = new;
@@ -81,6 +89,8 @@ impl Shipper {
         // The generation starts with a WAL that holds a frame and that no one else can restart from here on.
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.try_write_lock(self.policy.lock_timeout.max(Duration::from_millis(500)))? {
+            // A checkpoint of the application's holds it, waiting for our read lock.
+            self.step_aside(report)?;
             if Instant::now() > deadline {
                 return Err(Error::Wal {
                     path: self.db_path.clone(),

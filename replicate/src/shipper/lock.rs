@@ -1,23 +1,41 @@
 //! The lock protocol: the read lock (`pin`) that keeps the application's frames in place until they are copied, and
 //! the write lock (`lock`) held, for milliseconds, while the last frames are copied and checkpointed.
 
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::ErrorCode;
 
 use super::Shipper;
+use super::applocks::AppLocks;
 use crate::error::{Error, Result, SqlContext};
 
 /// How often the write lock is tried while the application holds it.
 const LOCK_POLL: Duration = Duration::from_micros(50);
+/// Every this many tries (a millisecond), whether the write lock's holder is a checkpoint waiting for our read lock.
+const CHECKPOINTER_CHECK_TRIES: i32 = 20;
 
 std::thread_local! {
     /// Tries left for the write lock being taken on this (the shipper's) thread.
-    static LOCK_TRIES_LEFT: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+    static LOCK_TRIES_LEFT: Cell<i32> = const { Cell::new(0) };
+    /// The database's lock table, for the write lock being taken on this thread.
+    static LOCK_TABLE: RefCell<Option<Arc<AppLocks>>> = const { RefCell::new(None) };
+    /// The last try gave up because another process's checkpoint holds the write lock and waits for our read lock.
+    static CHECKPOINTER_SEEN: Cell<bool> = const { Cell::new(false) };
 }
 
 fn poll_for_lock(attempt: i32) -> bool {
     if attempt >= LOCK_TRIES_LEFT.with(|t| t.get()) {
+        return false;
+    }
+    // Waiting on would keep both sides waiting for the application's whole busy timeout: give up at once and let
+    // the caller step aside (see `cooperate`).
+    if attempt % CHECKPOINTER_CHECK_TRIES == 0
+        && LOCK_TABLE
+            .with(|t| t.borrow().as_ref().is_some_and(|l| matches!(l.checkpointer_with_write_lock(), Ok(Some(_)))))
+    {
+        CHECKPOINTER_SEEN.with(|s| s.set(true));
         return false;
     }
     std::thread::sleep(LOCK_POLL);
@@ -53,8 +71,16 @@ impl Shipper {
         // tight loop frees the write lock for microseconds between transactions and would never be caught. Poll
         // often instead: a try is one fcntl call.
         LOCK_TRIES_LEFT.with(|t| t.set((timeout.as_micros() / LOCK_POLL.as_micros()).max(1) as i32));
+        LOCK_TABLE.with(|t| *t.borrow_mut() = Some(self.app.clone()));
+        CHECKPOINTER_SEEN.with(|s| s.set(false));
         self.lock.busy_handler(Some(poll_for_lock)).db(&self.db_path)?;
-        match self.lock.execute_batch("BEGIN IMMEDIATE") {
+        let begun = self.lock.execute_batch("BEGIN IMMEDIATE");
+        // Only the shipper may hold the `-shm` file open: closing the last descriptor releases our locks.
+        LOCK_TABLE.with(|t| *t.borrow_mut() = None);
+        if CHECKPOINTER_SEEN.with(|s| s.get()) {
+            self.checkpointer_waiting = true;
+        }
+        match begun {
             Ok(()) => {
                 self.locked = true;
                 Ok(true)

@@ -9,8 +9,10 @@
 //! position is recovered under the write lock; when that cannot be proven complete, a new generation starts with a
 //! snapshot, so nothing committed is ever skipped silently.
 
+mod applocks;
 mod checkpoint;
 mod checkpointer;
+mod cooperate;
 mod copy;
 mod generation;
 mod lock;
@@ -23,8 +25,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use self::applocks::AppLocks;
 use self::checkpoint::Prepared;
 use self::checkpointer::Checkpointer;
+use self::cooperate::Seal;
 use self::copy::ShipError;
 use self::generation::Restart;
 use crate::error::{Error, IoContext, Result, SqlContext};
@@ -73,6 +77,8 @@ pub struct SyncReport {
     pub snapshot_bytes: u64,
     pub snapshot_seconds: f64,
     pub snapshots: u64,
+    /// How long each checkpoint of the application that we stepped aside for waited on our read lock.
+    pub app_waits: Vec<f64>,
     /// Generation, position and last snapshot time after the call.
     pub position: Option<(Generation, Pos, SystemTime)>,
 }
@@ -108,6 +114,14 @@ pub struct Shipper {
     db_file: File,
     /// Device and inode of `db_file`, to tell whether `db_path` still names it.
     db_identity: (u64, u64),
+    /// The WAL last copied to its end while another process's checkpoint held the write lock.
+    seal: Option<Seal>,
+    /// The sealed WAL whose next WAL, whatever its header, is proven to follow it directly.
+    successor_of: Option<Seal>,
+    /// Taking the write lock gave up because another process's checkpoint held it.
+    checkpointer_waiting: bool,
+    /// The lock table in the `-shm` file. Declared last, like `db_file`, and for the same reason.
+    app: Arc<AppLocks>,
 }
 
 /// Check that `file` holds a SQLite database (or is still empty).
@@ -168,6 +182,8 @@ impl Shipper {
         let limit = (policy.min_page_count as i64).saturating_mul(page_size + wal::FRAME_HEADER_SIZE as i64);
         lock.pragma_update(None, "journal_size_limit", limit).db(db_path)?;
         let ckpt = open()?;
+        // The read of `journal_mode` above made SQLite create the `-shm` file.
+        let app = Arc::new(AppLocks::open(db_path)?);
         let background = Checkpointer::start(open()?, db_path.to_owned()).at(db_path)?;
         let state = StateFile::new(state_dir.join("position.json"));
         let position = state.load()?;
@@ -191,6 +207,10 @@ impl Shipper {
             index_backfilled: true,
             db_file,
             db_identity,
+            seal: None,
+            successor_of: None,
+            checkpointer_waiting: false,
+            app,
         })
     }
 
@@ -243,17 +263,25 @@ impl Shipper {
         } else {
             match (&self.position, header) {
                 (None, _) => Some("no saved replication position"),
+                // Emptied by a TRUNCATE checkpoint we stepped aside for: the next write starts the next index.
+                (Some(_), None) if self.sealed_and_emptied() => None,
                 (Some(_), None) => Some("the WAL was removed or truncated while litecar was not watching it"),
-                (Some(p), Some(h)) if p.header.is_followed_by(&h) => match self.follow_restart(h, &mut report)? {
-                    Some(Restart::Followed) => None,
-                    Some(Restart::Lost(why)) => Some(why),
-                    // The application holds the write lock; try again on the next event.
-                    None => return Ok(report),
-                },
+                (Some(p), Some(h)) if p.header.is_followed_by(&h) || self.is_proven_successor(&h) => {
+                    match self.follow_restart(h, &mut report)? {
+                        Some(Restart::Followed) => None,
+                        Some(Restart::Lost(why)) => Some(why),
+                        // The application holds the write lock; try again on the next event.
+                        None => return Ok(report),
+                    }
+                }
                 (Some(_), Some(_)) => Some("the WAL was restarted more than once between two reads"),
             }
         };
         if let Some(reason) = reason {
+            tracing::debug!(
+                db = %self.db_path.display(), reason, position = ?self.position.as_ref().map(|p| (p.header, p.pos)),
+                wal = ?header, seal = ?self.seal, successor_of = ?self.successor_of, "the WAL cannot be followed"
+            );
             self.start_generation(reason, &mut report)?;
         }
         if !unchanged {
