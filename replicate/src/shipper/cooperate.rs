@@ -8,18 +8,32 @@
 //! in that moment is "sealed": when the checkpoint then restarts it (and TRUNCATE empties the file), the next sync
 //! follows the restart in the same generation without needing the old WAL's bytes.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use super::applocks::IndexView;
+use super::copy::{frame_before_matches, shipping_start};
 use super::generation::Restart;
 use super::{Shipper, SyncReport};
-use crate::error::Result;
-use crate::wal::{WAL_HEADER_SIZE, WalHeader};
+use crate::error::{IoContext, Result};
+use crate::wal::{self, Checksum, Committed, WAL_HEADER_SIZE, WalHeader};
 
 /// How long we wait for the application's checkpoint to finish before taking the read lock again regardless.
 const APP_CHECKPOINT_MAX: Duration = Duration::from_secs(1);
 /// How often its end is checked meanwhile.
 const APP_CHECKPOINT_POLL: Duration = Duration::from_micros(100);
+
+/// Largest WAL tail read into memory while the application's checkpoint waits; a larger one is staged first.
+const TAIL_IN_MEMORY: u64 = 32 << 20;
+
+/// Committed frames read from the WAL, to be staged once the application's checkpoint no longer waits.
+struct Tail {
+    header: WalHeader,
+    start: u64,
+    seed: Checksum,
+    committed: Committed,
+    bytes: Vec<u8>,
+}
 
 /// A WAL copied to its end while another process's checkpoint held the write lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,24 +57,25 @@ impl Shipper {
         if !self.pinned {
             return Ok(false);
         }
-        // An empty WAL holds no checkpoint back (our read lock is then on the database file, and there is nothing to
-        // copy or restart): the checkpoint we stepped aside for may still hold its locks while it finishes.
-        if self.app.index_view()?.is_some_and(|v| v.max_frame == 0) {
-            return Ok(false);
-        }
         let Some(pid) = self.app.checkpointer_with_write_lock()? else {
             if seen {
                 tracing::debug!(db = %self.db_path.display(), "the checkpoint that held the write lock is over");
             }
             return Ok(false);
         };
+        // An empty WAL holds no checkpoint back (our read lock is then on the database file, and there is nothing to
+        // copy or restart): the checkpoint we stepped aside for may still hold its locks while it finishes.
+        if self.app.index_view()?.is_some_and(|v| v.max_frame == 0) {
+            return Ok(false);
+        }
         let started = Instant::now();
         let bytes_before = report.bytes;
-        let copied = self.copy_to_the_end(report);
+        let mut tail = None;
+        let copied = self.copy_to_the_end(&mut tail, report);
         // Whatever the copy did, the application must not wait on us: the read lock goes in any case, and a WAL not
         // proven complete is dealt with by the next sync (recovered from the old WAL, or a new generation).
         let sealed = match copied {
-            Ok(true) => self.seal_if_complete(pid)?,
+            Ok(true) => self.seal_if_complete(pid, tail.as_ref())?,
             Ok(false) => false,
             Err(e) => {
                 tracing::warn!(db = %self.db_path.display(), error = %e, "copying the WAL before the application's checkpoint failed");
@@ -76,6 +91,15 @@ impl Shipper {
         self.pin()?;
         self.index_backfilled = true;
         self.prove_successor()?;
+        if let Some(tail) = tail {
+            // Staged only now, with its fsyncs, so that the application waited only for the WAL to be read. If it
+            // cannot be staged, the copy is not whole: the next sync finds the WAL restarted behind our position.
+            if let Err(e) = self.stage_tail(tail, report) {
+                self.seal = None;
+                self.successor_of = None;
+                return Err(e);
+            }
+        }
         report.app_waits.push(released.as_secs_f64());
         tracing::info!(
             db = %self.db_path.display(), pid, sealed, successor_proven = self.successor_of.is_some(),
@@ -89,13 +113,20 @@ impl Shipper {
     /// Copy every committed frame, following a restart first if the WAL was restarted since we last read it. The
     /// application's checkpoint holds the write lock, so our own is neither needed nor available. `false` if the WAL
     /// is not one we can continue (the next sync decides what to do).
-    fn copy_to_the_end(&mut self, report: &mut SyncReport) -> Result<bool> {
+    fn copy_to_the_end(&mut self, tail: &mut Option<Tail>, report: &mut SyncReport) -> Result<bool> {
         let Some(p) = &self.position else { return Ok(false) };
         let old = p.header;
         // Even our own idle restart frame: the checkpoint is about to restart or empty the WAL.
         let hold = std::mem::replace(&mut self.hold_restart_frame, false);
         let result = match self.read_wal_header() {
-            Ok(Some(h)) if h == old => self.ship_matching(report),
+            Ok(Some(h)) if h == old => match self.read_tail() {
+                Ok(Some(t)) => {
+                    *tail = Some(t);
+                    Ok(true)
+                }
+                Ok(None) => self.ship_matching(report),
+                Err(e) => Err(e),
+            },
             Ok(Some(h)) if old.is_followed_by(&h) || self.is_proven_successor(&h) => {
                 self.recover_old_tail(h, report).map(|r| matches!(r, Restart::Followed))
             }
@@ -107,11 +138,43 @@ impl Shipper {
         result
     }
 
+    /// Read the committed frames past our position into memory (a read from the page cache, where staging them
+    /// takes fsyncs); `None` if they are more than [`TAIL_IN_MEMORY`] or the WAL no longer continues our position.
+    fn read_tail(&self) -> Result<Option<Tail>> {
+        let p = self.position_ref()?;
+        let header = p.header;
+        let (start, seed) = shipping_start(p);
+        if !frame_before_matches(&self.wal_path, &header, start, seed)? {
+            return Ok(None);
+        }
+        let mut f = self.open_existing_wal()?;
+        let len = f.metadata().at(&self.wal_path)?.len().saturating_sub(start);
+        if len > TAIL_IN_MEMORY {
+            return Ok(None);
+        }
+        f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
+        let mut bytes = Vec::with_capacity(len as usize);
+        f.take(TAIL_IN_MEMORY).read_to_end(&mut bytes).at(&self.wal_path)?;
+        let committed = wal::scan(&mut bytes.as_slice(), &header, start, seed).at(&self.wal_path)?;
+        bytes.truncate((committed.end - start) as usize);
+        Ok(Some(Tail { header, start, seed, committed, bytes }))
+    }
+
+    fn stage_tail(&mut self, t: Tail, report: &mut SyncReport) -> Result<()> {
+        if t.committed.end > t.start {
+            self.stage_segment_from(&t.header, t.start, t.seed, t.committed, Some(&t.bytes), report)?;
+        }
+        Ok(())
+    }
+
     /// Whether what we copied is the whole WAL as SQLite's WAL-index describes it, with the same checkpointer still
     /// holding the write lock; if so, remember the WAL as sealed.
-    fn seal_if_complete(&mut self, pid: i32) -> Result<bool> {
+    fn seal_if_complete(&mut self, pid: i32, tail: Option<&Tail>) -> Result<bool> {
         let Some(p) = &self.position else { return Ok(false) };
-        let (header, end) = (p.header, p.pos.offset);
+        let (header, end) = match tail {
+            Some(t) if t.committed.end > t.start => (t.header, t.committed.end),
+            _ => (p.header, p.pos.offset),
+        };
         let Some(view) = self.app.index_view()? else { return Ok(false) };
         let complete = view.salt == salt_bytes(&header) && u64::from(view.max_frame) == frames(&header, end)
             || view.max_frame == 0 && self.read_wal_header()?.is_none();

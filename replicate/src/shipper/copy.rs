@@ -104,6 +104,19 @@ impl Shipper {
         committed: wal::Committed,
         report: &mut SyncReport,
     ) -> Result<()> {
+        self.stage_segment_from(header, start, seed, committed, None, report)
+    }
+
+    /// [`Shipper::stage_segment`], from `bytes` (the WAL from `start` on, read earlier) instead of the file when given.
+    pub(super) fn stage_segment_from(
+        &mut self,
+        header: &WalHeader,
+        start: u64,
+        seed: Checksum,
+        committed: wal::Committed,
+        bytes: Option<&[u8]>,
+        report: &mut SyncReport,
+    ) -> Result<()> {
         let p = self.position_ref()?;
         let pos = p.pos;
         let key = SpoolKey::Segment { generation: p.generation.clone(), pos };
@@ -117,10 +130,16 @@ impl Shipper {
             if pos.offset == 0 {
                 enc.write_all(&header.encode())?;
             }
-            let mut f = File::open(&wal_path)?;
-            f.seek(SeekFrom::Start(start))?;
-            let mut r = BufReader::with_capacity(1 << 20, f).take(committed.end - start);
-            let copied = wal::scan_with(&mut r, header, start, seed, |frame| enc.write_all(frame))?;
+            let len = committed.end - start;
+            let copied = match bytes {
+                Some(b) => wal::scan_with(&mut b.take(len), header, start, seed, |frame| enc.write_all(frame))?,
+                None => {
+                    let mut f = File::open(&wal_path)?;
+                    f.seek(SeekFrom::Start(start))?;
+                    let mut r = BufReader::with_capacity(1 << 20, f).take(len);
+                    wal::scan_with(&mut r, header, start, seed, |frame| enc.write_all(frame))?
+                }
+            };
             if copied.end != committed.end || copied.checksum != committed.checksum {
                 return Err(io::Error::other("the WAL changed while it was being copied"));
             }
