@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use litecar_replicate::client::OpObserver;
-use litecar_replicate::replicator::SharedStatus;
+use litecar_replicate::replicator::{APP_WAIT_BUCKETS, SharedStatus, WaitHistogram};
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
@@ -151,6 +151,12 @@ impl Metrics {
         let snapshots = c("litecar_snapshots_total", "Snapshots taken", &["db"])?;
         let snap_bytes = g("litecar_snapshot_bytes", "Compressed size of the last snapshot", &["db"])?;
         let snap_seconds = g("litecar_snapshot_seconds", "Time the last snapshot took, in seconds", &["db"])?;
+        let app_checkpoints = c(
+            "litecar_app_checkpoints_observed_total",
+            "Checkpoints of the application (RESTART, TRUNCATE) that litecar stepped aside for",
+            &["db"],
+        )?;
+        let mut app_wait = app_wait_family();
 
         let now = SystemTime::now();
         for db in self.dbs() {
@@ -158,7 +164,7 @@ impl Metrics {
             let s = db.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let l = &[path.as_str()];
             db_size.with_label_values(l).set(std::fs::metadata(&db.path).map_or(0, |m| m.len()) as f64);
-            let wal = litecar_replicate::shipper::wal_path(&db.path);
+            let wal = litecar_replicate::wal::wal_path(&db.path);
             wal_size.with_label_values(l).set(std::fs::metadata(wal).map_or(0, |m| m.len()) as f64);
             total_wal.with_label_values(l).inc_by(s.bytes_staged as f64);
             shadow_index.with_label_values(l).set(f64::from(s.index));
@@ -177,6 +183,8 @@ impl Metrics {
             snapshots.with_label_values(l).inc_by(s.snapshots as f64);
             snap_bytes.with_label_values(l).set(s.last_snapshot_bytes as f64);
             snap_seconds.with_label_values(l).set(s.last_snapshot_seconds);
+            app_checkpoints.with_label_values(l).inc_by(s.app_checkpoints_observed as f64);
+            app_wait.mut_metric().push(app_wait_metric(&path, &s.app_wait));
             for r in &s.replicas {
                 let rl = &[path.as_str(), r.name.as_str()];
                 r_bytes.with_label_values(rl).inc_by(r.uploaded_bytes as f64);
@@ -218,9 +226,11 @@ impl Metrics {
             &snapshots,
             &snap_bytes,
             &snap_seconds,
+            &app_checkpoints,
         ] {
             out.extend(collector.collect());
         }
+        out.push(app_wait);
         Ok(out)
     }
 
@@ -247,4 +257,40 @@ impl Metrics {
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
+}
+
+/// `litecar_app_wait_seconds`: built from the buckets the replicator keeps, as a histogram that lives across scrapes.
+fn app_wait_family() -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name("litecar_app_wait_seconds".into());
+    f.set_help(
+        "How long each checkpoint of the application waited on litecar's read lock before litecar stepped aside".into(),
+    );
+    f.set_field_type(prometheus::proto::MetricType::HISTOGRAM);
+    f
+}
+
+fn app_wait_metric(db: &str, h: &WaitHistogram) -> prometheus::proto::Metric {
+    let mut label = prometheus::proto::LabelPair::default();
+    label.set_name("db".into());
+    label.set_value(db.into());
+    let mut cumulative = 0;
+    let buckets = APP_WAIT_BUCKETS
+        .iter()
+        .zip(h.buckets)
+        .map(|(bound, n)| {
+            cumulative += n;
+            let mut b = prometheus::proto::Bucket::default();
+            b.set_upper_bound(*bound);
+            b.set_cumulative_count(cumulative);
+            b
+        })
+        .collect();
+    let mut histogram = prometheus::proto::Histogram::default();
+    histogram.set_sample_count(h.count);
+    histogram.set_sample_sum(h.sum);
+    histogram.set_bucket(buckets);
+    let mut m = prometheus::proto::Metric::from_label(vec![label]);
+    m.set_histogram(histogram);
+    m
 }

@@ -1,7 +1,6 @@
 //! Replication core of litecar: WAL reading, the Litestream 0.3 replica layout, snapshots, retention and restore.
 
 pub mod backend;
-mod checkpointer;
 pub mod client;
 pub mod compress;
 pub mod error;

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Replica;
@@ -60,6 +61,9 @@ pub struct Status {
     pub last_snapshot_seconds: f64,
     /// Per checkpoint mode (passive, truncate): count and seconds.
     pub checkpoints: std::collections::BTreeMap<&'static str, (u64, f64)>,
+    /// Checkpoints of another process that litecar stepped aside for, and how long each waited on our read lock.
+    pub app_checkpoints_observed: u64,
+    pub app_wait: WaitHistogram,
     /// Bytes in the spool that some replica still needs.
     pub pending_bytes: u64,
     pub replicas: Vec<ReplicaStatus>,
@@ -84,6 +88,27 @@ pub struct ReplicaStatus {
     /// Staging time of the oldest object this replica does not have yet.
     pub oldest_pending: Option<SystemTime>,
     pub retention_deleted: u64,
+}
+
+/// Upper bounds, in seconds, of the buckets of [`WaitHistogram`].
+pub const APP_WAIT_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+/// A histogram of waits, counted per bucket of [`APP_WAIT_BUCKETS`] (not cumulative), plus everything above.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct WaitHistogram {
+    pub buckets: [u64; APP_WAIT_BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl WaitHistogram {
+    pub fn observe(&mut self, seconds: f64) {
+        if let Some(i) = APP_WAIT_BUCKETS.iter().position(|b| seconds <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
 }
 
 impl Status {
@@ -170,14 +195,18 @@ impl DbReplicator {
             .map_err(|e| Error::Io { path: db.clone(), source: std::io::Error::other(e) })?;
         let shipper = shipper?;
         self.status.lock().unwrap_or_else(|p| p.into_inner()).database_found = true;
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let shipper_thread = spawn_shipper(shipper, open, cmd_rx)?;
+        let upload_wake: Vec<Arc<Notify>> = self.replicas.iter().map(|_| Arc::new(Notify::new())).collect();
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let stepped_aside = {
+            let (status, spool, upload_wake) = (self.status.clone(), spool.clone(), upload_wake.clone());
+            move |report: &SyncReport| record(&status, report, &spool, &upload_wake, false)
+        };
+        let shipper_thread = spawn_shipper(shipper, open, cmd_rx, stepped_aside)?;
 
         let wake = Arc::new(Notify::new());
         let staging_interval = self.replicas.iter().map(|r| r.sync_interval).min().unwrap_or_default();
         let mut watch = WalWatch::new(&db, wake.clone(), staging_interval);
         let upload_stop = CancellationToken::new();
-        let upload_wake: Vec<Arc<Notify>> = self.replicas.iter().map(|_| Arc::new(Notify::new())).collect();
         let mut tasks = tokio::task::JoinSet::new();
         for (i, r) in self.replicas.iter().enumerate() {
             let signals = UploadSignals {
@@ -275,43 +304,55 @@ impl DbReplicator {
     }
 
     fn after_sync(&self, report: &SyncReport, spool: &Spool, upload_wake: &[Arc<Notify>]) {
-        let mut generation_changed = false;
-        {
-            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        record(&self.status, report, spool, upload_wake, true);
+    }
+}
+
+/// Record what a sync (or, when `sync` is false, stepping aside for another process's checkpoint) did, and wake the
+/// uploaders if there is something new for them.
+fn record(status: &SharedStatus, report: &SyncReport, spool: &Spool, upload_wake: &[Arc<Notify>], sync: bool) {
+    let mut generation_changed = false;
+    {
+        let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+        if sync {
             s.syncs += 1;
             s.last_sync_error = None;
             s.initial_sync = true;
-            s.bytes_staged += report.bytes;
             s.last_sync = Some(SystemTime::now());
-            if let Some(mode) = report.checkpointed {
-                let entry = s.checkpoints.entry(mode).or_default();
-                entry.0 += 1;
-                entry.1 += report.checkpoint_seconds;
-            }
-            s.record_snapshots(report);
-            s.pending_bytes = spool.pending_bytes();
-            for (i, r) in s.replicas.iter_mut().enumerate() {
-                r.oldest_pending = spool.oldest_pending(i);
-            }
-            if let Some((generation, pos, snapshot_at)) = &report.position {
-                // The uploaders check that each replica can restore a new generation, even before it has data.
-                generation_changed = s.generation.as_ref() != Some(generation);
-                s.generation = Some(generation.clone());
-                s.index = pos.index;
-                s.offset = pos.offset;
-                s.snapshot_at = Some(*snapshot_at);
-            }
         }
-        if report.staged > 0 || generation_changed {
-            for w in upload_wake {
-                w.notify_one();
-            }
+        s.bytes_staged += report.bytes;
+        if let Some(mode) = report.checkpointed {
+            let entry = s.checkpoints.entry(mode).or_default();
+            entry.0 += 1;
+            entry.1 += report.checkpoint_seconds;
+        }
+        for wait in &report.app_waits {
+            s.app_checkpoints_observed += 1;
+            s.app_wait.observe(*wait);
+        }
+        s.record_snapshots(report);
+        s.pending_bytes = spool.pending_bytes();
+        for (i, r) in s.replicas.iter_mut().enumerate() {
+            r.oldest_pending = spool.oldest_pending(i);
+        }
+        if let Some((generation, pos, snapshot_at)) = &report.position {
+            // The uploaders check that each replica can restore a new generation, even before it has data.
+            generation_changed = s.generation.as_ref() != Some(generation);
+            s.generation = Some(generation.clone());
+            s.index = pos.index;
+            s.offset = pos.offset;
+            s.snapshot_at = Some(*snapshot_at);
+        }
+    }
+    if report.staged > 0 || generation_changed {
+        for w in upload_wake {
+            w.notify_one();
         }
     }
 }
 
 async fn request(
-    tx: &mpsc::UnboundedSender<Command>,
+    tx: &mpsc::Sender<Command>,
     make: impl FnOnce(oneshot::Sender<Result<SyncReport>>) -> Command,
 ) -> Result<SyncReport> {
     let (reply, rx) = oneshot::channel();
@@ -325,7 +366,8 @@ async fn request(
 fn spawn_shipper(
     shipper: Shipper,
     reopen: impl Fn() -> Result<Shipper> + Send + 'static,
-    mut rx: mpsc::UnboundedReceiver<Command>,
+    rx: mpsc::Receiver<Command>,
+    stepped_aside: impl Fn(&SyncReport) + Send + 'static,
 ) -> Result<std::thread::JoinHandle<()>> {
     let name =
         format!("litecar-ship-{}", shipper.db_path().file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
@@ -334,7 +376,18 @@ fn spawn_shipper(
         .name(name)
         .spawn(move || {
             let mut current = Some(shipper);
-            while let Some(cmd) = rx.blocking_recv() {
+            loop {
+                // Between commands, every millisecond: is another process's checkpoint waiting for our read lock?
+                let cmd = match rx.recv_timeout(COOPERATE_POLL) {
+                    Ok(cmd) => cmd,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Some(s) = current.as_mut() {
+                            cooperate(s, &stepped_aside);
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
                 let shipper = match current {
                     Some(ref mut s) => s,
                     None => match reopen() {
@@ -384,12 +437,29 @@ fn spawn_shipper(
                 if replaced && let Some(old) = current.take() {
                     close(old, &db);
                 }
+                // A command may have given up the write lock to a checkpoint that waits for us.
+                if let Some(s) = current.as_mut() {
+                    cooperate(s, &stepped_aside);
+                }
             }
             if let Some(shipper) = current {
                 close(shipper, &db);
             }
         })
         .map_err(|e| Error::Io { path: PathBuf::from("shipper thread"), source: e })
+}
+
+/// How often the shipper thread looks, between commands, for another process's checkpoint waiting for its read lock.
+const COOPERATE_POLL: Duration = Duration::from_millis(1);
+
+fn cooperate(shipper: &mut Shipper, stepped_aside: &impl Fn(&SyncReport)) {
+    match shipper.cooperate() {
+        Ok(Some(report)) => stepped_aside(&report),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(db = %shipper.db_path().display(), error = %e, "stepping aside for the application's checkpoint failed")
+        }
+    }
 }
 
 fn close(shipper: Shipper, db: &Path) {
@@ -636,7 +706,7 @@ async fn upload(replica: &Replica, entry: &SpoolEntry) -> std::result::Result<()
 /// Snapshots at `snapshot-interval`, and retention every `retention-check-interval`.
 async fn maintenance_loop(
     opts: ReplicaOptions,
-    cmd: mpsc::UnboundedSender<Command>,
+    cmd: mpsc::Sender<Command>,
     status: SharedStatus,
     upload_wake: Vec<Arc<Notify>>,
     stop: CancellationToken,

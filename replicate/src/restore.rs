@@ -19,7 +19,8 @@ use crate::compress::{self, lz4_reader};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{ReadOnce, with_page_cache_filled, write_flushing};
 use crate::layout::{self, Generation};
-use crate::shipper::{SQLITE_HEADER, wal_path};
+use crate::shipper::SQLITE_HEADER;
+use crate::wal::wal_path;
 use crate::wal::{self, WAL_HEADER_SIZE, WalHeader};
 
 #[derive(Debug, Clone, Default)]

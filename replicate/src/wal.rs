@@ -4,12 +4,20 @@
 //! ships exactly the bytes this module accepts, so a torn or corrupt tail is never shipped.
 
 use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 
 pub const WAL_HEADER_SIZE: u64 = 32;
 pub const FRAME_HEADER_SIZE: u64 = 24;
 const MAGIC_LE: u32 = 0x377f_0682;
 const MAGIC_BE: u32 = 0x377f_0683;
 const WAL_VERSION: u32 = 3_007_000;
+
+/// The WAL file SQLite keeps beside the database at `db_path`.
+pub fn wal_path(db_path: &Path) -> PathBuf {
+    let mut s = db_path.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WalHeaderError {
@@ -79,10 +87,11 @@ impl WalHeader {
         FRAME_HEADER_SIZE + u64::from(self.page_size)
     }
 
-    /// Whether `next` is what SQLite writes when it restarts this WAL exactly once (`walRestartHdr`: the checkpoint
-    /// sequence and the first salt each go up by one).
+    /// Whether `next` is what SQLite writes when it restarts this WAL exactly once: `walRestartHdr` adds one to the
+    /// first salt in the WAL-index, which every connection shares. The checkpoint sequence is no evidence: each
+    /// connection writes its own count, which lags when another connection restarted the WAL.
     pub fn is_followed_by(&self, next: &WalHeader) -> bool {
-        next.checkpoint_seq == self.checkpoint_seq.wrapping_add(1) && next.salt1 == self.salt1.wrapping_add(1)
+        next.page_size == self.page_size && next.salt1 == self.salt1.wrapping_add(1)
     }
 
     /// Serialise a header; used by tests and by tools that synthesise WALs.

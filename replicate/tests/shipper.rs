@@ -5,8 +5,9 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use litecar_replicate::shipper::{CheckpointPolicy, Shipper, wal_path};
+use litecar_replicate::shipper::{CheckpointPolicy, Shipper};
 use litecar_replicate::spool::Spool;
+use litecar_replicate::wal::wal_path;
 use rusqlite::Connection;
 
 fn app(db: &Path) -> Connection {
@@ -457,4 +458,58 @@ fn a_segment_staged_when_the_position_cannot_be_saved_is_still_uploaded() {
     let staged = keys(&Spool::open(state.join("spool"), 1).expect("reopen spool"));
     assert_eq!(keys(&spool), staged, "every staged object is queued for upload");
     assert_eq!(restore_from_spool(dir.path()), [1, 2]);
+}
+
+/// Another process's TRUNCATE checkpoint takes the write lock and waits for our read lock. `cooperate` sees it in the
+/// lock table (our own process's locks are never reported, another's are), copies the commits it had not copied yet,
+/// steps aside so that the checkpoint completes at once instead of after its busy timeout, and the next sync follows
+/// the emptied WAL in the same generation.
+#[test]
+fn another_process_truncate_checkpoint_is_stepped_aside_for() {
+    let (dir, c, mut s) = setup();
+    s.sync().expect("first sync");
+    c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+    s.sync().expect("sync");
+    let before = s.position().expect("position").clone();
+    c.execute("INSERT INTO t VALUES (2)", []).expect("insert");
+    assert!(s.cooperate().expect("cooperate").is_none(), "stepped aside with no checkpoint waiting");
+
+    // The application's process: a commit just before its checkpoint, then TRUNCATE with a 10 s busy timeout.
+    let db = dir.path().join("a.db");
+    let script = "import sqlite3, sys, time\n\
+                  c = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)\n\
+                  c.execute('INSERT INTO t VALUES (3)')\n\
+                  t = time.monotonic()\n\
+                  busy = c.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0]\n\
+                  print(busy, time.monotonic() - t)\n";
+    let app = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&db)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let report = loop {
+        if let Some(r) = s.cooperate().expect("cooperate") {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "the waiting checkpoint was never seen");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let out = app.wait_with_output().expect("application");
+    let out = String::from_utf8_lossy(&out.stdout);
+    let (busy, seconds) = out.trim().split_once(' ').expect("busy and seconds");
+    assert_eq!(busy, "0", "the application's checkpoint did not complete: {out}");
+    assert!(seconds.parse::<f64>().expect("seconds") < 5.0, "the checkpoint waited out its busy timeout: {out}");
+    assert_eq!(report.app_waits.len(), 1);
+    assert!(report.bytes > 0, "the commits before the checkpoint were not copied first");
+    assert_eq!(std::fs::metadata(wal_path(&db)).expect("wal").len(), 0, "TRUNCATE emptied the WAL");
+
+    c.execute("INSERT INTO t VALUES (4)", []).expect("insert");
+    let report = s.sync().expect("sync");
+    let after = s.position().expect("position");
+    assert!(report.new_generation.is_none(), "followed the application's restart with a new generation");
+    assert_eq!(after.generation, before.generation);
+    assert_eq!(after.pos.index, before.pos.index + 1);
+    assert_eq!(restore_from_spool(dir.path()), vec![1, 2, 3, 4]);
 }

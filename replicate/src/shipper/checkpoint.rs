@@ -1,0 +1,227 @@
+//! The checkpoint policy: when to move the read lock and let checkpoints copy what is shipped, and the lock-safe
+//! PASSIVE checkpoint under the write lock, followed by our own restart of the WAL. The PASSIVE checkpoints that run
+//! beside shipping live in `checkpointer`.
+
+use std::time::{Duration, Instant};
+
+use super::copy::ShipError;
+use super::{Shipper, SyncReport};
+use crate::error::{Result, SqlContext};
+use crate::layout::{MAX_INDEX, Pos};
+use crate::wal::WAL_HEADER_SIZE;
+
+/// Where [`Shipper::prepare_checkpoint`] left the read lock, and how many times in a row it did.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Prepared {
+    offset: u64,
+    rounds: u32,
+}
+
+/// The checkpoint under the write lock copies what was written since the read lock last moved, with two fsyncs, while
+/// the application waits (SQLite's busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms…). Under heavy writes, the read
+/// lock is moved and the background checkpoint rerun until that is at most this much.
+const LOCKED_CHECKPOINT_BYTES: u64 = 1 << 20;
+/// …but not more often than this in a row, so that a writer faster than the disk still gets checkpointed.
+const MAX_PREPARE_ROUNDS: u32 = 8;
+/// How long a checkpoint under our write lock waits for another process's checkpoint to finish.
+const APP_CHECKPOINT_GRACE: Duration = Duration::from_millis(5);
+
+impl Shipper {
+    /// Prepare or complete a checkpoint when one is due; `true` if that copied the WAL under the write lock.
+    pub(super) fn maybe_checkpoint(&mut self, report: &mut SyncReport) -> Result<bool> {
+        let Some(p) = &self.position else {
+            return Ok(false);
+        };
+        let frame_size = p.header.frame_size();
+        let frames = p.pos.offset.saturating_sub(WAL_HEADER_SIZE) / frame_size;
+        let file_frames = std::fs::metadata(&self.wal_path)
+            .map(|m| m.len().saturating_sub(WAL_HEADER_SIZE) / frame_size)
+            .unwrap_or(0);
+        if Some(p.pos) == self.idle_mark {
+            // Only our own restart frame is in the WAL: nothing to checkpoint while the database is idle.
+            return Ok(false);
+        }
+        let urgent = file_frames >= self.policy.max_page_count;
+        let due = frames >= self.policy.min_page_count
+            || (frames > 0 && self.last_checkpoint.elapsed() >= self.policy.interval);
+        let prepared = self.prepared;
+        if !(due || urgent) || (prepared.is_some() && self.background.is_running()) {
+            return Ok(false);
+        }
+        // Copy what is new outside the write lock, so that holding it covers only the last few frames.
+        if !self.ship_matching(report)? {
+            return Ok(false);
+        }
+        match prepared {
+            None => self.prepare_checkpoint(1, report),
+            Some(p) => {
+                let since = self.position.as_ref().map_or(0, |pos| pos.pos.offset.saturating_sub(p.offset));
+                if since > LOCKED_CHECKPOINT_BYTES && p.rounds < MAX_PREPARE_ROUNDS {
+                    self.prepare_checkpoint(p.rounds + 1, report)
+                } else {
+                    self.checkpoint(urgent, report)
+                }
+            }
+        }
+    }
+
+    /// Move the read lock up to everything shipped, under the write lock so that nothing unshipped can be
+    /// checkpointed and overwritten in between. Until now the read lock held the application's own checkpoints
+    /// (SQLite's `wal_autocheckpoint`) back; from here they copy the shipped frames into the database themselves, in
+    /// the application's process, and a background checkpoint copies what they leave; the checkpoint at the next due
+    /// sync, under the write lock, has only the frames written since to copy. The caller has just shipped, so the
+    /// write lock covers only what arrived since.
+    pub(super) fn prepare_checkpoint(&mut self, round: u32, report: &mut SyncReport) -> Result<bool> {
+        if !self.try_write_lock(self.policy.lock_timeout)? {
+            return Ok(false);
+        }
+        let moved = self.ship_and_repin_locked(report);
+        let unlocked = self.write_unlock();
+        let moved = match moved {
+            Ok(m) => m,
+            Err(e) => {
+                self.pin()?;
+                return Err(e);
+            }
+        };
+        unlocked?;
+        self.prepared =
+            moved.then(|| Prepared { offset: self.position.as_ref().map_or(0, |p| p.pos.offset), rounds: round });
+        self.index_backfilled |= moved;
+        if moved {
+            // Whatever the application's checkpoints leave, copied without blocking anyone.
+            self.background.request();
+        }
+        Ok(moved)
+    }
+
+    /// PASSIVE checkpoint with the write lock held from the final copy through the checkpoint, so no frame can be
+    /// checkpointed (and later overwritten) before it is copied. When the checkpoint completes, the WAL is restarted
+    /// by our own connection under the write lock (a no-op commit), so the old WAL is known to be complete, its file
+    /// shrinks to `journal_size_limit`, and the read lock we take next sits inside the new WAL.
+    ///
+    /// `true` if the WAL was copied under the write lock.
+    pub fn checkpoint(&mut self, urgent: bool, report: &mut SyncReport) -> Result<bool> {
+        let timeout = if urgent { self.policy.lock_timeout * 5 } else { self.policy.lock_timeout };
+        self.prepared = None;
+        if !self.try_write_lock(timeout)? {
+            tracing::debug!(db = %self.db_path.display(), "checkpoint skipped: the application holds the write lock");
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let result = self.checkpoint_locked(report);
+        report.checkpoint_seconds += started.elapsed().as_secs_f64();
+        let unlocked = self.write_unlock();
+        let outcome = match result {
+            Ok(c) => c,
+            Err(e) => {
+                self.pin()?;
+                return Err(e);
+            }
+        };
+        unlocked?;
+        let Some(complete) = outcome else {
+            self.pin()?;
+            return Ok(false);
+        };
+        self.last_checkpoint = Instant::now();
+        report.checkpointed = Some(if urgent { "truncate" } else { "passive" });
+        if complete {
+            self.restart_wal(report)?;
+        }
+        self.pin()?;
+        Ok(true)
+    }
+
+    /// After a complete checkpoint (and with no read lock held): take the write lock, copy anything written since,
+    /// and commit a no-op so that this connection restarts the WAL. Nothing can be appended to the old WAL between
+    /// our last copy and the restart.
+    pub(super) fn restart_wal(&mut self, report: &mut SyncReport) -> Result<()> {
+        if !self.try_write_lock(self.policy.lock_timeout)? {
+            return Ok(());
+        }
+        let old = self.position.as_ref().map(|p| p.header);
+        let shipped = match self.read_wal_header()? {
+            h if h == old => match self.ship(report) {
+                Ok(()) => true,
+                Err(ShipError::Mismatch) => false,
+                Err(ShipError::Other(e)) => {
+                    self.write_unlock()?;
+                    return Err(e);
+                }
+            },
+            // The application restarted it first; the next sync follows that restart.
+            _ => false,
+        };
+        if !shipped {
+            return self.write_unlock();
+        }
+        // Only now, with the write lock held, move the read lock: a restart needs every reader out of the WAL, and
+        // with the write lock ours is the only connection that can restart or truncate it.
+        self.touch_pinned()?;
+        let (Some(old), Some(new)) = (old, self.read_wal_header()?) else { return Ok(()) };
+        let p = self.position_mut()?;
+        if old.is_followed_by(&new) && p.pos.index < MAX_INDEX {
+            // Our commit restarted the WAL, so the old one ended exactly where we stopped copying.
+            p.pos = Pos { index: p.pos.index + 1, offset: 0 };
+            p.header = new;
+            p.checksum = new.checksum;
+            self.save()?;
+            // Our read lock, taken on the database file before the restart, lets nothing of the new WAL be
+            // checkpointed.
+            self.index_backfilled = false;
+        }
+        let frame_size = new.frame_size();
+        self.idle_mark = self
+            .position
+            .as_ref()
+            .map(|p| Pos { index: p.pos.index, offset: p.pos.offset.max(WAL_HEADER_SIZE) + frame_size });
+        Ok(())
+    }
+
+    /// With the write lock held: copy the WAL, then move our read lock to the newest snapshot, so that it does not
+    /// hold checkpoints back but still keeps anyone else from restarting or truncating the WAL once we let go of the
+    /// write lock. `false` if the WAL could not be copied (a restart or rewrite the next sync deals with).
+    pub(super) fn ship_and_repin_locked(&mut self, report: &mut SyncReport) -> Result<bool> {
+        let current = self.position.as_ref().map(|p| p.header);
+        if self.read_wal_header()? != current {
+            return Ok(false);
+        }
+        if !self.ship_matching(report)? {
+            return Ok(false);
+        }
+        self.unpin()?;
+        self.pin()?;
+        Ok(true)
+    }
+
+    /// Copy the WAL and checkpoint it; `None` if it could not be copied (a restart or rewrite the next sync deals
+    /// with), else whether the checkpoint completed.
+    pub(super) fn checkpoint_locked(&mut self, report: &mut SyncReport) -> Result<Option<bool>> {
+        if !self.ship_and_repin_locked(report)? {
+            return Ok(None);
+        }
+        // The application's own checkpoint may be running (it runs after its commits, outside the write lock), and
+        // ours cannot run beside it; it has little left to copy once it cannot append, so wait for it briefly.
+        let started = Instant::now();
+        let (busy, log, done) = loop {
+            let (busy, log, done): (i64, i64, i64) = self
+                .ckpt
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .db(&self.db_path)?;
+            // Only another process's checkpoint is worth waiting for (a reader of the application's is not going to
+            // leave because we wait), and not for long: one that holds the checkpoint lock while we hold the write
+            // lock may be a RESTART or TRUNCATE waiting for the write lock, which cannot finish until we let go.
+            if busy == 0
+                || started.elapsed() >= self.policy.lock_timeout.min(APP_CHECKPOINT_GRACE)
+                || !self.app.checkpoint_running()?
+            {
+                break (busy, log, done);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        self.index_backfilled = true;
+        tracing::debug!(db = %self.db_path.display(), busy, log, done, "passive checkpoint");
+        Ok(Some(busy == 0 && log == done))
+    }
+}

@@ -1,0 +1,174 @@
+//! Generations: following a WAL restart someone else made within the same generation, and starting a new generation
+//! (with its snapshot) when the WAL's history can no longer be proven complete.
+
+use std::io::{self, BufReader, BufWriter, Seek, SeekFrom};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::copy::{ShipError, frame_before_matches, overwritten_extent, shipping_start};
+use super::{Shipper, SyncReport, with_parent};
+use crate::compress::Lz4Writer;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::write_atomically;
+use crate::layout::{Generation, MAX_INDEX, Pos};
+use crate::spool::SpoolKey;
+use crate::state::Position;
+use crate::wal::{self, WalHeader};
+
+pub(super) enum Restart {
+    Followed,
+    Lost(&'static str),
+}
+
+impl Shipper {
+    /// The WAL was restarted once since we last read it. Under the write lock, recover the old WAL's committed tail
+    /// if the new WAL has not overwritten it, then continue with the next index.
+    pub(super) fn follow_restart(&mut self, new: WalHeader, report: &mut SyncReport) -> Result<Option<Restart>> {
+        if !self.try_write_lock(self.policy.lock_timeout)? {
+            return Ok(None);
+        }
+        let outcome = self.recover_old_tail(new, report);
+        if matches!(outcome, Ok(Restart::Followed)) {
+            // Whoever restarted the WAL may have checkpointed some of the new one already.
+            self.index_backfilled = true;
+            // Re-take the read lock inside the new WAL while no one can write, so it stays pinned.
+            let repin = self.unpin().and_then(|()| self.pin());
+            self.write_unlock()?;
+            repin?;
+        } else {
+            self.write_unlock()?;
+        }
+        outcome.map(Some)
+    }
+
+    pub(super) fn recover_old_tail(&mut self, new: WalHeader, report: &mut SyncReport) -> Result<Restart> {
+        if self.read_wal_header()? != Some(new) {
+            return Ok(Restart::Lost("the WAL was restarted more than once between two reads"));
+        }
+        let p = self.position_ref()?;
+        let old = p.header;
+        let (start, seed) = shipping_start(p);
+        if p.pos.index >= MAX_INDEX {
+            return Ok(Restart::Lost("the WAL index reached its maximum"));
+        }
+        let overwritten = overwritten_extent(&self.wal_path, &new)?;
+        // The old WAL's tail is only readable if the new WAL has not reached our position and the file was not
+        // truncated (TRUNCATE checkpoints, journal_size_limit) below it: the frame ending at our position must still
+        // be the one we shipped.
+        // A WAL copied to its end while the checkpoint that restarted it held the write lock needs no proof.
+        let sealed = self.sealed_and_emptied();
+        if overwritten > start || !frame_before_matches(&self.wal_path, &old, start, seed)? {
+            if !sealed {
+                return Ok(Restart::Lost("the WAL was restarted and overwritten before litecar copied its end"));
+            }
+        } else {
+            let mut f = self.open_existing_wal()?;
+            f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
+            let committed =
+                wal::scan(&mut BufReader::with_capacity(1 << 20, f), &old, start, seed).at(&self.wal_path)?;
+            if committed.end > start {
+                tracing::debug!(db = %self.db_path.display(), bytes = committed.end - start, "copied the end of a restarted WAL");
+                self.stage_segment(&old, start, seed, committed, report)?;
+            }
+        }
+        self.seal = None;
+        self.successor_of = None;
+        let p = self.position_mut()?;
+        p.pos = Pos { index: p.pos.index + 1, offset: 0 };
+        p.header = new;
+        p.checksum = new.checksum;
+        self.save()?;
+        match self.ship(report) {
+            Ok(()) => Ok(Restart::Followed),
+            Err(ShipError::Mismatch) => Ok(Restart::Lost("the new WAL did not validate")),
+            Err(ShipError::Other(e)) => Err(e),
+        }
+    }
+
+    pub(super) fn start_generation(&mut self, reason: &str, report: &mut SyncReport) -> Result<()> {
+        tracing::info!(db = %self.db_path.display(), reason, "starting a new generation");
+        // The generation starts with a WAL that holds a frame and that no one else can restart from here on.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.try_write_lock(self.policy.lock_timeout.max(Duration::from_millis(500)))? {
+            // A checkpoint of the application's holds it, waiting for our read lock.
+            self.step_aside(report)?;
+            if Instant::now() > deadline {
+                return Err(Error::Wal {
+                    path: self.db_path.clone(),
+                    message: "could not take the write lock to start a generation: the application holds it".into(),
+                });
+            }
+        }
+        self.touch_pinned()?;
+        let header = self.read_wal_header()?.ok_or_else(|| Error::Wal {
+            path: self.wal_path.clone(),
+            message: "no valid WAL header after a write".into(),
+        })?;
+        let generation = Generation::random();
+        if !self.stage_snapshot(&generation, 0, report)? {
+            return Err(Error::Wal {
+                path: self.db_path.clone(),
+                message: "the WAL restarted while the first snapshot was taken".into(),
+            });
+        }
+        self.index_backfilled = true;
+        self.position = Some(Position {
+            generation: generation.clone(),
+            pos: Pos { index: 0, offset: 0 },
+            header,
+            checksum: header.checksum,
+            snapshot_index: 0,
+            snapshot_at: SystemTime::now(),
+            wal_bytes_since_snapshot: 0,
+            clean_close: None,
+        });
+        self.save()?;
+        report.new_generation = Some(generation.to_string());
+        match self.ship(report) {
+            Ok(()) => Ok(()),
+            Err(ShipError::Mismatch) => Err(Error::Wal {
+                path: self.wal_path.clone(),
+                message: "the WAL changed while a new generation was started".into(),
+            }),
+            Err(ShipError::Other(e)) => Err(e),
+        }
+    }
+
+    /// Stream the database file into the spool as a snapshot. Must be called while pinned: the pages a checkpoint
+    /// may write meanwhile all come from the current WAL, which a restore replays on top. Returns false (and stages
+    /// nothing) if the WAL restarted during the copy.
+    pub(super) fn stage_snapshot(
+        &mut self,
+        generation: &Generation,
+        index: u32,
+        report: &mut SyncReport,
+    ) -> Result<bool> {
+        let started = Instant::now();
+        let before = self.read_wal_header()?;
+        let key = SpoolKey::Snapshot { generation: generation.clone(), index };
+        let path = self.spool.path_for(&key);
+        let created = SystemTime::now();
+        with_parent(&path)?;
+        let mut size = 0;
+        let mut db_file = &self.db_file;
+        write_atomically(&path, |out| {
+            let mut enc = Lz4Writer::new(BufWriter::with_capacity(1 << 20, &mut *out));
+            db_file.seek(SeekFrom::Start(0))?;
+            io::copy(&mut BufReader::with_capacity(1 << 20, &mut db_file), &mut enc)?;
+            enc.finish()?.into_inner().map_err(|e| e.into_error())?;
+            size = out.metadata()?.len();
+            Ok(())
+        })
+        .at(&path)?;
+        if self.read_wal_header()? != before {
+            let _ = std::fs::remove_file(&path);
+            return Ok(false);
+        }
+        self.spool.insert(key, path, size, created);
+        report.staged += 1;
+        report.snapshots += 1;
+        report.snapshot_bytes += size;
+        report.snapshot_seconds += started.elapsed().as_secs_f64();
+        tracing::info!(db = %self.db_path.display(), %generation, index, size, "snapshot staged");
+        Ok(true)
+    }
+}

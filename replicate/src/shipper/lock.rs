@@ -1,0 +1,126 @@
+//! The lock protocol: the read lock (`pin`) that keeps the application's frames in place until they are copied, and
+//! the write lock (`lock`) held, for milliseconds, while the last frames are copied and checkpointed.
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::ErrorCode;
+
+use super::Shipper;
+use super::applocks::AppLocks;
+use crate::error::{Error, Result, SqlContext};
+
+/// How often the write lock is tried while the application holds it.
+const LOCK_POLL: Duration = Duration::from_micros(50);
+/// Every this many tries (a millisecond), whether the write lock's holder is a checkpoint waiting for our read lock.
+const CHECKPOINTER_CHECK_TRIES: i32 = 20;
+
+std::thread_local! {
+    /// Tries left for the write lock being taken on this (the shipper's) thread.
+    static LOCK_TRIES_LEFT: Cell<i32> = const { Cell::new(0) };
+    /// The database's lock table, for the write lock being taken on this thread.
+    static LOCK_TABLE: RefCell<Option<Arc<AppLocks>>> = const { RefCell::new(None) };
+    /// The last try gave up because another process's checkpoint holds the write lock and waits for our read lock.
+    static CHECKPOINTER_SEEN: Cell<bool> = const { Cell::new(false) };
+}
+
+fn poll_for_lock(attempt: i32) -> bool {
+    if attempt >= LOCK_TRIES_LEFT.with(|t| t.get()) {
+        return false;
+    }
+    // Waiting on would keep both sides waiting for the application's whole busy timeout: give up at once and let
+    // the caller step aside (see `cooperate`).
+    if attempt % CHECKPOINTER_CHECK_TRIES == 0
+        && LOCK_TABLE
+            .with(|t| t.borrow().as_ref().is_some_and(|l| matches!(l.checkpointer_with_write_lock(), Ok(Some(_)))))
+    {
+        CHECKPOINTER_SEEN.with(|s| s.set(true));
+        return false;
+    }
+    std::thread::sleep(LOCK_POLL);
+    true
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+impl Shipper {
+    pub(super) fn pin(&mut self) -> Result<()> {
+        if !self.pinned {
+            self.pin.execute_batch("BEGIN").db(&self.db_path)?;
+            self.pin.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())).db(&self.db_path)?;
+            self.pinned = true;
+        }
+        Ok(())
+    }
+
+    pub(super) fn unpin(&mut self) -> Result<()> {
+        if self.pinned {
+            self.pin.execute_batch("COMMIT").db(&self.db_path)?;
+            self.pinned = false;
+        }
+        Ok(())
+    }
+
+    /// Take the database's write lock, waiting at most `timeout` for the application's writer. `Ok(false)` if the
+    /// application still holds it.
+    pub(super) fn try_write_lock(&mut self, timeout: Duration) -> Result<bool> {
+        // SQLite's default busy handler sleeps 1, 2, 5, 10... ms between attempts; an application that commits in a
+        // tight loop frees the write lock for microseconds between transactions and would never be caught. Poll
+        // often instead: a try is one fcntl call.
+        LOCK_TRIES_LEFT.with(|t| t.set((timeout.as_micros() / LOCK_POLL.as_micros()).max(1) as i32));
+        LOCK_TABLE.with(|t| *t.borrow_mut() = Some(self.app.clone()));
+        CHECKPOINTER_SEEN.with(|s| s.set(false));
+        self.lock.busy_handler(Some(poll_for_lock)).db(&self.db_path)?;
+        let begun = self.lock.execute_batch("BEGIN IMMEDIATE");
+        // Only the shipper may hold the `-shm` file open: closing the last descriptor releases our locks.
+        LOCK_TABLE.with(|t| *t.borrow_mut() = None);
+        if CHECKPOINTER_SEEN.with(|s| s.get()) {
+            self.checkpointer_waiting = true;
+        }
+        match begun {
+            Ok(()) => {
+                self.locked = true;
+                Ok(true)
+            }
+            Err(e) if is_busy(&e) => Ok(false),
+            Err(e) => Err(Error::Sqlite { path: self.db_path.clone(), source: e }),
+        }
+    }
+
+    pub(super) fn write_unlock(&mut self) -> Result<()> {
+        if self.locked {
+            self.locked = false;
+            self.lock.execute_batch("ROLLBACK").db(&self.db_path)?;
+        }
+        Ok(())
+    }
+
+    /// With the write lock held: commit a no-op (which restarts a fully checkpointed WAL), and leave the WAL pinned
+    /// so that no one else can restart or truncate it once the commit releases the write lock.
+    ///
+    /// The read lock is moved before the commit, not after: in between, the application could write, checkpoint
+    /// and restart the WAL twice, and the frames of the WAL in the middle would be lost to the replica (a new
+    /// generation). Taken before the commit, on a fully checkpointed WAL, the read lock sits on the database file:
+    /// that does not stop our commit's restart, which only waits for readers inside the WAL, but it stops every
+    /// checkpoint from copying anything, so the new WAL can never be fully checkpointed, hence never restarted. On
+    /// a WAL not fully checkpointed, it holds a snapshot inside the WAL, which stops any restart, ours included.
+    pub(super) fn touch_pinned(&mut self) -> Result<()> {
+        let touched = self.unpin().and_then(|()| self.pin()).and_then(|()| self.touch_and_commit());
+        if touched.is_err() {
+            self.write_unlock()?;
+        }
+        touched
+    }
+
+    /// Commit a write that changes nothing (`user_version` set to its own value). It gives the WAL a frame, and if
+    /// the WAL was fully checkpointed it makes this connection restart it.
+    pub(super) fn touch_and_commit(&mut self) -> Result<()> {
+        let v: i64 = self.lock.query_row("PRAGMA user_version", [], |r| r.get(0)).db(&self.db_path)?;
+        self.lock.pragma_update(None, "user_version", v).db(&self.db_path)?;
+        self.locked = false;
+        self.lock.execute_batch("COMMIT").db(&self.db_path)
+    }
+}
