@@ -11,52 +11,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::SqlContext;
-use crate::store::{Names, Store, read_meta_u64, write_meta};
+use crate::event::{EventType, WatchEvent};
+use crate::names::{Names, read_meta_u64, write_meta};
+use crate::store::Store;
 use crate::{Error, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum EventType {
-    Added,
-    Modified,
-    Deleted,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Added => "ADDED",
-            Self::Modified => "MODIFIED",
-            Self::Deleted => "DELETED",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ADDED" => Some(Self::Added),
-            "MODIFIED" => Some(Self::Modified),
-            "DELETED" => Some(Self::Deleted),
-            _ => None,
-        }
-    }
-}
-
-/// One logged change. `seq` orders events within a store; `rv` is the Kubernetes resource version.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WatchEvent {
-    pub seq: i64,
-    pub rv: u64,
-    pub kind: EventType,
-    pub key: String,
-    pub object: Value,
-}
-
-impl WatchEvent {
-    /// The Kubernetes watch wire form: `{"type": "ADDED", "object": {...}}`.
-    pub fn to_wire(&self) -> Value {
-        serde_json::json!({"type": self.kind.as_str(), "object": self.object})
-    }
-}
 
 impl Store {
     fn compacted(&self, c: &rusqlite::Connection) -> Result<(u64, i64)> {
@@ -91,13 +49,13 @@ impl Store {
             .ctx(|| format!("{}: read events", self.name()))?;
         rows.into_iter()
             .map(|(seq, rv, t, key, obj)| {
-                let kind = EventType::parse(&t).ok_or_else(|| Error::Query {
-                    term: t.clone(),
-                    reason: format!("{}: unknown event type in the log", self.name()),
+                let kind = EventType::parse(&t).ok_or_else(|| Error::Corrupt {
+                    resource: self.name().to_owned(),
+                    detail: format!("event {seq} has the unknown type `{t}`"),
                 })?;
-                let obj = obj.ok_or_else(|| Error::Query {
-                    term: key.clone(),
-                    reason: format!("{}: event {seq} has no object in the log", self.name()),
+                let obj = obj.ok_or_else(|| Error::Corrupt {
+                    resource: self.name().to_owned(),
+                    detail: format!("event {seq} ({key}) has no object"),
                 })?;
                 Ok(WatchEvent { seq, rv: rv as u64, kind, object: self.decode(&key, &obj)?, key })
             })

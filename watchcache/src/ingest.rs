@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::path::FieldPath;
 use crate::raw::{Prepared, RawEntries};
 use crate::resource::ResourceType;
-use crate::store::{Database, Op, Staging, Store, StoreConfig};
+use crate::store::{Database, RowOp, Staging, Store, StoreConfig};
 use crate::{Error, Result};
 
 const RESUME_RV: &str = "resume_rv";
@@ -194,15 +194,15 @@ impl Preparer {
         obj.raw.prepare(&self.resource, &self.api_version, &self.kind, self.drop, &self.fields)
     }
 
-    fn delete(&self, obj: RawObject) -> Result<Op> {
+    fn delete(&self, obj: RawObject) -> Result<RowOp> {
         let p = self.prepare(obj)?;
-        Ok(Op::Delete { key: p.key.clone(), object: Some(p) })
+        Ok(RowOp::Delete { key: p.key.clone(), object: Some(p) })
     }
 }
 
 /// Work for a resource's writer thread.
 enum Cmd {
-    Write { ops: Vec<Op>, resume: Option<u64> },
+    Write { ops: Vec<RowOp>, resume: Option<u64> },
     ListStart,
     ListItems(Vec<Prepared>),
     ListDone { resume: Option<u64> },
@@ -372,11 +372,11 @@ async fn watch_into(
                 Ok(watcher::Event::Apply(o)) => {
                     let p = prep.prepare(o).map_err(Some)?;
                     max_rv = max_rv.max(p.rv().unwrap_or(0));
-                    ops.push(Op::Upsert(p));
+                    ops.push(RowOp::Upsert(p));
                 }
                 Ok(watcher::Event::Delete(o)) => {
                     let op = prep.delete(o).map_err(Some)?;
-                    if let Op::Delete { object: Some(p), .. } = &op {
+                    if let RowOp::Delete { object: Some(p), .. } = &op {
                         max_rv = max_rv.max(p.rv().unwrap_or(0));
                     }
                     ops.push(op);
@@ -455,11 +455,11 @@ async fn resume_watch(
                     Ok(WatchEvent::Added(o) | WatchEvent::Modified(o)) => {
                         let p = prep.prepare(o).map_err(Some)?;
                         rv = rv.max(p.rv().unwrap_or(0));
-                        ops.push(Op::Upsert(p));
+                        ops.push(RowOp::Upsert(p));
                     }
                     Ok(WatchEvent::Deleted(o)) => {
                         let op = prep.delete(o).map_err(Some)?;
-                        if let Op::Delete { object: Some(p), .. } = &op {
+                        if let RowOp::Delete { object: Some(p), .. } = &op {
                             rv = rv.max(p.rv().unwrap_or(0));
                         }
                         ops.push(op);

@@ -14,12 +14,13 @@ use rusqlite::types::Value as Sql;
 use serde_json::Value;
 
 use crate::error::SqlContext;
+use crate::names::{Names, read_meta_u64};
 use crate::path::{FieldPath, project};
-use crate::store::{Names, Store, read_meta_u64};
+use crate::store::Store;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub enum FilterOp {
     Eq,
     NotEq,
     Contains,
@@ -36,7 +37,7 @@ pub enum Op {
 pub struct Filter {
     pub term: String,
     pub field: FieldPath,
-    pub op: Op,
+    pub op: FilterOp,
     pub values: Vec<String>,
 }
 
@@ -131,12 +132,12 @@ fn parse_term(raw: &str) -> Result<Filter> {
         if !is_label(&field) {
             return Err(bad(raw, "an existence test needs metadata.labels[KEY]"));
         }
-        return filter(if negated { Op::NotExists } else { Op::Exists }, vec![]);
+        return filter(if negated { FilterOp::NotExists } else { FilterOp::Exists }, vec![]);
     }
     if negated {
         return Err(bad(raw, "`!` prefixes only a label existence test"));
     }
-    for (kw, op) in [("notin", Op::NotIn), ("in", Op::In)] {
+    for (kw, op) in [("notin", FilterOp::NotIn), ("in", FilterOp::In)] {
         if let Some(list) = rest.strip_prefix(kw).map(str::trim_start).filter(|l| l.starts_with('(')) {
             let inner = list
                 .strip_prefix('(')
@@ -150,17 +151,17 @@ fn parse_term(raw: &str) -> Result<Filter> {
         }
     }
     for (sym, op) in [
-        ("!=", Op::NotEq),
-        ("==", Op::Eq),
-        ("!~", Op::NotContains),
-        ("=", Op::Eq),
-        ("~", Op::Contains),
-        ("<", Op::Lt),
-        (">", Op::Gt),
+        ("!=", FilterOp::NotEq),
+        ("==", FilterOp::Eq),
+        ("!~", FilterOp::NotContains),
+        ("=", FilterOp::Eq),
+        ("~", FilterOp::Contains),
+        ("<", FilterOp::Lt),
+        (">", FilterOp::Gt),
     ] {
         if let Some(v) = rest.strip_prefix(sym) {
             let v = v.trim().to_owned();
-            if matches!(op, Op::Lt | Op::Gt) && v.parse::<f64>().is_err() {
+            if matches!(op, FilterOp::Lt | FilterOp::Gt) && v.parse::<f64>().is_err() {
                 return Err(bad(raw, format!("`{sym}` needs a number, got `{v}`")));
             }
             return filter(op, vec![v]);
@@ -306,19 +307,19 @@ impl Store {
             f.values.iter().map(|v| v.parse().map(Sql::Real).map_err(|_| bad(&f.term, "not a number"))).collect()
         };
         Ok(Some(match f.op {
-            Op::Eq | Op::NotEq => (format!("{x} = ?"), text()),
-            Op::Contains | Op::NotContains => (format!("instr({x}, ?) > 0"), text()),
-            Op::In | Op::NotIn => (format!("{x} IN ({marks})"), text()),
-            Op::Lt => (format!("CAST({x} AS REAL) < ?"), number()?),
-            Op::Gt => (format!("CAST({x} AS REAL) > ?"), number()?),
-            Op::Exists | Op::NotExists => return Ok(None),
+            FilterOp::Eq | FilterOp::NotEq => (format!("{x} = ?"), text()),
+            FilterOp::Contains | FilterOp::NotContains => (format!("instr({x}, ?) > 0"), text()),
+            FilterOp::In | FilterOp::NotIn => (format!("{x} IN ({marks})"), text()),
+            FilterOp::Lt => (format!("CAST({x} AS REAL) < ?"), number()?),
+            FilterOp::Gt => (format!("CAST({x} AS REAL) > ?"), number()?),
+            FilterOp::Exists | FilterOp::NotExists => return Ok(None),
         }))
     }
 
     /// Negated operators match what the positive one does not, including objects without the label or field
     /// (as `!=` in Kubernetes label selectors).
-    fn negated(op: Op) -> bool {
-        matches!(op, Op::NotEq | Op::NotContains | Op::NotIn | Op::NotExists)
+    fn negated(op: FilterOp) -> bool {
+        matches!(op, FilterOp::NotEq | FilterOp::NotContains | FilterOp::NotIn | FilterOp::NotExists)
     }
 
     fn condition(&self, f: &Filter, n: &Names, fields: &[FieldPath]) -> Result<Expr> {
@@ -342,7 +343,7 @@ impl Store {
                 params,
             });
         }
-        if matches!(f.op, Op::Exists | Op::NotExists) {
+        if matches!(f.op, FilterOp::Exists | FilterOp::NotExists) {
             return Err(bad(&f.term, "an existence test needs metadata.labels[KEY]"));
         }
         let e = self.field_expr(&f.field, &f.term, n, fields)?;
@@ -376,7 +377,7 @@ impl Store {
         for group in &o.filters {
             if let [f] = group.as_slice()
                 && f.field.text == "metadata.namespace"
-                && matches!(f.op, Op::Eq | Op::In)
+                && matches!(f.op, FilterOp::Eq | FilterOp::In)
                 && namespaces.is_none_or(|ns| ns.len() > f.values.len())
             {
                 namespaces = Some(&f.values);
@@ -394,7 +395,7 @@ impl Store {
         let mut chosen = None;
         for (i, group) in o.filters.iter().enumerate() {
             let [f] = group.as_slice() else { continue };
-            if !matches!(f.op, Op::Eq | Op::In | Op::Exists) {
+            if !matches!(f.op, FilterOp::Eq | FilterOp::In | FilterOp::Exists) {
                 continue;
             }
             let Some(s) = self.side(&f.field, n, fields) else { continue };
@@ -558,12 +559,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.filters.len(), 3);
-        assert_eq!(o.filters[0][0].op, Op::Eq);
-        assert_eq!(o.filters[0][1].op, Op::NotEq);
+        assert_eq!(o.filters[0][0].op, FilterOp::Eq);
+        assert_eq!(o.filters[0][1].op, FilterOp::NotEq);
         assert_eq!(o.filters[0][1].field.segments[2], "app");
-        assert_eq!(o.filters[1][0].op, Op::In);
+        assert_eq!(o.filters[1][0].op, FilterOp::In);
         assert_eq!(o.filters[1][0].values, ["x", "y"]);
-        assert_eq!(o.filters[2][0].op, Op::NotExists);
+        assert_eq!(o.filters[2][0].op, FilterOp::NotExists);
         assert!(o.sort[0].descending && !o.sort[1].descending);
         assert_eq!(o.page_size, Some(2));
     }
