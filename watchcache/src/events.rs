@@ -73,6 +73,10 @@ impl Store {
         if rv < crv {
             return Err(self.expired(rv, crv));
         }
+        let current = read_meta_u64(c, &self.inner.p, "last_rv")?.unwrap_or(0);
+        if rv > current {
+            return Err(Error::TooNew { resource: self.name().to_owned(), requested: rv, current });
+        }
         let evs = self.rows(c, n, "e.rv > ?1 AND e.seq > ?2", params![rv as i64, cseq])?;
         let max: i64 = c
             .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{}""#, n.events), [], |r| r.get(0))

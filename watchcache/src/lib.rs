@@ -16,6 +16,7 @@ mod events;
 pub mod http;
 pub use http::{K8sApi, router};
 mod ingest;
+mod keyset;
 mod names;
 mod path;
 mod query;

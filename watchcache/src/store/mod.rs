@@ -19,7 +19,7 @@ mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -210,6 +210,7 @@ impl Database {
                 indexers: RwLock::default(),
                 notify,
                 staging: AtomicU64::new(0),
+                warming: AtomicBool::new(false),
             }),
         };
         store.add_fields(fields)?;
@@ -236,6 +237,8 @@ pub(crate) struct Inner {
     pub(crate) notify: tokio::sync::watch::Sender<i64>,
     /// Number of the relist in progress; a newer one supersedes it.
     staging: AtomicU64,
+    /// Set while the store waits for its first list: it then answers "warming up" instead of "empty".
+    warming: AtomicBool,
 }
 
 fn now_ms() -> i64 {
@@ -431,6 +434,24 @@ impl Store {
     /// A named string persisted with the store (the ingester keeps its resume resourceVersion here).
     pub fn meta(&self, name: &str) -> Result<Option<String>> {
         self.read(|c, _| read_meta(c, &self.inner.p, name))
+    }
+
+    /// Mark the store as filled by a list from the API (the ingester does): until one has been swapped in (in
+    /// this process or an earlier one, for a file database) [`Store::is_ready`] is false.
+    pub fn await_first_list(&self) {
+        self.inner.warming.store(true, Ordering::SeqCst);
+    }
+
+    /// False while a store that awaits its first list has none.
+    pub fn is_ready(&self) -> Result<bool> {
+        if !self.inner.warming.load(Ordering::SeqCst) {
+            return Ok(true);
+        }
+        let listed = self.meta("listed")?.is_some();
+        if listed {
+            self.inner.warming.store(false, Ordering::SeqCst);
+        }
+        Ok(listed)
     }
 
     pub fn set_meta(&self, name: &str, value: &str) -> Result<()> {

@@ -10,7 +10,7 @@ use super::{AUTOCHECKPOINT, Store, now_ms};
 use crate::error::SqlContext;
 use crate::names::{
     Names, create_generation, create_generation_indexes, create_generation_tables, create_view, drop_generation,
-    live_generation, read_meta_u64, write_meta,
+    live_generation, read_meta, read_meta_u64, write_meta,
 };
 use crate::raw::Prepared;
 use crate::{Error, Result};
@@ -91,8 +91,10 @@ impl Store {
     }
 
     /// Swap the staged list in, in one transaction: the differences to the live list are logged (objects that
-    /// are new or changed, in key order, then deletes at `list_rv`, or else just after every revision seen), and
-    /// `meta` (the ingester's resume point) is written with them. Returns the number of events logged.
+    /// are new or changed, in key order, then deletes), each at a revision of its own above every revision
+    /// logged so far, as close below the list's `list_rv` as there is room for; and `meta` (the ingester's
+    /// resume point) is written with them. The first list of a store without history logs nothing: the log
+    /// starts at its revision (older revisions are Expired). Returns the number of events logged.
     pub(crate) fn stage_commit(&self, st: Staging, list_rv: Option<u64>, meta: Option<(&str, &str)>) -> Result<usize> {
         let p = self.inner.p.clone();
         let name = self.name().to_owned();
@@ -108,48 +110,102 @@ impl Store {
             create_generation_indexes(&tx, &p, st.generation).ctx(|| format!("{name}: index the relist"))?;
             let (o, n) = (Names::new(&p, old_gen), Names::new(&p, st.generation));
             let last_rv = read_meta_u64(&tx, &p, "last_rv")?.unwrap_or(0);
-            let max_new: Option<i64> = tx
-                .query_row(&format!(r#"SELECT MAX(rv) FROM "{}""#, n.objects), [], |r| r.get(0))
-                .ctx(|| format!("{name}: swap"))?;
-            let max_new = max_new.map(|v| v.max(0) as u64).unwrap_or(0);
-            // a delete found by a relist happened after everything this store logged so far
-            let delete_rv = list_rv.unwrap_or_else(|| max_new.max(last_rv + 1));
-            let seq_before: i64 = tx
-                .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{}""#, o.events), [], |r| r.get(0))
-                .ctx(|| format!("{name}: last event"))?;
-            let sql = |s: &str| s.replace("{O}", &o.objects).replace("{N}", &n.objects).replace("{E}", &o.events);
-            // the old rows of changed and vanished keys are about to go: their lazily logged events take a copy
-            tx.execute(
-                &sql(r#"UPDATE "{E}" SET object = (SELECT o.object FROM "{O}" o WHERE o.key = "{E}".key)
-                        WHERE object IS NULL AND key IN (SELECT o.key FROM "{O}" o LEFT JOIN "{N}" n ON n.key = o.key
-                          WHERE n.key IS NULL OR n.object IS NOT o.object)"#),
-                [],
-            )
-            .ctx(|| format!("{name}: swap: keep superseded objects in the log"))?;
-            let mut logged = tx
-                .execute(
-                    &sql(r#"INSERT INTO "{E}" (rv, type, key, object, ts)
-                            SELECT IFNULL(n.rv, ?1), CASE WHEN o.key IS NULL THEN 'ADDED' ELSE 'MODIFIED' END, n.key,
-                              NULL, ?2
-                            FROM "{N}" n LEFT JOIN "{O}" o ON o.key = n.key
-                            WHERE o.key IS NULL OR n.object IS NOT o.object ORDER BY n.key"#),
-                    params![(last_rv + 1) as i64, ts],
+            let one = |sql: &str| -> Result<i64> {
+                tx.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+                    .map(|v| v.unwrap_or(0).max(0))
+                    .ctx(|| format!("{name}: swap"))
+            };
+            let sql = |s: &str| {
+                s.replace("{O}", &o.objects)
+                    .replace("{N}", &n.objects)
+                    .replace("{E}", &o.events)
+                    // An object is unchanged when its JSON is; a row relabelled with a revision of the log's
+                    // is unchanged while its upstream resourceVersion is.
+                    .replace(
+                        "{CHANGED}",
+                        "(n.object IS NOT o.object AND NOT (o.resource_version IS NOT NULL
+                           AND n.resource_version IS o.resource_version
+                           AND o.rv IS NOT CAST(o.resource_version AS INTEGER)))",
+                    )
+            };
+            let max_new = one(&sql(r#"SELECT MAX(rv) FROM "{N}""#))? as u64;
+            let seq_before = one(&sql(r#"SELECT MAX(seq) FROM "{E}""#))?;
+            let old_rows = one(&sql(r#"SELECT count(*) FROM "{O}""#))?;
+            let fresh = read_meta(&tx, &p, "listed")?.is_none() && seq_before == 0 && old_rows == 0;
+            let list_rv = list_rv.unwrap_or(0).max(max_new).max(last_rv);
+            let mut logged = 0;
+            let mut new_last = list_rv;
+            if fresh {
+                // The objects are logged at their own versions, for `state_at`; nothing before this list is
+                // known, so the log counts as compacted up to it: a watcher from an older revision must relist.
+                logged += tx
+                    .execute(
+                        &sql(r#"INSERT INTO "{E}" (rv, type, key, object, ts)
+                                SELECT IFNULL(n.rv, ?1), 'ADDED', n.key, NULL, ?2 FROM "{N}" n ORDER BY n.key"#),
+                        params![list_rv as i64, ts],
+                    )
+                    .ctx(|| format!("{name}: swap: log the first list"))?;
+                let seq = one(&sql(r#"SELECT MAX(seq) FROM "{E}""#))?;
+                write_meta(&tx, &p, "compacted_rv", &list_rv.to_string())?;
+                write_meta(&tx, &p, "compacted_seq", &seq.to_string())?;
+            } else {
+                let changed = one(&sql(r#"SELECT count(*) FROM "{N}" n LEFT JOIN "{O}" o ON o.key = n.key
+                                           WHERE o.key IS NULL OR {CHANGED}"#))?;
+                let vanished = one(&sql(r#"SELECT count(*) FROM "{O}" o
+                                            WHERE NOT EXISTS (SELECT 1 FROM "{N}" n WHERE n.key = o.key)"#))?;
+                let diffs = (changed + vanished) as u64;
+                let base = last_rv.max(list_rv.saturating_sub(diffs));
+                new_last = new_last.max(base + diffs);
+                // the old rows of changed and vanished keys are about to go: their lazily logged events take a copy
+                tx.execute(
+                    &sql(r#"UPDATE "{E}" SET object = (SELECT o.object FROM "{O}" o WHERE o.key = "{E}".key)
+                            WHERE object IS NULL AND key IN (SELECT o.key FROM "{O}" o LEFT JOIN "{N}" n
+                              ON n.key = o.key WHERE n.key IS NULL OR {CHANGED})"#),
+                    [],
                 )
-                .ctx(|| format!("{name}: swap: log additions"))?;
-            logged += tx
-                .execute(
-                    &sql(r#"INSERT INTO "{E}" (rv, type, key, object, ts)
-                            SELECT ?1, 'DELETED', o.key, json_set(o.object, '$.metadata.resourceVersion', ?2), ?3
-                            FROM "{O}" o WHERE NOT EXISTS (SELECT 1 FROM "{N}" n WHERE n.key = o.key)
-                            ORDER BY o.key"#),
-                    params![delete_rv as i64, delete_rv.to_string(), ts],
+                .ctx(|| format!("{name}: swap: keep superseded objects in the log"))?;
+                // rows that did not change keep the revision (and JSON) they were logged with
+                tx.execute(
+                    &sql(
+                        r#"UPDATE "{N}" SET (rv, object) = (SELECT o.rv, o.object FROM "{O}" o WHERE o.key = "{N}".key)
+                            WHERE key IN (SELECT n.key FROM "{N}" n JOIN "{O}" o ON o.key = n.key
+                              WHERE n.object IS NOT o.object AND NOT {CHANGED})"#,
+                    ),
+                    [],
                 )
-                .ctx(|| format!("{name}: swap: log deletions"))?;
-            let newest_logged: Option<i64> = tx
-                .query_row(&format!(r#"SELECT MAX(rv) FROM "{}" WHERE seq > ?1"#, o.events), [seq_before], |r| r.get(0))
-                .ctx(|| format!("{name}: swap"))?;
-            let new_last = last_rv.max(max_new).max(newest_logged.unwrap_or(0).max(0) as u64).max(list_rv.unwrap_or(0));
+                .ctx(|| format!("{name}: swap: keep unchanged rows"))?;
+                logged += tx
+                    .execute(
+                        &sql(r#"INSERT INTO "{E}" (rv, type, key, object, ts)
+                                SELECT ?1 + row_number() OVER (ORDER BY n.key),
+                                  CASE WHEN o.key IS NULL THEN 'ADDED' ELSE 'MODIFIED' END, n.key, NULL, ?2
+                                FROM "{N}" n LEFT JOIN "{O}" o ON o.key = n.key
+                                WHERE o.key IS NULL OR {CHANGED} ORDER BY n.key"#),
+                        params![base as i64, ts],
+                    )
+                    .ctx(|| format!("{name}: swap: log additions"))?;
+                // the objects carry the revision they were logged at
+                tx.execute(
+                    &sql(r#"UPDATE "{N}" SET rv = e.rv,
+                              object = CASE WHEN "{N}".resource_version IS NULL THEN object
+                                ELSE json_set(object, '$.metadata.resourceVersion', CAST(e.rv AS TEXT)) END
+                            FROM (SELECT key, rv FROM "{E}" WHERE seq > ?1) AS e WHERE e.key = "{N}".key"#),
+                    [seq_before],
+                )
+                .ctx(|| format!("{name}: swap: label changes with their revisions"))?;
+                logged += tx
+                    .execute(
+                        &sql(r#"INSERT INTO "{E}" (rv, type, key, object, ts)
+                                SELECT r, 'DELETED', key, json_set(object, '$.metadata.resourceVersion', CAST(r AS TEXT)), ?2
+                                FROM (SELECT ?1 + row_number() OVER (ORDER BY o.key) AS r, o.key, o.object
+                                  FROM "{O}" o WHERE NOT EXISTS (SELECT 1 FROM "{N}" n WHERE n.key = o.key))
+                                ORDER BY key"#),
+                        params![(base + changed as u64) as i64, ts],
+                    )
+                    .ctx(|| format!("{name}: swap: log deletions"))?;
+            }
             write_meta(&tx, &p, "last_rv", &new_last.to_string())?;
+            write_meta(&tx, &p, "listed", &new_last.to_string())?;
             write_meta(&tx, &p, "generation", &st.generation.to_string())?;
             if let Some((k, v)) = meta {
                 write_meta(&tx, &p, k, v)?;
@@ -161,9 +217,7 @@ impl Store {
             tx.commit().ctx(|| format!("{name}: swap commit"))?;
             (logged, last_seq, old_gen)
         };
-        if logged > 0 {
-            self.inner.notify.send_replace(last_seq);
-        }
+        self.inner.notify.send_replace(last_seq);
         // the old generation is no longer read by anyone who starts reading now (readers that started before
         // keep their snapshot); emptying it returns its pages for the next relist
         let c = self.inner.conns.writer();

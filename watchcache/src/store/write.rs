@@ -30,6 +30,9 @@ pub(crate) enum RowOp {
     Delete { key: String, object: Option<Prepared> },
 }
 
+/// A stored row's JSON, upstream resourceVersion and the revision it was logged at.
+type PrevRow = (String, Option<String>, Option<i64>);
+
 /// What one applied write logged.
 pub(crate) struct Applied {
     seq: i64,
@@ -38,6 +41,8 @@ pub(crate) struct Applied {
     key: String,
     /// The previous object of a delete that named none, decoded (its event carries it).
     deleted: Option<Value>,
+    /// The object's resourceVersion was replaced by the log's revision.
+    relabelled: bool,
 }
 
 impl Store {
@@ -70,7 +75,12 @@ impl Store {
         Ok(applied
             .into_iter()
             .filter_map(|(i, a)| {
-                let object = trees.get_mut(i).and_then(Option::take).or(a.deleted)?;
+                let mut object = trees.get_mut(i).and_then(Option::take).or(a.deleted)?;
+                if a.relabelled
+                    && let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut)
+                {
+                    m.insert("resourceVersion".into(), Value::String(a.rv.to_string()));
+                }
                 Some(WatchEvent { seq: a.seq, rv: a.rv, kind: a.kind, key: a.key, object })
             })
             .collect())
@@ -145,29 +155,33 @@ impl Store {
         indexers: &Indexers,
     ) -> Result<Option<Applied>> {
         let name = self.name();
-        let read_prev = |key: &str| -> Result<Option<String>> {
-            tx.prepare_cached(&format!(r#"SELECT object FROM "{}" WHERE key = ?1"#, n.objects))
-                .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        // the row's JSON, its upstream resourceVersion and the revision it was logged at
+        let read_prev = |key: &str| -> Result<Option<PrevRow>> {
+            tx.prepare_cached(&format!(r#"SELECT object, resource_version, rv FROM "{}" WHERE key = ?1"#, n.objects))
+                .and_then(|mut s| s.query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
                 .ctx(|| format!("{name} {key}: read"))
         };
-        let (key, kind, obj_rv, logged_text, deleted) = match op {
+        let (key, kind, obj_rv, logged_text, deleted, row_rv) = match op {
             RowOp::Upsert(row) => {
                 let prev = read_prev(&row.key)?;
-                if prev.as_deref() == Some(row.text.as_str()) {
-                    return Ok(None);
-                }
-                if let Some(prev) = &prev {
-                    self.keep_in_log(tx, n, &row.key, prev)?;
+                if let Some((text, upstream, rev)) = &prev {
+                    // a row logged at a revision of its own carries that revision in its JSON, so the same
+                    // upstream version arriving again is recognised by its resourceVersion
+                    let relabelled = rev.map(|r| r as u64) != upstream.as_deref().and_then(|u| u.parse().ok());
+                    if *text == row.text || (relabelled && upstream.is_some() && *upstream == row.resource_version) {
+                        return Ok(None);
+                    }
+                    self.keep_in_log(tx, n, &row.key, text)?;
                     self.clear_derived(tx, n, &row.key)?;
                 }
                 self.insert_row(tx, n, &row, true)?;
                 self.insert_derived(tx, n, &row, fields, indexers)?;
                 let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
                 let rv = row.rv();
-                (row.key, kind, rv, None, None)
+                (row.key, kind, rv, None, None, true)
             }
             RowOp::Delete { key, object } => {
-                let Some(prev) = read_prev(&key)? else { return Ok(None) };
+                let Some((prev, _, _)) = read_prev(&key)? else { return Ok(None) };
                 self.keep_in_log(tx, n, &key, &prev)?;
                 tx.prepare_cached(&format!(r#"DELETE FROM "{}" WHERE key = ?1"#, n.objects))
                     .and_then(|mut s| s.execute([&key]))
@@ -176,20 +190,38 @@ impl Store {
                 match object {
                     Some(o) => {
                         let rv = o.rv();
-                        (key, EventType::Deleted, rv, Some(o.text), None)
+                        (key, EventType::Deleted, rv, Some(o.text), None, false)
                     }
                     None => {
                         let o = self.decode(&key, &prev)?;
-                        (key, EventType::Deleted, parse_rv(&o), Some(prev), Some(o))
+                        // a delete is a change of its own: it never carries the revision of the last update
+                        (key, EventType::Deleted, parse_rv(&o).map(|_| 0), Some(prev), Some(o), false)
                     }
                 }
             }
         };
+        // The log's own revision: the object's resourceVersion when it moves the log forward (the API's
+        // watch events do), else the next one, so revisions only grow in commit order whatever the source.
         let rv = match obj_rv {
-            Some(rv) => rv,
-            None => *last_rv + 1,
+            Some(rv) if rv > *last_rv => rv,
+            _ => *last_rv + 1,
         };
-        *last_rv = (*last_rv).max(rv);
+        *last_rv = rv;
+        // an object that carried a resourceVersion carries its revision from now on
+        let relabel = obj_rv.is_some_and(|o| o != rv).then(|| rv.to_string());
+        let mut logged_text = logged_text;
+        if let Some(r) = &relabel {
+            if row_rv {
+                tx.prepare_cached(&format!(
+                    r#"UPDATE "{}" SET rv = ?2, object = json_set(object, '$.metadata.resourceVersion', ?3)
+                         WHERE key = ?1"#,
+                    n.objects
+                ))
+                .and_then(|mut s| s.execute(params![key, rv as i64, r]))
+                .ctx(|| format!("{name} {key}: revision"))?;
+            }
+            logged_text = logged_text.map(|t| with_resource_version(&t, r));
+        }
         // upserts log lazily (NULL: the row itself); deletes keep the final state
         tx.prepare_cached(&format!(
             r#"INSERT INTO "{}" (rv, type, key, object, ts) VALUES (?1, ?2, ?3, ?4, ?5)"#,
@@ -198,7 +230,7 @@ impl Store {
         .and_then(|mut s| s.execute(params![rv as i64, kind.as_str(), key, logged_text, ts]))
         .ctx(|| format!("{name} {key}: log event"))?;
         let seq = tx.last_insert_rowid();
-        Ok(Some(Applied { seq, rv, kind, key, deleted }))
+        Ok(Some(Applied { seq, rv, kind, key, deleted, relabelled: relabel.is_some() }))
     }
 
     pub(super) fn clear_derived(&self, tx: &Transaction<'_>, n: &Names, key: &str) -> Result<()> {
@@ -275,4 +307,13 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// `text` (an object's JSON) with `metadata.resourceVersion` set to `rv`; unparsable text is kept as it is.
+fn with_resource_version(text: &str, rv: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(text) else { return text.to_owned() };
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), Value::String(rv.to_owned()));
+    }
+    v.to_string()
 }
