@@ -191,3 +191,31 @@ fn a_version_newer_than_the_store_is_refused() {
     assert!(matches!(s.list_since(11), Err(Error::TooNew { .. })));
     assert!(s.list_since(10).unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_watcher_is_cut_off_and_the_others_see_everything() {
+    let s = pods();
+    s.add(pod("ns", "p0", 1)).unwrap();
+    s.set_watch_lag_limit(50);
+    let mut slow = s.watch(1, CancellationToken::new()).unwrap();
+    let mut fast = s.watch(1, CancellationToken::new()).unwrap();
+    // the fast watcher reads each event as it is written (never more than one behind); the slow one never reads
+    for i in 2..=200u64 {
+        s.add(pod("ns", &format!("p{i}"), i)).unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(10), fast.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(e.rv, i);
+    }
+    // the slow one gets what was queued for it, in order, then the cut-off instead of the rest
+    let mut got = Vec::new();
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), slow.next()).await.unwrap() {
+            Some(Ok(e)) => got.push(e.rv),
+            Some(Err(e)) => break e,
+            None => panic!("the slow watcher ended without an error after {got:?}"),
+        }
+    };
+    assert!(matches!(end, Error::TooSlow { .. }), "{end}");
+    assert!(end.to_string().contains("behind"), "{end}");
+    assert!(got.len() < 199, "a slow watcher was sent everything: {}", got.len());
+    assert!(got.windows(2).all(|w| w[0] + 1 == w[1]) && got.first() == Some(&2), "{got:?}");
+}

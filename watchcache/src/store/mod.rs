@@ -52,7 +52,9 @@ pub struct StoreConfig {
 
 /// Bumped when the table layout changes; an older layout is dropped and rebuilt (it is a cache: the ingester
 /// relists).
-const SCHEMA: &str = "2";
+const SCHEMA: &str = "3";
+/// Events a watcher may fall behind the log's head before it is cut off (see [`Store::watch`]).
+pub const WATCH_LAG_LIMIT: usize = 10_000;
 /// Read connections per file database: queries, watch sessions and the ingester's own checks run side by side.
 const READERS: usize = 3;
 /// Bytes of the file each read connection maps.
@@ -211,6 +213,7 @@ impl Database {
                 notify,
                 staging: AtomicU64::new(0),
                 warming: AtomicBool::new(false),
+                watch_lag_limit: AtomicUsize::new(WATCH_LAG_LIMIT),
             }),
         };
         store.add_fields(fields)?;
@@ -239,6 +242,8 @@ pub(crate) struct Inner {
     staging: AtomicU64,
     /// Set while the store waits for its first list: it then answers "warming up" instead of "empty".
     warming: AtomicBool,
+    /// Events a watcher may fall behind before it is cut off.
+    pub(crate) watch_lag_limit: AtomicUsize,
 }
 
 fn now_ms() -> i64 {
