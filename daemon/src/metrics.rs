@@ -58,7 +58,11 @@ pub struct Metrics {
     pub registry: Registry,
     pub ops: Arc<OpMetrics>,
     dbs: Arc<std::sync::Mutex<Vec<DbHandle>>>,
+    /// Other parts' readiness (the watch-cache's first lists): each returns what is not ready yet.
+    checks: Arc<std::sync::Mutex<Vec<ReadinessCheck>>>,
 }
+
+pub type ReadinessCheck = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -91,11 +95,15 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
         registry.register(Box::new(build))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        Ok(Self { registry, ops: Arc::new(ops), dbs: Arc::default() })
+        Ok(Self { registry, ops: Arc::new(ops), dbs: Arc::default(), checks: Arc::default() })
     }
 
     pub fn add_db(&self, db: DbHandle) {
         self.dbs.lock().unwrap_or_else(|p| p.into_inner()).push(db);
+    }
+
+    pub fn add_readiness_check(&self, check: ReadinessCheck) {
+        self.checks.lock().unwrap_or_else(|p| p.into_inner()).push(check);
     }
 
     pub fn dbs(&self) -> Vec<DbHandle> {
@@ -254,6 +262,10 @@ impl Metrics {
                     problems.push(format!("{path}: replica {}: {why}", r.name));
                 }
             }
+        }
+        let checks = self.checks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for check in checks {
+            problems.extend(check());
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }

@@ -53,6 +53,8 @@ pub async fn run(plan: Plan) -> Result<i32> {
     let mut k8s_routes = None;
     if let Some(wc) = plan.watchcache {
         let running = crate::watchcache::start(wc, ingest_stop.clone()).await?;
+        let api = running.api.clone();
+        plan.metrics.add_readiness_check(std::sync::Arc::new(move || api.warming()));
         k8s_routes = Some(litecar_watchcache::router(running.api));
         rest.spawn(async move { running.task.await.context("watch-cache task")? });
     }

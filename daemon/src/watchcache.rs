@@ -48,6 +48,8 @@ pub async fn start(plan: WatchPlan, cancel: CancellationToken) -> Result<Running
             db.store(spec.resource.clone(), StoreConfig { fields: spec.fields.clone() }).with_context(|| {
                 format!("watchcache: {}/{} {}", spec.resource.group, spec.resource.version, spec.resource.kind)
             })?;
+        // until its first list is in, the store answers "warming up" (and /readyz says so)
+        store.await_first_list();
         api = api.with(&spec.resource.group, &spec.resource.version, &spec.plural(), store);
     }
     let client = client(plan.kubeconfig.as_deref()).await?;

@@ -94,6 +94,9 @@ async fn follows_changes_relists_after_410_and_survives_dropped_streams() {
     let pods = run.store("Pod");
     converges(&fake, &pods, PODS).await;
     converges(&fake, &run.store("ConfigMap"), CONFIGMAPS).await;
+    let start = pods.last_resource_version().unwrap();
+    // the log starts at the first list: it cannot prove anything older complete
+    assert!(matches!(pods.list_since(start - 1), Err(litecar_watchcache::Error::Expired { .. })));
 
     // adds, updates, deletes
     fake.create(PODS, pod("b", "new", "1")).unwrap();
@@ -130,8 +133,8 @@ async fn follows_changes_relists_after_410_and_survives_dropped_streams() {
     fake.delete(PODS, Some("a"), "p4").unwrap();
     converges(&fake, &pods, PODS).await;
     // the event log saw every change, in order
-    let log = pods.list_since(0).unwrap();
-    assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
+    let log = pods.list_since(start).unwrap();
+    assert!(log.windows(2).all(|w| w[0].seq < w[1].seq && w[0].rv < w[1].rv), "{log:?}");
     assert!(log.iter().any(|e| e.key == "a/p4" && e.kind == litecar_watchcache::EventType::Deleted));
     run.stop().await;
 }
@@ -211,5 +214,41 @@ async fn secrets_are_stripped_unless_kept() {
     let run = Running::start(&fake, &dir.path().join("kept.db"), kept);
     converges(&fake, &run.store("Secret"), SECRETS).await;
     assert_eq!(run.store("Secret").get_by_key("a/s").unwrap().unwrap()["data"]["k"], "dg==");
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_cache_refuses_revisions_it_cannot_prove_and_persists_the_list_revision() {
+    let fake = FakeKube::start().await;
+    // another resource moves the API's revision, so the list's revision is newer than any pod's
+    fake.create(PODS, pod("a", "one", "1")).unwrap();
+    fake.create(PODS, pod("a", "two", "1")).unwrap();
+    fake.create(CONFIGMAPS, json!({"metadata": {"namespace": "a", "name": "cm"}})).unwrap();
+    let pods_only = || vec![ResourceSpec { resource: ResourceType::new("", "v1", "Pod"), ..Default::default() }];
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(&fake, &dir.path().join("k8s.db"), pods_only());
+    let pods = run.store("Pod");
+    converges(&fake, &pods, PODS).await;
+    // the resume point is the list's resourceVersion, not the newest pod's
+    let listed = fake.resource_version();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pods.meta("resume_rv").unwrap() != Some(listed.to_string()) {
+        assert!(Instant::now() < deadline, "resume_rv {:?}, list was at {listed}", pods.meta("resume_rv"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pods.last_resource_version().unwrap(), listed);
+    run.stop().await;
+
+    // an in-memory cache starts without history: a client's revision from before is Expired once a change
+    // it would have missed happened, never answered with ADDED events alone
+    let old = listed;
+    fake.delete(PODS, Some("a"), "one").unwrap();
+    let run = Running::start(&fake, Path::new(":memory:"), pods_only());
+    let pods = run.store("Pod");
+    converges(&fake, &pods, PODS).await;
+    assert!(pods.is_ready().unwrap());
+    assert!(matches!(pods.list_since(old), Err(litecar_watchcache::Error::Expired { .. })));
+    let now = pods.last_resource_version().unwrap();
+    assert!(pods.list_since(now).unwrap().is_empty());
     run.stop().await;
 }

@@ -35,6 +35,11 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{resource}: the watcher fell {behind} events behind and was cut off; watch again or relist")]
+    TooSlow { resource: String, behind: u64 },
+    /// The event log or a stored row is not what the writer wrote: an internal error, not a bad request.
+    #[error("{resource}: corrupt event log: {detail}")]
+    Corrupt { resource: String, detail: String },
     #[error("{resource}: the relist was superseded by a newer one")]
     Superseded { resource: String },
     #[error("blocking SQLite task failed: {0}")]

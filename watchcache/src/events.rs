@@ -5,58 +5,17 @@
 //! the compaction point (unless it is a delete), so `state_at` stays exact for every revision not older than it.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::SqlContext;
-use crate::store::{Names, Store, read_meta_u64, write_meta};
+use crate::event::{EventType, WatchEvent};
+use crate::names::{Names, read_meta_u64, write_meta};
+use crate::store::Store;
 use crate::{Error, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum EventType {
-    Added,
-    Modified,
-    Deleted,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Added => "ADDED",
-            Self::Modified => "MODIFIED",
-            Self::Deleted => "DELETED",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ADDED" => Some(Self::Added),
-            "MODIFIED" => Some(Self::Modified),
-            "DELETED" => Some(Self::Deleted),
-            _ => None,
-        }
-    }
-}
-
-/// One logged change. `seq` orders events within a store; `rv` is the Kubernetes resource version.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WatchEvent {
-    pub seq: i64,
-    pub rv: u64,
-    pub kind: EventType,
-    pub key: String,
-    pub object: Value,
-}
-
-impl WatchEvent {
-    /// The Kubernetes watch wire form: `{"type": "ADDED", "object": {...}}`.
-    pub fn to_wire(&self) -> Value {
-        serde_json::json!({"type": self.kind.as_str(), "object": self.object})
-    }
-}
 
 impl Store {
     fn compacted(&self, c: &rusqlite::Connection) -> Result<(u64, i64)> {
@@ -79,11 +38,8 @@ impl Store {
         filter: &str,
         args: impl rusqlite::Params,
     ) -> Result<Vec<WatchEvent>> {
-        let sql = format!(
-            r#"SELECT e.seq, e.rv, e.type, e.key, {} FROM "{}" e WHERE {filter} ORDER BY e.seq"#,
-            n.event_object(),
-            n.events
-        );
+        let sql =
+            format!(r#"SELECT e.seq, e.rv, e.type, e.key, {} FROM "{}" e WHERE {filter}"#, n.event_object(), n.events);
         let mut s = c.prepare_cached(&sql).ctx(|| format!("{}: read events", self.name()))?;
         let rows: Vec<(i64, i64, String, String, Option<String>)> = s
             .query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
@@ -91,13 +47,13 @@ impl Store {
             .ctx(|| format!("{}: read events", self.name()))?;
         rows.into_iter()
             .map(|(seq, rv, t, key, obj)| {
-                let kind = EventType::parse(&t).ok_or_else(|| Error::Query {
-                    term: t.clone(),
-                    reason: format!("{}: unknown event type in the log", self.name()),
+                let kind = EventType::parse(&t).ok_or_else(|| Error::Corrupt {
+                    resource: self.name().to_owned(),
+                    detail: format!("event {seq} has the unknown type `{t}`"),
                 })?;
-                let obj = obj.ok_or_else(|| Error::Query {
-                    term: key.clone(),
-                    reason: format!("{}: event {seq} has no object in the log", self.name()),
+                let obj = obj.ok_or_else(|| Error::Corrupt {
+                    resource: self.name().to_owned(),
+                    detail: format!("event {seq} ({key}) has no object"),
                 })?;
                 Ok(WatchEvent { seq, rv: rv as u64, kind, object: self.decode(&key, &obj)?, key })
             })
@@ -115,20 +71,25 @@ impl Store {
         if rv < crv {
             return Err(self.expired(rv, crv));
         }
-        let evs = self.rows(c, n, "e.rv > ?1 AND e.seq > ?2", params![rv as i64, cseq])?;
+        let current = read_meta_u64(c, &self.inner.p, "last_rv")?.unwrap_or(0);
+        if rv > current {
+            return Err(Error::TooNew { resource: self.name().to_owned(), requested: rv, current });
+        }
+        let evs = self.rows(c, n, "e.rv > ?1 AND e.seq > ?2 ORDER BY e.seq", params![rv as i64, cseq])?;
         let max: i64 = c
             .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{}""#, n.events), [], |r| r.get(0))
             .ctx(|| format!("{}: last event", self.name()))?;
         Ok((evs, max))
     }
 
-    fn events_after_seq(&self, seq: i64) -> Result<Vec<WatchEvent>> {
+    /// At most `limit` events after sequence number `seq`.
+    fn events_after_seq(&self, seq: i64, limit: i64) -> Result<Vec<WatchEvent>> {
         self.read(|c, n| {
             let (crv, cseq) = self.compacted(c)?;
             if seq < cseq {
                 return Err(self.expired(0, crv));
             }
-            self.rows(c, n, "e.seq > ?1", [seq])
+            self.rows(c, n, "e.seq > ?1 ORDER BY e.seq LIMIT ?2", params![seq, limit])
         })
     }
 
@@ -165,7 +126,7 @@ impl Store {
             if rv < crv {
                 return Err(self.expired(rv, crv));
             }
-            self.rows(c, n, "e.rv <= ?1", [rv as i64])
+            self.rows(c, n, "e.rv <= ?1 ORDER BY e.seq", [rv as i64])
         })?;
         let mut state = BTreeMap::new();
         for e in evs {
@@ -266,64 +227,127 @@ impl Store {
     }
 
     /// Every event after revision `rv`, then live events as they commit, until `cancel` or the session is
-    /// dropped. Fails at once with `Expired` if `rv` is compacted away.
+    /// dropped. Fails at once with `Expired` if `rv` is compacted away (or before the log starts) and `TooNew`
+    /// if it is newer than the store. A watcher more than [`Store::set_watch_lag_limit`] events behind is cut
+    /// off (`TooSlow`, after the events it was sent), so a slow reader neither holds memory nor slows the others:
+    /// each session holds at most `WATCH_BUFFER` events queued and `WATCH_CHUNK` read.
     pub fn watch(&self, rv: u64, cancel: CancellationToken) -> Result<WatchSession> {
-        let mut notified = self.inner.notify.subscribe();
-        let (backlog, mut last_seq) = self.read(|c, n| self.list_since_in(c, n, rv))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let store = self.clone();
-        tokio::spawn(async move {
-            for e in backlog {
-                if tx.send(Ok(e)).await.is_err() {
-                    return;
-                }
-            }
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tx.closed() => return,
-                    changed = notified.changed() => if changed.is_err() { return },
-                }
-                if *notified.borrow_and_update() <= last_seq {
-                    continue;
-                }
-                let s = store.clone();
-                let read = tokio::task::spawn_blocking(move || s.events_after_seq(last_seq)).await;
-                let evs = match read {
-                    Ok(Ok(evs)) => evs,
-                    Ok(Err(e)) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(Error::Join(e.to_string()))).await;
-                        return;
-                    }
-                };
-                for e in evs {
-                    last_seq = e.seq;
-                    if tx.send(Ok(e)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(WatchSession { rx })
+        let notified = self.inner.notify.subscribe();
+        let start = self.read(|c, n| self.start_seq(c, n, rv))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
+        let cut = Arc::new(Mutex::new(None));
+        tokio::spawn(follow(self.clone(), start, notified, tx, cut.clone(), cancel));
+        Ok(WatchSession { rx, cut })
+    }
+
+    /// The sequence number after which the events newer than `rv` start (revisions grow with it past the
+    /// compaction point).
+    fn start_seq(&self, c: &rusqlite::Connection, n: &Names, rv: u64) -> Result<i64> {
+        let (crv, cseq) = self.compacted(c)?;
+        if rv < crv {
+            return Err(self.expired(rv, crv));
+        }
+        let current = read_meta_u64(c, &self.inner.p, "last_rv")?.unwrap_or(0);
+        if rv > current {
+            return Err(Error::TooNew { resource: self.name().to_owned(), requested: rv, current });
+        }
+        let seq: i64 = c
+            .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{}" WHERE rv <= ?1"#, n.events), [rv as i64], |r| {
+                r.get(0)
+            })
+            .ctx(|| format!("{}: watch start", self.name()))?;
+        Ok(seq.max(cseq))
+    }
+
+    /// How far (in events) a watcher may fall behind the log's head before it is cut off.
+    pub fn set_watch_lag_limit(&self, events: usize) {
+        self.inner.watch_lag_limit.store(events, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
-/// Events of one watcher; ends on cancellation. An `Err` (e.g. Expired after compaction overtook a slow
-/// reader) is the last item.
+/// Events queued for one watcher.
+const WATCH_BUFFER: usize = 16;
+/// Events read from the log at once for one watcher.
+const WATCH_CHUNK: i64 = 64;
+
+/// Feed one watcher from the log after `last_seq`: read a chunk, hand it over, repeat; wait for commits.
+async fn follow(
+    store: Store,
+    mut last_seq: i64,
+    mut notified: tokio::sync::watch::Receiver<i64>,
+    tx: tokio::sync::mpsc::Sender<Result<WatchEvent>>,
+    cut: Arc<Mutex<Option<Error>>>,
+    cancel: CancellationToken,
+) {
+    let limit = store.inner.watch_lag_limit.load(std::sync::atomic::Ordering::Relaxed) as i64;
+    let end = |e: Error| *cut.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    loop {
+        let head = *notified.borrow_and_update();
+        if head <= last_seq {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tx.closed() => return,
+                changed = notified.changed() => if changed.is_err() { return },
+            }
+            continue;
+        }
+        let s = store.clone();
+        let from = last_seq;
+        let evs = match tokio::task::spawn_blocking(move || s.events_after_seq(from, WATCH_CHUNK)).await {
+            Ok(Ok(evs)) => evs,
+            Ok(Err(e)) => return end(e),
+            Err(e) => return end(Error::Join(e.to_string())),
+        };
+        if evs.is_empty() {
+            // compaction removed superseded events past our position; nothing is left to send below the head
+            last_seq = head;
+            continue;
+        }
+        for e in evs {
+            let seq = e.seq;
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    permit = tx.reserve() => match permit {
+                        Ok(p) => {
+                            p.send(Ok(e));
+                            break;
+                        }
+                        Err(_) => return,
+                    },
+                    changed = notified.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let behind = *notified.borrow_and_update() - last_seq;
+                        if behind > limit {
+                            let resource = store.name().to_owned();
+                            return end(Error::TooSlow { resource, behind: behind as u64 });
+                        }
+                    }
+                }
+            }
+            last_seq = seq;
+        }
+    }
+}
+
+/// Events of one watcher; ends on cancellation. An `Err` (Expired after compaction overtook a slow reader,
+/// TooSlow when it fell too far behind) is the last item.
 pub struct WatchSession {
     rx: tokio::sync::mpsc::Receiver<Result<WatchEvent>>,
+    cut: Arc<Mutex<Option<Error>>>,
 }
 
 impl WatchSession {
     pub async fn next(&mut self) -> Option<Result<WatchEvent>> {
-        self.rx.recv().await
+        match self.rx.recv().await {
+            Some(e) => Some(e),
+            None => self.cut.lock().unwrap_or_else(|p| p.into_inner()).take().map(Err),
+        }
     }
 
     pub fn into_stream(self) -> impl futures::Stream<Item = Result<WatchEvent>> + Send + 'static {
-        futures::stream::unfold(self.rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+        futures::stream::unfold(self, |mut s| async move { s.next().await.map(|e| (e, s)) })
     }
 }

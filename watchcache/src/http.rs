@@ -31,6 +31,22 @@ impl K8sApi {
     }
 }
 
+impl K8sApi {
+    /// What is not ready to serve: one line per store still waiting for its first list.
+    pub fn warming(&self) -> Vec<String> {
+        self.stores
+            .values()
+            .filter_map(|s| match s.is_ready() {
+                Ok(true) => None,
+                Ok(false) => {
+                    Some(format!("watchcache {}: warming up, the first list is not in yet", s.resource_type()))
+                }
+                Err(e) => Some(format!("watchcache {}: {e}", s.resource_type())),
+            })
+            .collect()
+    }
+}
+
 pub fn router(state: K8sApi) -> axum::Router {
     axum::Router::new().route("/k8s/{group}/{version}/{resource}", axum::routing::get(get)).with_state(state)
 }
@@ -41,7 +57,28 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
-fn error_response(e: Error) -> Response {
+/// 503 with a Status while the store waits for its first list: an empty answer would tell a client that
+/// there are no objects.
+pub(crate) async fn warming(store: &Store) -> Option<Response> {
+    let s = store.clone();
+    let ready = match tokio::task::spawn_blocking(move || s.is_ready()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Some(error_response(e)),
+        Err(e) => return Some(error_response(Error::Join(e.to_string()))),
+    };
+    if ready {
+        return None;
+    }
+    let mut r = status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        format!("{}: the cache is warming up: its first list from the API is not in yet", store.resource_type()),
+    );
+    r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+    Some(r)
+}
+
+pub(crate) fn error_response(e: Error) -> Response {
     match e {
         Error::Query { .. } | Error::FieldPath { .. } => status(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
         Error::Expired { .. } => status(StatusCode::GONE, "Expired", e.to_string()),
@@ -58,6 +95,9 @@ async fn get(
     let Some(store) = api.stores.get(&(group.clone(), version.clone(), resource.clone())).cloned() else {
         return status(StatusCode::NOT_FOUND, "NotFound", format!("{group}/{version}/{resource} is not cached"));
     };
+    if let Some(r) = warming(&store).await {
+        return r;
+    }
     let mut pairs = match serde_urlencoded_pairs(q.as_deref().unwrap_or("")) {
         Ok(p) => p,
         Err(e) => return error_response(e),

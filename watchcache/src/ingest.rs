@@ -1,29 +1,28 @@
 //! Kubernetes -> store ingestion.
 //!
-//! Each resource runs one loop: if the store holds a resume resourceVersion from an earlier run, it first
-//! watches from there (no list; kube-rs' watcher cannot start from a given revision, hence this raw watch).
-//! When that revision is gone (410) or the watch cannot start, kube-rs' `watcher` takes over with its default
-//! backoff. Every list is streamed, page by page, into the store's staging generation and swapped in at its end
-//! (readers never see a half-filled store, and no list is held in memory); watch events are written in batches.
+//! Each resource runs one loop: watch from the persisted resume revision when there is one (no list), else list
+//! page by page into the store's staging generation and swap it in at its end (readers never see a half-filled
+//! store, and no list is held in memory), then watch from the list's resourceVersion, with bookmarks. A 410 from
+//! the API (at the watch's start or as an ERROR event) means a relist; other failures are retried with backoff.
+//! The list's resourceVersion, every batch's newest object version and every bookmark are persisted as the resume
+//! point, in the same transaction as what they cover, so a restart resumes from the newest known revision.
 //!
 //! SQLite work runs on one blocking thread per resource, fed through a bounded channel, so the list goes on
 //! while earlier pages are written, and a slow disk pushes back on the watch instead of growing a queue. The
-//! writer folds queued batches into one transaction. The highest resourceVersion seen is persisted with each
-//! write, in its transaction (never while a list is being staged: the store still holds the previous one).
+//! writer folds queued batches into one transaction.
 
 use futures::StreamExt;
 use std::borrow::Cow;
 
-use kube::api::{Api, ApiResource, GroupVersionKind, WatchEvent, WatchParams};
+use kube::api::{Api, ApiResource, GroupVersionKind, ListParams, WatchEvent, WatchParams};
 use kube::core::{DynamicResourceScope, ObjectMeta, Resource};
-use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::path::FieldPath;
 use crate::raw::{Prepared, RawEntries};
 use crate::resource::ResourceType;
-use crate::store::{Database, Op, Staging, Store, StoreConfig};
+use crate::store::{Database, RowOp, Staging, Store, StoreConfig};
 use crate::{Error, Result};
 
 const RESUME_RV: &str = "resume_rv";
@@ -84,6 +83,7 @@ pub async fn ingest(
     let mut tasks = tokio::task::JoinSet::new();
     for spec in resources {
         let store = db.store(spec.resource.clone(), StoreConfig { fields: spec.fields.clone() })?;
+        store.await_first_list();
         tasks.spawn(run(client.clone(), spec, store, child.clone()));
     }
     let mut first_err = None;
@@ -194,18 +194,18 @@ impl Preparer {
         obj.raw.prepare(&self.resource, &self.api_version, &self.kind, self.drop, &self.fields)
     }
 
-    fn delete(&self, obj: RawObject) -> Result<Op> {
+    fn delete(&self, obj: RawObject) -> Result<RowOp> {
         let p = self.prepare(obj)?;
-        Ok(Op::Delete { key: p.key.clone(), object: Some(p) })
+        Ok(RowOp::Delete { key: p.key.clone(), object: Some(p) })
     }
 }
 
 /// Work for a resource's writer thread.
 enum Cmd {
-    Write { ops: Vec<Op>, resume: Option<u64> },
+    Write { ops: Vec<RowOp>, resume: Option<u64> },
     ListStart,
     ListItems(Vec<Prepared>),
-    ListDone { resume: Option<u64> },
+    ListDone { list_rv: u64 },
 }
 
 /// The writer thread: applies commands in order, folding runs of queued writes (or list pages) into one
@@ -257,13 +257,12 @@ fn writer(store: Store, mut rx: mpsc::Receiver<Cmd>) -> Result<()> {
                 };
                 store.stage_items(st, items)?;
             }
-            Cmd::ListDone { resume } => {
+            Cmd::ListDone { list_rv } => {
                 let st = match staging.take() {
                     Some(st) => st,
                     None => store.stage_begin()?,
                 };
-                let resume = resume.map(|r| r.to_string());
-                store.stage_commit(st, None, resume.as_deref().map(|r| (RESUME_RV, r)))?;
+                store.stage_commit(st, Some(list_rv), Some((RESUME_RV, &list_rv.to_string())))?;
             }
         }
     }
@@ -316,7 +315,8 @@ async fn run(client: kube::Client, spec: ResourceSpec, store: Store, cancel: Can
     }
 }
 
-/// Follow the API into the writer until cancelled; `Err(None)` when the writer stopped.
+/// Follow the API into the writer until cancelled; `Err(None)` when the writer stopped. Watches from the
+/// persisted revision when there is one; lists (paged) when there is none or the API says it is gone (410).
 async fn watch_into(
     client: kube::Client,
     spec: &ResourceSpec,
@@ -326,73 +326,106 @@ async fn watch_into(
     cancel: &CancellationToken,
 ) -> std::result::Result<(), Stop> {
     let api = api_for(client, spec);
-    if let Some(rv) = resume.and_then(|r| r.parse::<u64>().ok()) {
+    let mut from = resume.and_then(|r| r.parse::<u64>().ok());
+    let mut backoff = Backoff::default();
+    loop {
+        let rv = match from {
+            Some(rv) => rv,
+            None => match list_into(&api, spec, prep, w, cancel).await? {
+                Listed::Cancelled => return Ok(()),
+                Listed::At(rv) => {
+                    backoff = Backoff::default();
+                    rv
+                }
+                Listed::Failed => {
+                    if backoff.wait(cancel).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            },
+        };
         match resume_watch(&api, spec, prep, w, rv, cancel).await? {
             Resumed::Cancelled => return Ok(()),
-            Resumed::Relist => tracing::info!(resource = %spec.resource, "resume revision {rv} unusable, relisting"),
-        }
-    }
-    let mut cfg = watcher::Config::default();
-    if let Some(l) = &spec.label_selector {
-        cfg = cfg.labels(l);
-    }
-    if let Some(f) = &spec.field_selector {
-        cfg = cfg.fields(f);
-    }
-    let mut stream = watcher(api, cfg).default_backoff().ready_chunks(BATCH).boxed();
-    let mut listing = false;
-    let mut max_rv = 0u64;
-    let mut persisted = 0u64;
-    loop {
-        let batch = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            b = stream.next() => match b { Some(b) => b, None => return Ok(()) },
-        };
-        let mut ops = Vec::new();
-        let mut items = Vec::new();
-        for ev in batch {
-            match ev {
-                Ok(watcher::Event::Init) => {
-                    send(w, Cmd::Write { ops: std::mem::take(&mut ops), resume: None }).await?;
-                    send(w, Cmd::ListStart).await?;
-                    listing = true;
-                }
-                Ok(watcher::Event::InitApply(o)) => {
-                    let p = prep.prepare(o).map_err(Some)?;
-                    max_rv = max_rv.max(p.rv().unwrap_or(0));
-                    items.push(p);
-                }
-                Ok(watcher::Event::InitDone) => {
-                    send(w, Cmd::ListItems(std::mem::take(&mut items))).await?;
-                    // the swap persists the resume point with the list it belongs to
-                    send(w, Cmd::ListDone { resume: (max_rv > 0).then_some(max_rv) }).await?;
-                    persisted = max_rv;
-                    listing = false;
-                }
-                Ok(watcher::Event::Apply(o)) => {
-                    let p = prep.prepare(o).map_err(Some)?;
-                    max_rv = max_rv.max(p.rv().unwrap_or(0));
-                    ops.push(Op::Upsert(p));
-                }
-                Ok(watcher::Event::Delete(o)) => {
-                    let op = prep.delete(o).map_err(Some)?;
-                    if let Op::Delete { object: Some(p), .. } = &op {
-                        max_rv = max_rv.max(p.rv().unwrap_or(0));
-                    }
-                    ops.push(op);
-                }
-                // the watcher recovers by itself (relisting after 410); default_backoff spaces the retries
-                Err(e) => tracing::warn!(resource = %spec.resource, "watch error: {e}"),
+            Resumed::Relist => {
+                tracing::info!(resource = %spec.resource, "revision {rv} is gone upstream, relisting");
+                from = None;
             }
         }
-        if !items.is_empty() {
-            send(w, Cmd::ListItems(items)).await?;
+    }
+}
+
+/// Exponential backoff between failed lists, 100 ms to 10 s.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    /// Wait out the next delay; true when cancelled meanwhile.
+    async fn wait(&mut self, cancel: &CancellationToken) -> bool {
+        let delay = std::time::Duration::from_millis(100 * 2u64.pow(self.failures.min(7))).min(LIST_BACKOFF_MAX);
+        self.failures += 1;
+        tokio::select! {
+            _ = cancel.cancelled() => true,
+            _ = tokio::time::sleep(delay) => false,
         }
-        // while a list is being staged the store still reflects the previous one: do not move the resume point
-        let resume = (!listing && max_rv > persisted).then_some(max_rv);
-        if !ops.is_empty() || resume.is_some() {
-            send(w, Cmd::Write { ops, resume }).await?;
-            persisted = persisted.max(resume.unwrap_or(0));
+    }
+}
+
+const LIST_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+/// Objects per list page.
+const PAGE: u32 = 500;
+
+enum Listed {
+    Cancelled,
+    Failed,
+    /// Swapped in; the list's resourceVersion.
+    At(u64),
+}
+
+/// One paged list into the staging generation, swapped in with its resourceVersion (the resume point and the
+/// revision the log's differences end at). A failed page abandons the list; the next one supersedes it.
+async fn list_into(
+    api: &Api<RawObject>,
+    spec: &ResourceSpec,
+    prep: &Preparer,
+    w: &WriterHandle,
+    cancel: &CancellationToken,
+) -> std::result::Result<Listed, Stop> {
+    let mut lp = ListParams::default().limit(PAGE);
+    if let Some(l) = &spec.label_selector {
+        lp = lp.labels(l);
+    }
+    if let Some(f) = &spec.field_selector {
+        lp = lp.fields(f);
+    }
+    send(w, Cmd::ListStart).await?;
+    loop {
+        let page = tokio::select! {
+            _ = cancel.cancelled() => return Ok(Listed::Cancelled),
+            p = api.list(&lp) => p,
+        };
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(resource = %spec.resource, "list failed: {e}");
+                return Ok(Listed::Failed);
+            }
+        };
+        let items = page.items.into_iter().map(|o| prep.prepare(o)).collect::<Result<Vec<_>>>().map_err(Some)?;
+        send(w, Cmd::ListItems(items)).await?;
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp.continue_token = Some(c),
+            None => {
+                let Some(rv) = page.metadata.resource_version.and_then(|r| r.parse::<u64>().ok()) else {
+                    tracing::warn!(resource = %spec.resource, "list without a numeric resourceVersion");
+                    return Ok(Listed::Failed);
+                };
+                // the swap persists the resume point with the list it belongs to
+                send(w, Cmd::ListDone { list_rv: rv }).await?;
+                return Ok(Listed::At(rv));
+            }
         }
     }
 }
@@ -410,7 +443,11 @@ enum Resumed {
     Relist,
 }
 
-/// Watch from a persisted revision until cancelled or the revision is no longer served.
+/// Failed watch starts in a row after which the revision is given up for a list.
+const WATCH_FAILURES: u32 = 5;
+
+/// Watch from a revision until cancelled or the revision is no longer served (410). Bookmarks move the
+/// persisted resume point too.
 async fn resume_watch(
     api: &Api<RawObject>,
     spec: &ResourceSpec,
@@ -427,6 +464,7 @@ async fn resume_watch(
         wp = wp.fields(f);
     }
     let mut idle = std::time::Duration::from_millis(100);
+    let mut failures = 0;
     loop {
         let from = rv.to_string();
         let started = tokio::select! {
@@ -435,12 +473,24 @@ async fn resume_watch(
         };
         let stream = match started {
             Ok(s) => s,
+            Err(kube::Error::Api(s)) if s.code == 410 => return Ok(Resumed::Relist),
             Err(e) => {
-                // anything else than a clean start: the watcher (with its backoff and relist) takes over
-                tracing::info!(resource = %spec.resource, "resume watch from {rv} failed: {e}");
-                return Ok(Resumed::Relist);
+                // the API is unavailable: keep the revision and try again after a pause; a revision it keeps
+                // refusing is given up for a list
+                failures += 1;
+                tracing::info!(resource = %spec.resource, "watch from {rv} failed: {e}");
+                if failures >= WATCH_FAILURES {
+                    return Ok(Resumed::Relist);
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(Resumed::Cancelled),
+                    _ = tokio::time::sleep(idle) => {}
+                }
+                idle = (idle * 2).min(std::time::Duration::from_secs(5));
+                continue;
             }
         };
+        failures = 0;
         let mut stream = stream.boxed().ready_chunks(BATCH);
         let mut progressed = false;
         loop {
@@ -455,11 +505,11 @@ async fn resume_watch(
                     Ok(WatchEvent::Added(o) | WatchEvent::Modified(o)) => {
                         let p = prep.prepare(o).map_err(Some)?;
                         rv = rv.max(p.rv().unwrap_or(0));
-                        ops.push(Op::Upsert(p));
+                        ops.push(RowOp::Upsert(p));
                     }
                     Ok(WatchEvent::Deleted(o)) => {
                         let op = prep.delete(o).map_err(Some)?;
-                        if let Op::Delete { object: Some(p), .. } = &op {
+                        if let RowOp::Delete { object: Some(p), .. } = &op {
                             rv = rv.max(p.rv().unwrap_or(0));
                         }
                         ops.push(op);

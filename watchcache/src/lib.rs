@@ -11,10 +11,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod error;
+mod event;
 mod events;
 pub mod http;
 pub use http::{K8sApi, router};
 mod ingest;
+mod keyset;
+mod names;
 mod path;
 mod query;
 mod raw;
@@ -23,11 +26,12 @@ mod resource;
 mod store;
 
 pub use error::{Error, Result};
-pub use events::{EventType, WatchEvent, WatchSession};
+pub use event::{EventType, WatchEvent};
+pub use events::WatchSession;
 pub use ingest::{IngestOptions, ResourceSpec, ingest};
 
 pub use path::FieldPath;
-pub use query::{Filter, ListOptions, ListResult, Op, SortKey};
+pub use query::{Filter, FilterOp, ListOptions, ListResult, SortKey};
 pub use repository::Repository;
 pub use resource::{ResourceType, object_key};
 pub use store::{Database, IndexFunc, Indexers, Store, StoreConfig, WriteOp};

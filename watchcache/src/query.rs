@@ -14,12 +14,14 @@ use rusqlite::types::Value as Sql;
 use serde_json::Value;
 
 use crate::error::SqlContext;
+use crate::keyset::{self, Position};
+use crate::names::{Names, read_meta_u64};
 use crate::path::{FieldPath, project};
-use crate::store::{Names, Store, read_meta_u64};
+use crate::store::Store;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub enum FilterOp {
     Eq,
     NotEq,
     Contains,
@@ -36,7 +38,7 @@ pub enum Op {
 pub struct Filter {
     pub term: String,
     pub field: FieldPath,
-    pub op: Op,
+    pub op: FilterOp,
     pub values: Vec<String>,
 }
 
@@ -79,11 +81,15 @@ fn bad(term: &str, reason: impl Into<String>) -> Error {
     Error::Query { term: term.to_owned(), reason: reason.into() }
 }
 
-/// Split on commas outside parentheses.
+/// Split on commas outside parentheses and quotes.
 fn split_top(s: &str) -> Vec<&str> {
     let (mut depth, mut start, mut out) = (0i32, 0, Vec::new());
+    let mut quote = None;
     for (i, c) in s.char_indices() {
         match c {
+            '\'' | '"' if quote == Some(c) => quote = None,
+            _ if quote.is_some() => {}
+            '\'' | '"' => quote = Some(c),
             '(' => depth += 1,
             ')' => depth -= 1,
             ',' if depth == 0 => {
@@ -131,18 +137,18 @@ fn parse_term(raw: &str) -> Result<Filter> {
         if !is_label(&field) {
             return Err(bad(raw, "an existence test needs metadata.labels[KEY]"));
         }
-        return filter(if negated { Op::NotExists } else { Op::Exists }, vec![]);
+        return filter(if negated { FilterOp::NotExists } else { FilterOp::Exists }, vec![]);
     }
     if negated {
         return Err(bad(raw, "`!` prefixes only a label existence test"));
     }
-    for (kw, op) in [("notin", Op::NotIn), ("in", Op::In)] {
+    for (kw, op) in [("notin", FilterOp::NotIn), ("in", FilterOp::In)] {
         if let Some(list) = rest.strip_prefix(kw).map(str::trim_start).filter(|l| l.starts_with('(')) {
             let inner = list
                 .strip_prefix('(')
                 .and_then(|l| l.strip_suffix(')'))
                 .ok_or_else(|| bad(raw, format!("`{kw}` needs a parenthesised list")))?;
-            let values: Vec<String> = inner.split(',').map(|v| v.trim().to_owned()).collect();
+            let values: Vec<String> = inner.split(',').map(|v| unquote(v.trim()).to_owned()).collect();
             if values.iter().any(String::is_empty) {
                 return Err(bad(raw, format!("empty value in `{kw}` list")));
             }
@@ -150,23 +156,33 @@ fn parse_term(raw: &str) -> Result<Filter> {
         }
     }
     for (sym, op) in [
-        ("!=", Op::NotEq),
-        ("==", Op::Eq),
-        ("!~", Op::NotContains),
-        ("=", Op::Eq),
-        ("~", Op::Contains),
-        ("<", Op::Lt),
-        (">", Op::Gt),
+        ("!=", FilterOp::NotEq),
+        ("==", FilterOp::Eq),
+        ("!~", FilterOp::NotContains),
+        ("=", FilterOp::Eq),
+        ("~", FilterOp::Contains),
+        ("<", FilterOp::Lt),
+        (">", FilterOp::Gt),
     ] {
         if let Some(v) = rest.strip_prefix(sym) {
-            let v = v.trim().to_owned();
-            if matches!(op, Op::Lt | Op::Gt) && v.parse::<f64>().is_err() {
+            let v = unquote(v.trim()).to_owned();
+            if matches!(op, FilterOp::Lt | FilterOp::Gt) && v.parse::<f64>().is_err() {
                 return Err(bad(raw, format!("`{sym}` needs a number, got `{v}`")));
             }
             return filter(op, vec![v]);
         }
     }
     Err(bad(raw, format!("unknown operator in `{rest}`")))
+}
+
+/// steve accepts a value in single or double quotes (`metadata.name='p001'`), so a value may hold a comma.
+fn unquote(v: &str) -> &str {
+    for q in ['\'', '"'] {
+        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    v
 }
 
 fn parse_usize(key: &str, v: &str) -> Result<usize> {
@@ -198,7 +214,7 @@ impl ListOptions {
                         o.sort.push(SortKey { field, descending });
                     }
                 }
-                "pagesize" => o.page_size = Some(parse_usize(k, v)?).filter(|n| *n > 0),
+                "pagesize" | "limit" => o.page_size = Some(parse_usize(k, v)?).filter(|n| *n > 0),
                 "page" => o.page = Some(parse_usize(k, v)?),
                 "continue" => o.continue_token = Some(v.to_owned()).filter(|s| !s.is_empty()),
                 "revision" => o.revision = Some(v.parse().map_err(|_| bad(&format!("revision={v}"), "not a number"))?),
@@ -306,19 +322,19 @@ impl Store {
             f.values.iter().map(|v| v.parse().map(Sql::Real).map_err(|_| bad(&f.term, "not a number"))).collect()
         };
         Ok(Some(match f.op {
-            Op::Eq | Op::NotEq => (format!("{x} = ?"), text()),
-            Op::Contains | Op::NotContains => (format!("instr({x}, ?) > 0"), text()),
-            Op::In | Op::NotIn => (format!("{x} IN ({marks})"), text()),
-            Op::Lt => (format!("CAST({x} AS REAL) < ?"), number()?),
-            Op::Gt => (format!("CAST({x} AS REAL) > ?"), number()?),
-            Op::Exists | Op::NotExists => return Ok(None),
+            FilterOp::Eq | FilterOp::NotEq => (format!("{x} = ?"), text()),
+            FilterOp::Contains | FilterOp::NotContains => (format!("instr({x}, ?) > 0"), text()),
+            FilterOp::In | FilterOp::NotIn => (format!("{x} IN ({marks})"), text()),
+            FilterOp::Lt => (format!("CAST({x} AS REAL) < ?"), number()?),
+            FilterOp::Gt => (format!("CAST({x} AS REAL) > ?"), number()?),
+            FilterOp::Exists | FilterOp::NotExists => return Ok(None),
         }))
     }
 
     /// Negated operators match what the positive one does not, including objects without the label or field
     /// (as `!=` in Kubernetes label selectors).
-    fn negated(op: Op) -> bool {
-        matches!(op, Op::NotEq | Op::NotContains | Op::NotIn | Op::NotExists)
+    fn negated(op: FilterOp) -> bool {
+        matches!(op, FilterOp::NotEq | FilterOp::NotContains | FilterOp::NotIn | FilterOp::NotExists)
     }
 
     fn condition(&self, f: &Filter, n: &Names, fields: &[FieldPath]) -> Result<Expr> {
@@ -342,7 +358,7 @@ impl Store {
                 params,
             });
         }
-        if matches!(f.op, Op::Exists | Op::NotExists) {
+        if matches!(f.op, FilterOp::Exists | FilterOp::NotExists) {
             return Err(bad(&f.term, "an existence test needs metadata.labels[KEY]"));
         }
         let e = self.field_expr(&f.field, &f.term, n, fields)?;
@@ -376,7 +392,7 @@ impl Store {
         for group in &o.filters {
             if let [f] = group.as_slice()
                 && f.field.text == "metadata.namespace"
-                && matches!(f.op, Op::Eq | Op::In)
+                && matches!(f.op, FilterOp::Eq | FilterOp::In)
                 && namespaces.is_none_or(|ns| ns.len() > f.values.len())
             {
                 namespaces = Some(&f.values);
@@ -394,7 +410,7 @@ impl Store {
         let mut chosen = None;
         for (i, group) in o.filters.iter().enumerate() {
             let [f] = group.as_slice() else { continue };
-            if !matches!(f.op, Op::Eq | Op::In | Op::Exists) {
+            if !matches!(f.op, FilterOp::Eq | FilterOp::In | FilterOp::Exists) {
                 continue;
             }
             let Some(s) = self.side(&f.field, n, fields) else { continue };
@@ -441,15 +457,13 @@ impl Store {
     pub fn query(&self, o: &ListOptions) -> Result<ListResult> {
         let name = self.name().to_owned();
         let fields = self.fields();
-        let offset = match (&o.continue_token, o.page) {
-            (Some(t), _) => t
-                .strip_prefix("o:")
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| bad(&format!("continue={t}"), "not a continue token from this API"))?,
-            (None, Some(page)) if page > 1 => (page - 1) * o.page_size.unwrap_or(0),
+        let fingerprint = keyset::fingerprint(&name, o);
+        let after = o.continue_token.as_deref().map(|t| Position::decode(t, &fingerprint, o.sort.len())).transpose()?;
+        let offset = match o.page {
+            Some(page) if page > 1 && after.is_none() => (page - 1) * o.page_size.unwrap_or(0),
             _ => 0,
         };
-        let (rows, count, revision, summary) = self.read(|c, n| {
+        let (rows, count, revision, summary, next) = self.read(|c, n| {
             let revision = read_meta_u64(c, &self.inner.p, "last_rv")?.unwrap_or(0);
             if let Some(r) = o.revision
                 && r > revision
@@ -458,10 +472,12 @@ impl Store {
             }
             let mut order = Vec::new();
             let mut order_params = Vec::new();
+            let mut sorts = Vec::new();
             for s in &o.sort {
                 let e = self.field_expr(&s.field, &format!("sort={}", s.field.text), n, &fields)?;
                 order.push(format!("{} {}", e.sql, if s.descending { "DESC" } else { "ASC" }));
-                order_params.extend(e.params);
+                order_params.extend(e.params.iter().cloned());
+                sorts.push((e.sql, e.params, s.descending));
             }
             order.push("o.key ASC".into());
             let mut summary_exprs = Vec::new();
@@ -489,20 +505,41 @@ impl Store {
                 .prepare_cached(&format!("SELECT count(*) FROM {from} WHERE {}", w.sql))
                 .and_then(|mut s| s.query_row(rusqlite::params_from_iter(base_params.iter()), |r| r.get(0)))
                 .ctx(|| format!("{name}: count query"))?;
-            let limit = o.page_size.map(|n| n as i64).unwrap_or(-1);
-            // the page's keys first, then only their objects: a sort reads no JSON of rows it drops
+            // one more than a page tells whether another page follows
+            let limit = o.page_size.map(|n| n as i64 + 1).unwrap_or(-1);
+            // the page's keys (and sort values, for the continue token) first, then only their objects: a sort
+            // reads no JSON of rows it drops
+            let select: String = sorts.iter().map(|(sql, _, _)| format!(", {sql}")).collect();
+            let mut params: Vec<Sql> = sorts.iter().flat_map(|(_, p, _)| p.iter().cloned()).collect();
+            params.extend(base_params.iter().cloned());
+            let mut wsql = w.sql.clone();
+            if let Some(pos) = &after {
+                let (sql, p) = pos.after(&sorts);
+                wsql = format!("({wsql}) AND {sql}");
+                params.extend(p);
+            }
             let sql =
-                format!("SELECT o.key FROM {from} WHERE {} ORDER BY {} LIMIT ? OFFSET ?", w.sql, order.join(", "));
-            let mut params = base_params.clone();
+                format!("SELECT o.key{select} FROM {from} WHERE {wsql} ORDER BY {} LIMIT ? OFFSET ?", order.join(", "));
             params.extend(order_params);
             params.push(Sql::Integer(limit));
             params.push(Sql::Integer(offset as i64));
-            let keys: Vec<String> = {
+            let mut keys: Vec<(String, Vec<Option<String>>)> = {
                 let mut s = c.prepare_cached(&sql).ctx(|| format!("{name}: query"))?;
-                s.query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
-                    .and_then(|r| r.collect())
-                    .ctx(|| format!("{name}: query"))?
+                s.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                    let values = (1..=sorts.len()).map(|i| r.get(i)).collect::<rusqlite::Result<Vec<_>>>()?;
+                    Ok((r.get(0)?, values))
+                })
+                .and_then(|r| r.collect())
+                .ctx(|| format!("{name}: query"))?
             };
+            let next = match o.page_size {
+                Some(size) if keys.len() > size => {
+                    keys.truncate(size);
+                    keys.last().map(|(k, v)| Position::new(fingerprint.clone(), v.clone(), k.clone()).encode())
+                }
+                _ => None,
+            };
+            let keys = keys.into_iter().map(|(k, _)| k);
             let mut rows = Vec::with_capacity(keys.len());
             {
                 let mut get = c
@@ -530,20 +567,17 @@ impl Store {
                     .ctx(|| format!("{name}: summary {field}"))?;
                 summary.insert(field, counts);
             }
-            Ok((rows, count as usize, revision, summary))
+            Ok((rows, count as usize, revision, summary, next))
         })?;
         let items = rows
             .iter()
             .map(|(k, t)| self.decode(k, t).map(|v| project(v, &o.include, &o.exclude)))
             .collect::<Result<Vec<_>>>()?;
-        let (pages, continue_token) = match o.page_size {
-            Some(size) => {
-                let next = offset + items.len();
-                (count.div_ceil(size), (next < count && !items.is_empty()).then(|| format!("o:{next}")))
-            }
-            None => (usize::from(count > 0), None),
+        let pages = match o.page_size {
+            Some(size) => count.div_ceil(size),
+            None => usize::from(count > 0),
         };
-        Ok(ListResult { items, count, pages, continue_token, revision, summary })
+        Ok(ListResult { items, count, pages, continue_token: next, revision, summary })
     }
 }
 
@@ -558,12 +592,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.filters.len(), 3);
-        assert_eq!(o.filters[0][0].op, Op::Eq);
-        assert_eq!(o.filters[0][1].op, Op::NotEq);
+        assert_eq!(o.filters[0][0].op, FilterOp::Eq);
+        assert_eq!(o.filters[0][1].op, FilterOp::NotEq);
         assert_eq!(o.filters[0][1].field.segments[2], "app");
-        assert_eq!(o.filters[1][0].op, Op::In);
+        assert_eq!(o.filters[1][0].op, FilterOp::In);
         assert_eq!(o.filters[1][0].values, ["x", "y"]);
-        assert_eq!(o.filters[2][0].op, Op::NotExists);
+        assert_eq!(o.filters[2][0].op, FilterOp::NotExists);
         assert!(o.sort[0].descending && !o.sort[1].descending);
         assert_eq!(o.page_size, Some(2));
     }

@@ -39,9 +39,15 @@ fn replace_logs_the_difference() {
     let s = pods();
     s.replace(vec![pod("ns", "a", 1), pod("ns", "b", 2)], Some("2")).unwrap();
     s.replace(vec![pod("ns", "a", 1), pod("ns", "c", 5)], Some("7")).unwrap();
+    // the first list is where the log starts: older revisions cannot be proven complete
+    assert!(matches!(s.list_since(1), Err(Error::Expired { .. })));
     let evs = s.list_since(2).unwrap();
     let got: Vec<(u64, EventType, &str)> = evs.iter().map(|e| (e.rv, e.kind, e.key.as_str())).collect();
-    assert_eq!(got, [(5, EventType::Added, "ns/c"), (7, EventType::Deleted, "ns/b")]);
+    // each difference gets a revision of its own, in commit order, ending at the list's revision
+    assert_eq!(got, [(6, EventType::Added, "ns/c"), (7, EventType::Deleted, "ns/b")]);
+    assert_eq!(evs[0].object["metadata"]["resourceVersion"], "6");
+    assert_eq!(evs[1].object["metadata"]["resourceVersion"], "7");
+    assert_eq!(s.get_by_key("ns/c").unwrap().unwrap()["metadata"]["resourceVersion"], "6");
     assert_eq!(s.last_resource_version().unwrap(), 7);
 }
 
@@ -140,8 +146,8 @@ async fn a_relist_logs_changes_and_deletes_that_a_watcher_at_the_last_revision_s
     s.replace(vec![pod("ns", "a", 1), pod("ns", "b", 2), pod("ns", "c", 3)], None).unwrap();
     assert_eq!(s.last_resource_version().unwrap(), 3);
     let mut w = s.watch(3, CancellationToken::new()).unwrap();
-    // b changed and c vanished while we were not watching; the list's own revision is unknown (kube-rs' watcher
-    // does not say), so the delete is logged just after everything seen so far
+    // b changed and c vanished while we were not watching; without the list's own revision the changes take
+    // the revisions just after everything seen so far, one each, in commit order
     s.replace(vec![pod("ns", "a", 1), with_labels(pod("ns", "b", 5), &[("v", "2")])], None).unwrap();
     let mut got = Vec::new();
     for _ in 0..2 {
@@ -151,18 +157,65 @@ async fn a_relist_logs_changes_and_deletes_that_a_watcher_at_the_last_revision_s
     assert_eq!(
         got,
         [
-            (EventType::Modified, "ns/b".to_owned(), 5, serde_json::json!("5")),
+            (EventType::Modified, "ns/b".to_owned(), 4, serde_json::json!("4")),
             (EventType::Deleted, "ns/c".to_owned(), 5, serde_json::json!("5")),
         ]
     );
     assert_eq!(s.last_resource_version().unwrap(), 5);
     // the versions the relist replaced are still in the log
-    assert!(s.state_at("ns/b", 4).unwrap().unwrap()["metadata"].get("labels").is_none());
-    assert_eq!(s.state_at("ns/b", 5).unwrap().unwrap()["metadata"]["labels"]["v"], "2");
+    assert!(s.state_at("ns/b", 3).unwrap().unwrap()["metadata"].get("labels").is_none());
+    assert_eq!(s.state_at("ns/b", 4).unwrap().unwrap()["metadata"]["labels"]["v"], "2");
     assert_eq!(s.state_at("ns/c", 4).unwrap().unwrap()["metadata"]["resourceVersion"], "3");
     assert_eq!(s.state_at("ns/c", 5).unwrap(), None);
     assert_eq!(names(&s.list_at(3).unwrap()), ["a", "b", "c"]);
     // an unchanged relist logs nothing
     s.replace(vec![pod("ns", "a", 1), with_labels(pod("ns", "b", 5), &[("v", "2")])], None).unwrap();
     assert_eq!(s.list_since(5).unwrap().len(), 0);
+    assert_eq!(s.get_by_key("ns/b").unwrap().unwrap()["metadata"]["resourceVersion"], "4");
+    // and a watch event that repeats what the relist logged is no change either
+    s.add(with_labels(pod("ns", "b", 5), &[("v", "2")])).unwrap();
+    assert_eq!(s.list_since(5).unwrap().len(), 0);
+    // an upstream change older than the log's revision is logged after it, with a revision of its own
+    s.add(pod("ns", "a", 2)).unwrap();
+    let evs = s.list_since(5).unwrap();
+    assert_eq!((evs[0].rv, evs[0].object["metadata"]["resourceVersion"].clone()), (6, serde_json::json!("6")));
+    // a watcher never sees resourceVersions go backwards
+    let all = s.list_since(3).unwrap();
+    assert!(all.windows(2).all(|w| w[0].rv < w[1].rv), "{all:?}");
+}
+
+#[test]
+fn a_version_newer_than_the_store_is_refused() {
+    let s = pods();
+    s.replace(vec![pod("ns", "a", 1)], Some("10")).unwrap();
+    assert!(matches!(s.list_since(11), Err(Error::TooNew { .. })));
+    assert!(s.list_since(10).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_watcher_is_cut_off_and_the_others_see_everything() {
+    let s = pods();
+    s.add(pod("ns", "p0", 1)).unwrap();
+    s.set_watch_lag_limit(50);
+    let mut slow = s.watch(1, CancellationToken::new()).unwrap();
+    let mut fast = s.watch(1, CancellationToken::new()).unwrap();
+    // the fast watcher reads each event as it is written (never more than one behind); the slow one never reads
+    for i in 2..=200u64 {
+        s.add(pod("ns", &format!("p{i}"), i)).unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(10), fast.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(e.rv, i);
+    }
+    // the slow one gets what was queued for it, in order, then the cut-off instead of the rest
+    let mut got = Vec::new();
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), slow.next()).await.unwrap() {
+            Some(Ok(e)) => got.push(e.rv),
+            Some(Err(e)) => break e,
+            None => panic!("the slow watcher ended without an error after {got:?}"),
+        }
+    };
+    assert!(matches!(end, Error::TooSlow { .. }), "{end}");
+    assert!(end.to_string().contains("behind"), "{end}");
+    assert!(got.len() < 199, "a slow watcher was sent everything: {}", got.len());
+    assert!(got.windows(2).all(|w| w[0] + 1 == w[1]) && got.first() == Some(&2), "{got:?}");
 }

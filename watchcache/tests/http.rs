@@ -77,3 +77,21 @@ async fn concurrent_watchers_see_every_event_in_order_and_compacted_is_410() {
     let (code, body) = get(app, "/k8s/core/v1/pods?watch=true&resourceVersion=5").await;
     assert_eq!((code, body["reason"].as_str()), (StatusCode::GONE, Some("Expired")));
 }
+
+#[tokio::test]
+async fn a_store_waiting_for_its_first_list_answers_503_warming_up() {
+    let s = pods();
+    s.await_first_list();
+    let api = K8sApi::default().with("", "v1", "pods", s.clone());
+    let app = router(api.clone());
+    let (code, body) = get(app.clone(), "/k8s/core/v1/pods").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!((body["kind"].as_str(), body["reason"].as_str()), (Some("Status"), Some("ServiceUnavailable")));
+    assert!(body["message"].as_str().unwrap().contains("warming up"), "{body}");
+    assert_eq!(get(app.clone(), "/k8s/core/v1/pods?watch=true").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(api.warming().len(), 1);
+    s.replace(vec![pod("a", "x", 1)], Some("5")).unwrap();
+    let (code, body) = get(app, "/k8s/core/v1/pods").await;
+    assert_eq!((code, body["count"].as_u64()), (StatusCode::OK, Some(1)));
+    assert!(api.warming().is_empty());
+}

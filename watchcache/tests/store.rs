@@ -62,11 +62,11 @@ fn store_semantics_on_a_file_and_persistence() {
     {
         let s = Database::open(&path).unwrap().store(rt.clone(), StoreConfig::default()).unwrap();
         check_store(&s);
-        s.add(pod("ns", "kept", 12)).unwrap();
+        s.add(pod("ns", "kept", 20)).unwrap();
     }
     let s = Database::open(&path).unwrap().store(rt, StoreConfig::default()).unwrap();
     assert_eq!(s.list_keys().unwrap(), ["ns/kept"]);
-    assert_eq!(s.last_resource_version().unwrap(), 12);
+    assert_eq!(s.last_resource_version().unwrap(), 20);
 }
 
 #[test]
