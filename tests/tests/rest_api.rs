@@ -118,6 +118,30 @@ fn serve_runs_the_api_alone_and_schemathesis_finds_no_server_error() {
 }
 
 #[test]
+fn a_sqlite_rest_config_with_only_a_secret_serves_every_valid_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let cfg = setup(dir.path(), port, false);
+    // The SQLite Operator's sqlite-rest settings: a JWT secret and the allowed tables, no roles.
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    let without_roles: String = text.lines().filter(|l| !l.contains("roles:")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(text, without_roles);
+    std::fs::write(&cfg, without_roles).expect("config");
+    let mut lc = Proc::spawn(
+        &litecar_bin(),
+        &["serve", "-config", cfg.to_str().expect("utf8")],
+        dir.path(),
+        &dir.path().join("log"),
+    );
+    eventually(Duration::from_secs(10), "the API", || http_get(port, "/openapi.json").0 == 401);
+    assert_eq!(post(port, &token("anyone"), r#"{"name": "a"}"#), 201, "{}", lc.log_text());
+    assert_eq!(post(port, "not-a-token", r#"{"name": "b"}"#), 401);
+    assert!(lc.log_text().contains("has no roles"), "the open policy is logged:\n{}", lc.log_text());
+    assert!(lc.terminate().success(), "{}", lc.log_text());
+    assert_eq!(litecar_e2e::row_count(&dir.path().join("app.db"), "users"), 1);
+}
+
+#[test]
 fn open_api_beyond_loopback_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");

@@ -231,6 +231,11 @@ impl Verifier {
         } else {
             claims.get(&self.role_claim)
         };
+        if self.roles.is_empty() {
+            // sqlite-rest's model: a valid token is the whole permission; the role claim only labels it.
+            let role = claim.and_then(Value::as_str).map(str::to_owned);
+            return Ok(AuthContext { role, read_only: false, tables: None });
+        }
         let role = match claim {
             None | Some(Value::Null) => self.default_role.clone().ok_or(AuthFailure::MissingRole)?,
             Some(Value::String(role)) => role.clone(),
