@@ -10,16 +10,7 @@ const SECRET: &str = "rest-e2e-shared-secret-0123456789abcdef";
 
 /// An HS256 token for `role`, valid for ten minutes.
 fn token(role: &str) -> String {
-    let script = r#"
-import base64, hashlib, hmac, json, sys, time
-b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
-h = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-p = b(json.dumps({"role": sys.argv[2], "exp": int(time.time()) + 600}).encode())
-s = b(hmac.new(sys.argv[1].encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
-print(f"{h}.{p}.{s}")
-"#;
-    let out = std::process::Command::new("python3").args(["-c", script, SECRET, role]).output().expect("python3");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    litecar_e2e::hs256_token(SECRET, role)
 }
 
 fn setup(dir: &Path, port: u16, with_replica: bool) -> std::path::PathBuf {
