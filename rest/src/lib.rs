@@ -78,6 +78,7 @@ mod routes;
 mod serve;
 mod sql;
 mod state;
+mod sync;
 pub mod values;
 
 pub use auth::{

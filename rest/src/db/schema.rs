@@ -4,7 +4,7 @@
 //! these names, never copied into a statement.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -159,7 +159,7 @@ impl SchemaCache {
         // Cached: it runs on every request, and preparing it costs more than running it.
         let version: i64 = conn.prepare_cached("PRAGMA schema_version")?.query_row([], |row| row.get(0))?;
         {
-            let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            let current = crate::sync::lock(&self.current);
             if let Some(schema) = current.as_ref().filter(|s| s.version == version) {
                 return Ok(Arc::clone(schema));
             }
@@ -169,7 +169,7 @@ impl SchemaCache {
             tables.insert(name.clone(), read_table(conn, name)?.map(Arc::new));
         }
         let schema = Arc::new(Schema { version, tables });
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&schema));
+        *crate::sync::lock(&self.current) = Some(Arc::clone(&schema));
         tracing::debug!(version, "table API schema loaded");
         Ok(schema)
     }

@@ -9,7 +9,6 @@ mod urlencoded;
 
 pub use filter::{Condition, IsValue, Junction, Op, Operand, Predicate, Quantifier};
 pub use select::{Embed, Nulls, OrderTerm, SelectItem};
-pub(crate) use urlencoded::decode as percent_decode;
 
 use std::collections::BTreeMap;
 
@@ -43,7 +42,7 @@ pub struct Scoped {
 impl QueryParams {
     pub fn parse(raw: Option<&str>) -> Result<Self, RestError> {
         let mut params = QueryParams::default();
-        for (key, value) in urlencoded::parse_pairs(raw.unwrap_or(""))? {
+        for (key, value) in urlencoded::parse_pairs(raw.unwrap_or("")) {
             params.add(&key, &value)?;
         }
         Ok(params)
