@@ -288,8 +288,10 @@ pub fn order_clause(table: &Table, order: &[OrderTerm]) -> Result<String, RestEr
             let c = column(table, &term.column)?;
             let direction = if term.descending { "DESC" } else { "ASC" };
             // PostgreSQL's defaults (NULLs sort as larger than any value), which PostgREST clients rely on;
-            // SQLite's own are the opposite.
+            // SQLite's own are the opposite. A column that cannot hold NULL gets no NULLS clause: with one
+            // that differs from SQLite's order, SQLite cannot walk an index in order and sorts instead.
             let nulls = match (term.nulls, term.descending) {
+                _ if c.not_null || c.is_rowid_alias(table) => "",
                 (Some(Nulls::First), _) | (None, true) => " NULLS FIRST",
                 (Some(Nulls::Last), _) | (None, false) => " NULLS LAST",
             };
@@ -341,6 +343,19 @@ mod tests {
         let q = QueryParams::parse(Some("nope=eq.1")).expect("valid query");
         let error = where_clause(&table(), &q.filters).expect_err("must fail");
         assert_eq!(error.to_string(), "column `nope` does not exist in table `t`");
+    }
+
+    #[test]
+    fn nulls_order_like_postgresql_only_where_nulls_can_be() {
+        let mut t = table();
+        let order = |t: &Table, text: &str| {
+            order_clause(t, &crate::query::select::parse_order(text).expect("valid order")).expect("known columns")
+        };
+        assert_eq!(order(&t, "a,a.desc"), " ORDER BY \"a\" ASC NULLS LAST, \"a\" DESC NULLS FIRST");
+        assert_eq!(order(&t, "a.asc.nullsfirst"), " ORDER BY \"a\" ASC NULLS FIRST");
+        // Without NULLs the clause changes nothing, and leaving it out lets SQLite walk an index in order.
+        t.columns[0].not_null = true;
+        assert_eq!(order(&t, "a.desc,a.nullsfirst"), " ORDER BY \"a\" DESC, \"a\" ASC");
     }
 
     #[test]
