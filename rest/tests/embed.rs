@@ -90,6 +90,15 @@ async fn filters_order_limit_and_inner_on_the_embedded_resource() {
         json!([{"id": 1, "orders": [{"id": 11}]}])
     );
     assert_eq!(
+        rows(&app, "/customers?select=id,orders(id,total)&orders.order=total.desc&id=eq.1").await,
+        json!([{"id": 1, "orders": [{"id": 10, "total": 5.5}, {"id": 11, "total": 2.0}]}])
+    );
+    assert_eq!(
+        rows(&app, "/customers?select=id,orders(id)&orders.order=id.desc&id=eq.1").await,
+        json!([{"id": 1, "orders": [{"id": 11}, {"id": 10}]}]),
+        "the embedded array keeps the embedded order"
+    );
+    assert_eq!(
         rows(&app, "/customers?select=id,orders(id)&orders.order=id.desc&orders.limit=1&id=lt.3&order=id").await,
         json!([{"id": 1, "orders": [{"id": 11}]}, {"id": 2, "orders": [{"id": 12}]}])
     );
