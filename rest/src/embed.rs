@@ -175,19 +175,20 @@ impl Builder<'_> {
         expr_params.extend(condition_params.iter().cloned());
         let expr = if relation.to_many {
             let order = order_clause(child, &scoped.order)?;
-            let window = match (scoped.limit, scoped.offset) {
-                (None, None) => String::new(),
+            match (scoped.limit, scoped.offset) {
+                // The aggregate orders its input itself, and takes json_object's result as JSON without
+                // parsing it again; an empty set aggregates to `[]`.
+                (None, None) => format!("(SELECT json_group_array({object}{order}) FROM {from} WHERE {condition})"),
                 (limit, offset) => {
                     let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
                     expr_params.push(Value::Integer(limit));
                     expr_params.push(Value::Integer(i64::try_from(offset.unwrap_or(0)).unwrap_or(i64::MAX)));
-                    " LIMIT ? OFFSET ?".to_owned()
+                    format!(
+                        "(SELECT json_group_array(json(\"j\")) FROM \
+                         (SELECT {object} AS \"j\" FROM {from} WHERE {condition}{order} LIMIT ? OFFSET ?))"
+                    )
                 }
-            };
-            format!(
-                "(SELECT coalesce(json_group_array(json(\"j\")), '[]') FROM \
-                 (SELECT {object} AS \"j\" FROM {from} WHERE {condition}{order}{window}))"
-            )
+            }
         } else {
             format!("(SELECT {object} FROM {from} WHERE {condition} LIMIT 1)")
         };
