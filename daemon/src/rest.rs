@@ -82,6 +82,15 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<()> {
     litecar_rest::check_auth_allowed(&plan.addr, &plan.auth)?;
+    if let AuthConfig::Jwt(jwt) = &plan.auth
+        && jwt.roles.is_empty()
+    {
+        tracing::warn!(
+            tables = ?plan.options.allowed_tables,
+            "rest.auth has no roles: every valid token may read and write every allowed table; \
+             configure rest.auth.roles to restrict access"
+        );
+    }
     let metrics = RestMetrics::new(registry).context("registering REST metrics")?;
     let layer = litecar_rest::AuthLayer::try_new(&plan.auth, metrics.clone())?;
     let state = RestState::new(plan.options, metrics)?;

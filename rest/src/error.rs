@@ -27,8 +27,12 @@ pub(crate) fn echo(text: &str) -> String {
 pub enum RestError {
     #[error("invalid query term `{term}`: {reason}")]
     BadQuery { term: String, reason: String },
-    #[error("column `{column}` does not exist in table `{table}`")]
+    /// A body key or a `columns=` name (PostgREST's PGRST204).
+    #[error("column `{column}` of table `{table}` is not in the schema")]
     UnknownColumn { table: String, column: String },
+    /// A name in `select`, a filter, `order` or `on_conflict` (PostgreSQL's 42703, which PostgREST passes on).
+    #[error("column `{column}` does not exist in table `{table}`")]
+    UndefinedColumn { table: String, column: String },
     #[error("column `{column}` of table `{table}` cannot be written: {reason}")]
     ReadOnlyColumn { table: String, column: String, reason: &'static str },
     #[error("table `{table}` not found")]
@@ -49,6 +53,18 @@ pub enum RestError {
     AccessDenied { table: String, role: String },
     #[error("role `{role}` is read-only: {method} on table `{table}` denied")]
     ReadOnlyRole { table: String, role: String, method: String },
+    #[error("invalid preferences given with handling=strict: {preferences}")]
+    InvalidPreferences { preferences: String },
+    #[error("query on table `{table}` affects {affected} rows, more than max-affected={limit}; rolled back")]
+    TooManyAffected { table: String, affected: usize, limit: u64 },
+    #[error(
+        "no relationship between table `{parent}` and `{child}` (embedding needs a foreign key between allowed tables)"
+    )]
+    NoRelationship { parent: String, child: String },
+    #[error(
+        "table `{parent}` relates to `{child}` in {count} ways; name the foreign-key column, as in `{child}!column(...)`"
+    )]
+    AmbiguousRelationship { parent: String, child: String, count: usize },
     #[error("none of the accepted media types are available: {accept}")]
     NotAcceptable { accept: String },
     #[error("JSON object requested from table `{table}`, but {rows} rows matched")]
@@ -86,6 +102,10 @@ impl RestError {
         RestError::UnknownColumn { table: table.to_owned(), column: echo(column) }
     }
 
+    pub fn undefined_column(table: &str, column: &str) -> Self {
+        RestError::UndefinedColumn { table: table.to_owned(), column: echo(column) }
+    }
+
     pub fn bad_body(table: &str, reason: impl Into<String>) -> Self {
         RestError::BadBody { table: table.to_owned(), reason: reason.into() }
     }
@@ -93,10 +113,21 @@ impl RestError {
     pub fn status(&self) -> StatusCode {
         use RestError::*;
         match self {
-            BadQuery { .. } | UnknownColumn { .. } | ReadOnlyColumn { .. } | BadBody { .. } | BadPut { .. } => {
-                StatusCode::BAD_REQUEST
-            }
-            UnfilteredWrite { .. } | Rejected { .. } => StatusCode::BAD_REQUEST,
+            BadQuery { .. }
+            | UnknownColumn { .. }
+            | UndefinedColumn { .. }
+            | ReadOnlyColumn { .. }
+            | BadBody { .. }
+            | BadPut { .. } => StatusCode::BAD_REQUEST,
+            // PostgREST answers 400 for NOT NULL and CHECK violations: the request carried a bad value. Unique
+            // and foreign-key violations conflict with other rows: 409.
+            Constraint { sqlstate: "23502" | "23514", .. } => StatusCode::BAD_REQUEST,
+            UnfilteredWrite { .. }
+            | Rejected { .. }
+            | InvalidPreferences { .. }
+            | TooManyAffected { .. }
+            | NoRelationship { .. } => StatusCode::BAD_REQUEST,
+            AmbiguousRelationship { .. } => StatusCode::MULTIPLE_CHOICES,
             Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Forbidden { .. } | AccessDenied { .. } | ReadOnlyRole { .. } => StatusCode::FORBIDDEN,
             TableNotFound { .. } | RouteNotFound { .. } => StatusCode::NOT_FOUND,
@@ -120,7 +151,12 @@ impl RestError {
             BadPut { .. } => "PGRST105",
             NotAcceptable { .. } => "PGRST107",
             NotSingular { .. } => "PGRST116",
+            InvalidPreferences { .. } => "PGRST122",
+            NoRelationship { .. } => "PGRST200",
+            AmbiguousRelationship { .. } => "PGRST201",
+            TooManyAffected { .. } => "PGRST124",
             UnknownColumn { .. } => "PGRST204",
+            UndefinedColumn { .. } => "42703",
             TableNotFound { .. } | RouteNotFound { .. } => "PGRST205",
             Unauthorized { .. } => "PGRST301",
             Forbidden { .. } | AccessDenied { .. } | ReadOnlyRole { .. } => "42501",
@@ -186,6 +222,11 @@ impl IntoResponse for RestError {
             if let Ok(value) = HeaderValue::from_str(&challenge) {
                 headers.insert(header::WWW_AUTHENTICATE, value);
             }
+        }
+        if let RestError::RangeNotSatisfiable { total, .. } = &self
+            && let Ok(value) = HeaderValue::from_str(&format!("*/{total}"))
+        {
+            headers.insert(header::CONTENT_RANGE, value);
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

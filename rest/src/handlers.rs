@@ -11,12 +11,12 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value as Json;
 
 use crate::auth::AuthContext;
-use crate::db::Access;
+use crate::db::{Access, End};
 use crate::error::{RestError, echo};
-use crate::headers::{self, Prefer, Return};
+use crate::headers::{self, Media, Prefer, Return};
 use crate::ops::read::{Window, read};
-use crate::ops::write::{self, WriteRequest};
-use crate::query::QueryParams;
+use crate::ops::write::{self, WriteOptions, WriteRequest};
+use crate::query::{QueryParams, SelectItem};
 use crate::render::Rows;
 use crate::sql::Output;
 use crate::state::RestState;
@@ -64,12 +64,27 @@ pub(crate) fn authorize(
     Ok(())
 }
 
+/// An embedded table is read with the request: the role must be allowed to read it too. Tables that are not
+/// served at all are left to the embedding itself, which answers as for an unrelated table.
+fn authorize_embedded(state: &RestState, select: &[SelectItem], auth: &AuthContext) -> Result<(), RestError> {
+    for item in select {
+        if let SelectItem::Embed(embed) = item {
+            if state.is_allowed(&embed.table) && !auth.may_access(&embed.table) {
+                state.metrics().access_denied.with_label_values(&[embed.table.as_str()]).inc();
+                return Err(RestError::AccessDenied { table: embed.table.clone(), role: auth.role_name().to_owned() });
+            }
+            authorize_embedded(state, &embed.select, auth)?;
+        }
+    }
+    Ok(())
+}
+
 /// One parsed table request.
 struct Call {
     state: RestState,
     table: String,
     query: QueryParams,
-    singular: bool,
+    media: Media,
     prefer: Prefer,
     started: Instant,
 }
@@ -79,9 +94,12 @@ async fn handle(state: RestState, table: String, request: Request) -> Result<Res
     let (parts, body) = request.into_parts();
     authorize(&state, &table, &parts.method, parts.extensions.get::<AuthContext>())?;
     let query = QueryParams::parse(parts.uri.query())?;
-    let singular = headers::wants_singular(&parts.headers)?;
-    let prefer = Prefer::from_headers(&parts.headers);
-    let call = Call { state, table, query, singular, prefer, started };
+    if let Some(auth) = parts.extensions.get::<AuthContext>() {
+        authorize_embedded(&state, query.select.as_deref().unwrap_or_default(), auth)?;
+    }
+    let media = headers::negotiate(&parts.headers)?;
+    let prefer = Prefer::from_headers(&parts.headers)?;
+    let call = Call { state, table, query, media, prefer, started };
     match parts.method {
         Method::GET | Method::HEAD => get(call, &parts.headers).await,
         Method::DELETE => write(call, parts.method, None).await,
@@ -105,18 +123,18 @@ fn render(rows: &Rows, singular: bool) -> Vec<u8> {
 }
 
 async fn get(call: Call, headers: &HeaderMap) -> Result<Response, RestError> {
-    let Call { state, table, query, singular, prefer, started } = call;
+    let Call { state, table, query, media, prefer, started } = call;
     let window = Window::new(&query, headers::range(headers), state.options().max_rows);
     let count = prefer.count;
     let name = table.clone();
     let rendered = state
         .db()
         .run(Access::Read, &table, started, move |conn, schema| {
-            let outcome = read(conn, schema, &name, &query, window, count)?;
-            if singular && outcome.rows.len() != 1 {
+            let outcome = read(conn, schema, &name, &query, window, count, media.format)?;
+            if media.singular && outcome.rows.len() != 1 {
                 return Err(RestError::NotSingular { table: name, rows: outcome.rows.len() }.into());
             }
-            let body = render(&outcome.rows, singular);
+            let body = render(&outcome.rows, media.singular);
             Ok(Rendered { body: Some(body), rows: outcome.rows.len(), total: outcome.total })
         })
         .await?;
@@ -129,67 +147,72 @@ async fn get(call: Call, headers: &HeaderMap) -> Result<Response, RestError> {
     };
     let partial = rendered.total.is_some_and(|t| window.offset > 0 || window.offset + shown < t);
     let status = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
-    Ok(respond(status, rendered.body, singular, &content_range, &prefer))
+    Ok(respond(status, rendered.body, media, &content_range, &prefer))
 }
 
 async fn write(call: Call, method: Method, body: Option<Json>) -> Result<Response, RestError> {
-    let Call { state, table, query, singular, prefer, started } = call;
+    let Call { state, table, query, media, prefer, started } = call;
     let returning = prefer.returning == Return::Representation;
     let allow_unfiltered = state.options().allow_unfiltered_writes;
-    let resolution = prefer.resolution;
+    let options = WriteOptions { resolution: prefer.resolution, missing_default: prefer.missing_default };
+    let max_affected = prefer.max_affected;
+    let end = if prefer.rollback { End::Rollback } else { End::Commit };
     let name = table.clone();
     let op_method = method.clone();
     let rendered = state
         .db()
-        .run(Access::Write, &table, started, move |conn, schema| {
+        .run_ending(Access::Write, end, &table, started, move |conn, schema| {
             let table = schema.table(&name)?;
             let body = body.unwrap_or(Json::Null);
             // Resolved even when nothing is returned, so a bad `select` is a 400 either way.
             let output = Output::resolve(table, query.select.as_deref())?;
-            let request = WriteRequest { table, query: &query, returning: returning.then_some(output) };
+            let request =
+                WriteRequest { table, query: &query, returning: returning.then_some(output), format: media.format };
             let outcome = match op_method {
-                Method::POST => write::insert(conn, &request, &body, resolution)?,
+                Method::POST => write::insert(conn, &request, &body, options)?,
                 Method::PATCH => write::update(conn, &request, &body, allow_unfiltered)?,
                 Method::PUT => write::put(conn, &request, &body)?,
                 _ => write::delete(conn, &request, allow_unfiltered)?,
             };
             // Checked before commit, so a write that would not produce exactly one row is rolled back.
-            if singular && outcome.affected != 1 {
+            if media.singular && outcome.affected != 1 {
                 return Err(RestError::NotSingular { table: table.name.clone(), rows: outcome.affected }.into());
             }
-            let body = if returning { Some(render(&outcome.rows, singular)) } else { None };
-            Ok(Rendered { body, rows: outcome.rows.len(), total: None })
+            if let Some(limit) = max_affected
+                && u64::try_from(outcome.affected).unwrap_or(u64::MAX) > limit
+            {
+                return Err(RestError::TooManyAffected {
+                    table: table.name.clone(),
+                    affected: outcome.affected,
+                    limit,
+                }
+                .into());
+            }
+            let body = if returning { Some(render(&outcome.rows, media.singular)) } else { None };
+            Ok(Rendered { body, rows: outcome.affected, total: None })
         })
         .await?;
-    let status = match (method, returning) {
-        (Method::POST, _) => StatusCode::CREATED,
+    let status = match (&method, returning) {
+        (&Method::POST, _) => StatusCode::CREATED,
         (_, true) => StatusCode::OK,
         (_, false) => StatusCode::NO_CONTENT,
     };
-    let content_range = match rendered.rows {
-        0 => "*/*".to_owned(),
-        n => format!("0-{}/*", n - 1),
+    // As PostgREST writes it: inserts and deletes say `*/N`, updates `0-(N-1)/N`; N only with a count.
+    let affected = rendered.rows;
+    let total = if prefer.count { affected.to_string() } else { "*".to_owned() };
+    let content_range = match (method, affected) {
+        (Method::PATCH, n) if n > 0 => format!("0-{}/{total}", n - 1),
+        _ => format!("*/{total}"),
     };
-    Ok(respond(status, rendered.body, singular, &content_range, &prefer))
+    Ok(respond(status, rendered.body, media, &content_range, &prefer))
 }
 
-/// `body` is JSON rows (an object when `singular`), or nothing for `return=minimal`.
-fn respond(
-    status: StatusCode,
-    body: Option<Vec<u8>>,
-    singular: bool,
-    content_range: &str,
-    prefer: &Prefer,
-) -> Response {
+/// `body` is rows in the negotiated media type, or nothing for `return=minimal`.
+fn respond(status: StatusCode, body: Option<Vec<u8>>, media: Media, content_range: &str, prefer: &Prefer) -> Response {
     let mut response = match body {
         Some(body) => {
-            let media = if singular {
-                HeaderValue::from_static("application/vnd.pgrst.object+json; charset=utf-8")
-            } else {
-                HeaderValue::from_static("application/json; charset=utf-8")
-            };
             let mut response = (status, Body::from(body)).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, media);
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
             response
         }
         None => status.into_response(),

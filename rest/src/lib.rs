@@ -5,32 +5,48 @@
 //! [`serve`] runs a router with graceful shutdown.
 //!
 //! # Query syntax
-//! Filters `col=[not.]op.value` with `eq neq gt gte(ge) lt lte(le) like ilike in is isdistinct`; logic trees
-//! `or=(a.eq.1,and(b.gt.2,c.lt.3))`, `and=(...)`, `not.or=(...)`; `select=col,alias:col,*`;
-//! `order=col.desc.nullslast,...`; `limit`, `offset` and the `Range: 0-24` header (intersected); `on_conflict`
-//! and `columns` on POST. `like` is case-sensitive (SQLite GLOB) and `ilike` is ASCII case-insensitive
-//! (SQLite LIKE); in both `*` and `%` match any run and `_` one character. How values compare is described
-//! in [`values`].
+//! Filters `col=[not.]op.value` with `eq neq gt gte(ge) lt lte(le) like ilike in is isdistinct`, quantified
+//! `op(any).{a,b}` / `op(all).{a,b}` for `eq neq gt gte lt lte like ilike`, and full-text search
+//! `fts plfts phfts wfts` on FTS5 tables (PostgreSQL text-search syntax mapped onto FTS5 queries); logic trees
+//! `or=(a.eq.1,and(b.gt.2,c.lt.3))`, `and=(...)`, `not.or=(...)`; `select=col,alias:col,*` and embedded tables
+//! `[alias:]table[!fkcolumn][!inner](...)` (one-to-many and many-to-one along foreign keys, with
+//! `table.col=op.value`, `table.order`, `table.limit`, `table.offset` applying to the embedded rows);
+//! `order=col.desc.nullslast,...` (NULLs last ascending and first descending unless said otherwise, as in
+//! PostgreSQL); `limit`, `offset` and the `Range: 0-24` header (intersected); `on_conflict` and `columns` on
+//! POST. `like` is case-sensitive (SQLite GLOB) and `ilike` is ASCII case-insensitive (SQLite LIKE); in both
+//! `*` and `%` match any run and `_` one character. How values compare is described in [`values`].
+//!
+//! `Accept`: `application/json`, `application/vnd.pgrst.object+json` (exactly one row),
+//! `application/vnd.pgrst.{array,object}+json;nulls=stripped` (null-valued keys left out) and `text/csv`.
+//! `Prefer`: `return=representation|minimal`, `count=exact`, `resolution=merge-duplicates|ignore-duplicates`,
+//! `missing=default`, `tx=commit|rollback`, `handling=lenient|strict` and, with `handling=strict`,
+//! `max-affected=N`; applied ones are echoed in `Preference-Applied`.
 //!
 //! # Errors
 //! Bodies are `{"code", "message", "details", "hint"}`:
 //!
 //! | status | code | when |
 //! |---|---|---|
-//! | 400 | PGRST100 | malformed query term (named in the message) |
-//! | 400 | PGRST204 | unknown column (table and column named) |
+//! | 300 | PGRST201 | embedded table related in more than one way (name the foreign-key column: `table!col(...)`) |
+//! | 400 | PGRST100 | malformed query term (named in the message); full-text search on a table that is not FTS5 |
+//! | 400 | 42703 | unknown column in `select`, a filter, `order` or `on_conflict` (table and column named) |
+//! | 400 | PGRST204 | unknown column as a body key or in `columns=` |
 //! | 400 | PGRST102 | invalid body: not JSON, bulk rows with different keys, a value that does not fit the column's declared type, generated column written |
 //! | 400 | PGRST105 | invalid PUT (filters must be `eq` on exactly the primary key; body must be the whole row) |
+//! | 400 | PGRST122 | unknown preference with `Prefer: handling=strict` |
+//! | 400 | PGRST124 | a write affecting more rows than `Prefer: max-affected` (rolled back) |
+//! | 400 | PGRST200 | embedded table not related by a foreign key (or not served) |
+//! | 400 | 23502 23514 | NOT NULL or CHECK constraint violated |
 //! | 400 | LC001 | PATCH/DELETE without filter while `allow_unfiltered_writes` is false |
 //! | 400 | LC009 | SQLite refused the statement: `on_conflict` matching no unique index, write to a plain view, ... |
 //! | 401 | PGRST301 | missing, malformed, expired, not-yet-valid, wrongly signed token; wrong `aud`/`iss`; `alg` not allowed |
-//! | 403 | 42501 | token without a usable role; table outside the role's list (`access denied ...`); write by a read-only role |
+//! | 403 | 42501 | token without a usable role; table (or embedded table) outside the role's list; write by a read-only role |
 //! | 404 | PGRST205 | table not served (whether or not it exists) or unknown route |
 //! | 406 | PGRST107 / PGRST116 | `Accept` not satisfiable / single object requested but not exactly one row |
-//! | 409 | 23505 23503 23502 23514 23000 | constraint violation: unique/primary key, foreign key, not null, check, other |
+//! | 409 | 23505 23503 23000 | constraint violation: unique/primary key, foreign key, other |
 //! | 413 | LC002 | body larger than `max_body_bytes` |
 //! | 415 | LC003 | body not JSON |
-//! | 416 | PGRST103 | offset past the last row |
+//! | 416 | PGRST103 | with `Prefer: count=exact`, an offset beyond the total (`Content-Range: */N`); without a count a window past the end is `200 []` |
 //! | 500 | LC006 LC007 LC008 | unexpected SQLite error, configuration, internal |
 //! | 503 | LC004 / LC005 | database locked beyond `busy_timeout` / database cannot be opened (with `Retry-After`) |
 //! | 504 | 57014 | the request exceeded `request_timeout` and its statement was interrupted |
@@ -48,6 +64,7 @@
 
 mod auth;
 mod db;
+mod embed;
 mod error;
 mod handlers;
 mod headers;
@@ -61,6 +78,7 @@ mod routes;
 mod serve;
 mod sql;
 mod state;
+mod sync;
 pub mod values;
 
 pub use auth::{

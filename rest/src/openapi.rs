@@ -223,7 +223,8 @@ fn tree_pattern(table: &Table) -> String {
 }
 
 fn filter_params(table: &Table) -> Vec<Json> {
-    let description = "Filter: [not.]op.value, op one of eq, neq, gt, gte, lt, lte, like, ilike, in, is, isdistinct";
+    let description = "Filter: [not.]op.value, op one of eq, neq, gt, gte, lt, lte, like, ilike, in, is, isdistinct; \
+                       op(any|all).{a,b} for eq..ilike; fts, plfts, phfts, wfts on FTS5 tables";
     let mut params: Vec<Json> =
         table.columns.iter().map(|c| patterned(&c.name, "query", description, FILTER_PATTERN)).collect();
     let tree = tree_pattern(table);
@@ -246,16 +247,26 @@ fn rows_content(schema: &str) -> Json {
     json!({
         "application/json": {"schema": {"type": "array", "items": reference(schema)}},
         "application/vnd.pgrst.object+json": {"schema": reference(schema)},
+        "application/vnd.pgrst.array+json;nulls=stripped": {"schema": {"type": "array", "items": {"type": "object"}}},
+        "application/vnd.pgrst.object+json;nulls=stripped": {"schema": {"type": "object"}},
+        "text/csv": {"schema": {"type": "string"}},
     })
 }
 
 fn path_item(name: &str, table: &Table, read_only: bool) -> Json {
     let schema = schema_name(name);
-    let select = patterned("select", "query", "Columns to return: col, alias:col or *", &select_pattern(table));
+    let select = patterned(
+        "select",
+        "query",
+        "Columns to return: col, alias:col or *; related tables along foreign keys embed as \
+         [alias:]table[!fkcolumn][!inner](columns), filtered with table.col=op.value and table.order/limit/offset",
+        &select_pattern(table),
+    );
     let columns = list_pattern(&column_alternation(table));
     let prefer = header_param(
         "Prefer",
-        "return=representation|minimal, count=exact, resolution=merge-duplicates|ignore-duplicates",
+        "return=representation|minimal, count=exact, resolution=merge-duplicates|ignore-duplicates, \
+         missing=default, tx=commit|rollback, handling=lenient|strict, max-affected=N (with handling=strict)",
     );
     let common_errors = ["400", "401", "403", "404", "406", "503", "504"];
 

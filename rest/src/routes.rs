@@ -11,7 +11,6 @@ use axum::routing::get;
 
 use crate::handlers;
 use crate::openapi;
-use crate::query::percent_decode;
 use crate::state::RestState;
 
 /// `GET/HEAD/POST/PATCH/PUT/DELETE /{table}` and `GET /openapi.json` (also served at `/`, as PostgREST
@@ -41,8 +40,8 @@ async fn track(State(state): State<RestState>, request: Request, next: Next) -> 
     let segment = request.uri().path().trim_start_matches('/');
     let table = match segment {
         "" | "openapi.json" => "openapi.json".to_owned(),
-        segment => match percent_decode(segment, false) {
-            Ok(name) if state.is_allowed(&name) => name,
+        segment => match percent_encoding::percent_decode_str(segment).decode_utf8() {
+            Ok(name) if state.is_allowed(&name) => name.into_owned(),
             _ => "other".to_owned(),
         },
     };

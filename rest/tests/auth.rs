@@ -274,6 +274,30 @@ async fn roles_must_be_configured() {
 }
 
 #[tokio::test]
+async fn without_roles_every_valid_token_reads_and_writes() {
+    // sqlite-rest (and the SQLite Operator's `sqliteRest{authSecret, allowedTables}`): the secret and the
+    // allowed tables are the whole policy.
+    let s = setup(JwtOptions::new(KeySource::Secret(SECRET.to_vec())));
+    for (why, token) in [
+        ("no role claim", hs256(&json!({"exp": now() + 600}))),
+        ("any role", hs256(&claims("whoever"))),
+        ("role not a string", hs256(&json!({"exp": now() + 600, "role": ["x"]}))),
+    ] {
+        assert_eq!(read_items(&s.app, &token).await.status, StatusCode::OK, "{why}");
+        let post = with_token(&s.app, Method::POST, "/items", &token, Some(r#"{"name": "w"}"#)).await;
+        assert_eq!(post.status, StatusCode::CREATED, "{why}: {}", post.text());
+        let other = with_token(&s.app, Method::GET, "/other", &token, None).await;
+        assert_eq!(other.status, StatusCode::OK, "{why}: every allowed table");
+    }
+    let secret = with_token(&s.app, Method::GET, "/secret", &hs256(&claims("x")), None).await;
+    assert_eq!(secret.status, StatusCode::NOT_FOUND, "tables outside the allowed list stay hidden");
+    let forged = sign(Algorithm::HS256, &EncodingKey::from_secret(b"another secret"), &claims("x"), None);
+    assert_unauthorized(&read_items(&s.app, &forged).await, "a token signed with another secret");
+    let expired = hs256(&json!({"exp": now() - 3600}));
+    assert_unauthorized(&read_items(&s.app, &expired).await, "an expired token");
+}
+
+#[tokio::test]
 async fn rs256_public_key_pem() {
     let s = setup(jwt_options(KeySource::PublicKeyPem(RSA1_PUBLIC.to_owned())));
     let rsa1 = EncodingKey::from_rsa_pem(RSA1_PRIVATE.as_bytes()).expect("rsa1");

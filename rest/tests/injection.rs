@@ -179,3 +179,40 @@ async fn hostile_range_and_prefer_headers_are_harmless() {
     }
     assert_eq!(fx.dump(), before);
 }
+
+#[tokio::test]
+async fn hostile_embedded_names_are_400_and_keys_are_literals() {
+    let fx = Fixture::new(&format!(
+        "{ITEMS} CREATE TABLE notes (id INTEGER PRIMARY KEY, item_id INTEGER REFERENCES items (id), body TEXT);
+         INSERT INTO notes VALUES (1, 1, 'n1');"
+    ));
+    let app = fx.app(&["items", "notes"]);
+    let before = fx.dump();
+    for text in corpus() {
+        let e = enc(&text);
+        let short: String = text.chars().take(40).collect();
+        for uri in [
+            format!("/items?select=id,{e}(*)"),
+            format!("/items?select=id,notes({e})"),
+            format!("/items?select=id,notes(id,{e})"),
+            format!("/items?select=id,notes!{e}(*)"),
+            format!("/items?select=id,notes(*)&notes.{e}=eq.1"),
+            format!("/items?select=id,notes(*)&notes.order={e}"),
+            format!("/items?select=id,notes(*)&{e}.id=eq.1"),
+            format!("/notes?select=id,{e}:items({e})"),
+        ] {
+            let reply = get(&app, &uri).await;
+            assert!(reply.status.is_client_error(), "{short:?} in {}: {}", &uri[..uri.len().min(80)], reply.status);
+            assert!(!reply.text().contains("top secret"));
+        }
+        // As a key of embedded rows the text is a bound parameter: it comes back verbatim or is refused by the
+        // grammar, never run.
+        let reply = get(&app, &format!("/items?select=id,notes({e}:body)&id=eq.1")).await;
+        if reply.status == StatusCode::OK {
+            assert_eq!(reply.json(), json!([{"id": 1, "notes": [{ text.clone(): "n1" }]}]), "{short:?}");
+        } else {
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{short:?}");
+        }
+    }
+    assert_eq!(fx.dump(), before);
+}

@@ -76,8 +76,12 @@ async fn bad_terms_answer_400_naming_the_term() {
     let app = fx.app(&["items"]);
     let reply = get(&app, "/items?colour=eq.red").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    assert_eq!(reply.code(), "PGRST204");
+    assert_eq!(reply.code(), "42703", "PostgreSQL's undefined_column, as PostgREST passes it on");
     assert_eq!(reply.json()["message"], "column `colour` does not exist in table `items`");
+    for query in ["select=id,nope", "order=nope.desc", "or=(id.eq.1,nope.eq.2)"] {
+        let reply = get(&app, &format!("/items?{query}")).await;
+        assert_eq!((reply.status, reply.code().as_str()), (StatusCode::BAD_REQUEST, "42703"), "{query}");
+    }
     for (query, named) in [
         ("qty=zz.1", "zz"),
         ("qty=fts.word", "fts"),
@@ -131,8 +135,11 @@ async fn order_with_nulls() {
     assert_eq!(order("order=qty.desc.nullslast").await, [4, 1, 3, 5, 2]);
     assert_eq!(order("order=qty.desc.nullsfirst").await, [2, 4, 1, 3, 5]);
     assert_eq!(order("order=qty.asc.nullslast").await, [5, 3, 1, 4, 2]);
-    assert_eq!(order("order=qty").await, [2, 5, 3, 1, 4], "SQLite sorts NULL first by default");
-    assert_eq!(order("order=tag.asc,id.desc").await, [4, 2, 1, 5, 3]);
+    // PostgreSQL's defaults, not SQLite's: NULLs last ascending, first descending.
+    assert_eq!(order("order=qty").await, [5, 3, 1, 4, 2], "NULLs last by default when ascending");
+    assert_eq!(order("order=qty.desc").await, [2, 4, 1, 3, 5], "NULLs first by default when descending");
+    assert_eq!(order("order=price.asc").await, [2, 1, 5, 4, 3]);
+    assert_eq!(order("order=tag.asc,id.desc").await, [2, 1, 5, 3, 4]);
 }
 
 #[tokio::test]
@@ -187,14 +194,30 @@ async fn count_exact_partial_and_complete() {
 }
 
 #[tokio::test]
-async fn range_past_the_end_is_416() {
+async fn past_the_end_is_empty_and_416_only_beyond_a_counted_total() {
+    // PostgREST's `rangeStatusHeader` (src/PostgREST/RangeQuery.hs): without a count the status is always 200;
+    // with one, 416 when the offset is beyond the total and 206 when fewer rows than the total are shown.
     let fx = Fixture::new(ITEMS);
     let app = fx.app(&["items"]);
+    for query in ["/items?offset=100&limit=5", "/items?offset=5", "/items?offset=10"] {
+        let reply = get(&app, query).await;
+        assert_eq!((reply.status, reply.json()), (StatusCode::OK, json!([])), "{query}: page until empty");
+        assert_eq!(reply.header("content-range"), Some("*/*"), "{query}");
+    }
     let reply = send(&app, Method::GET, "/items", &[("Range", "10-20")], None).await;
+    assert_eq!((reply.status, reply.json()), (StatusCode::OK, json!([])));
+
+    let count = [("Prefer", "count=exact")];
+    let reply = send(&app, Method::GET, "/items?offset=5", &count, None).await;
+    assert_eq!((reply.status, reply.header("content-range")), (StatusCode::PARTIAL_CONTENT, Some("*/5")));
+    assert_eq!(reply.json(), json!([]));
+    let reply = send(&app, Method::GET, "/items?offset=6&limit=5", &count, None).await;
     assert_eq!(reply.status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(reply.code(), "PGRST103");
-    assert_eq!(reply.json()["details"], "An offset of 10 was requested, but there are only 5 rows.");
-    assert_eq!(get(&app, "/items?offset=5").await.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(reply.header("content-range"), Some("*/5"));
+    assert_eq!(reply.json()["details"], "An offset of 6 was requested, but there are only 5 rows.");
+    let reply = send(&app, Method::GET, "/items", &[("Prefer", "count=exact"), ("Range", "10-20")], None).await;
+    assert_eq!(reply.status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(get(&app, "/items?offset=4").await.status, StatusCode::OK);
     assert_eq!(get(&app, "/items?offset=2&limit=0").await.status, StatusCode::OK, "an empty window inside the rows");
 }
@@ -224,7 +247,7 @@ async fn single_object_accept() {
         assert_eq!(reply.status, StatusCode::NOT_ACCEPTABLE, "{query}");
         assert_eq!(reply.code(), "PGRST116");
     }
-    let reply = send(&app, Method::GET, "/items", &[("Accept", "text/csv")], None).await;
+    let reply = send(&app, Method::GET, "/items", &[("Accept", "image/png")], None).await;
     assert_eq!(reply.status, StatusCode::NOT_ACCEPTABLE);
 }
 
@@ -344,4 +367,97 @@ async fn migration_is_picked_up_by_a_connection_with_cached_statements() {
     let reply = get(&app, "/items?select=id,name&id=eq.1").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "the renamed column is gone: {}", reply.text());
     assert_eq!(get(&app, "/items?select=id,title&id=eq.1").await.json(), json!([{"id": 1, "title": "apple"}]));
+}
+
+#[tokio::test]
+async fn quantified_pattern_operators() {
+    // postgrest-py's like_any_of / like_all_of send `like(any).{...}` / `like(all).{...}`.
+    let fx = Fixture::new(ITEMS);
+    let app = fx.app(&["items"]);
+    assert_eq!(ids(&app, &format!("name=like(any).{}", enc("{a*,c*}"))).await, [1, 3]);
+    assert_eq!(ids(&app, &format!("name=like(all).{}", enc("{*a*,*e*}"))).await, [1, 4, 5]);
+    assert_eq!(ids(&app, &format!("name=ilike(any).{}", enc("{B*,\"date, *\"}"))).await, [2, 4]);
+    assert_eq!(ids(&app, &format!("name=not.ilike(all).{}", enc("{*a*,*n*}"))).await, [1, 3, 4]);
+    assert_eq!(ids(&app, &format!("qty=gt(any).{}", enc("{15,8}"))).await, [1, 4]);
+    assert_eq!(ids(&app, &format!("qty=eq(any).{}", enc("{}"))).await, Vec::<i64>::new(), "any of nothing");
+    assert_eq!(ids(&app, &format!("or=(id.eq.2,name.like(any).{})", enc("{c*}"))).await, [2, 3]);
+    let reply = get(&app, &format!("/items?name=like(any).{}", enc("a*,c*"))).await;
+    assert_eq!((reply.status, reply.code().as_str()), (StatusCode::BAD_REQUEST, "PGRST100"), "braces required");
+}
+
+#[tokio::test]
+async fn csv_and_stripped_nulls() {
+    let fx = Fixture::new(ITEMS);
+    let app = fx.app(&["items"]);
+    let csv = [("Accept", "text/csv")];
+    let reply = send(&app, Method::GET, "/items?select=id,name,qty,active,data&order=id&limit=4", &csv, None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("content-type"), Some("text/csv; charset=utf-8"));
+    // PostgreSQL's record text: NULL empty, booleans t/f, quoted when a delimiter or space is inside.
+    assert_eq!(
+        reply.text(),
+        "id,name,qty,active,data\n1,apple,10,t,\"\\\\x00ff\"\n2,Banana,,f,\n3,carrot,5,t,\n4,\"date, dried\",20,f,"
+    );
+    let reply = send(&app, Method::GET, "/items?select=id&id=gt.100", &csv, None).await;
+    assert_eq!(reply.text(), "id");
+
+    let stripped = [("Accept", "application/vnd.pgrst.array+json;nulls=stripped")];
+    let reply = send(&app, Method::GET, "/items?select=id,qty,tag&id=in.(2,4)&order=id", &stripped, None).await;
+    assert_eq!(reply.json(), json!([{"id": 2, "tag": "fruit"}, {"id": 4, "qty": 20}]));
+    assert_eq!(reply.header("content-type"), Some("application/vnd.pgrst.array+json; nulls=stripped; charset=utf-8"));
+    let object = [("Accept", "application/vnd.pgrst.object+json;nulls=stripped")];
+    let reply = send(&app, Method::GET, "/items?select=id,qty,meta&id=eq.3", &object, None).await;
+    assert_eq!(reply.json(), json!({"id": 3, "qty": 5}));
+    let reply = send(&app, Method::GET, "/items", &[("Accept", "application/xml")], None).await;
+    assert_eq!((reply.status, reply.code().as_str()), (StatusCode::NOT_ACCEPTABLE, "PGRST107"));
+}
+
+#[tokio::test]
+async fn full_text_search_on_fts5_tables() {
+    let fx = Fixture::new(&format!(
+        "{ITEMS}
+        CREATE VIRTUAL TABLE docs USING fts5(title, body);
+        INSERT INTO docs (rowid, title, body) VALUES
+            (1, 'Cats', 'the fat cat sat on the mat'),
+            (2, 'Rats', 'a fat rat ran'),
+            (3, 'Dogs', 'the sad dog and the cat'),
+            (4, 'Birds', 'catalogue of birds');"
+    ));
+    let app = fx.app(&["docs", "items"]);
+    let titles = |query: String| {
+        let app = app.clone();
+        async move {
+            let reply = get(&app, &format!("/docs?select=title&order=title&{query}")).await;
+            assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.text());
+            reply
+                .json()
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|r| r["title"].as_str().expect("title").to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(titles(format!("body=fts.{}", enc("fat & cat"))).await, ["Cats"]);
+    assert_eq!(titles(format!("body=fts.{}", enc("cat:*"))).await, ["Birds", "Cats", "Dogs"]);
+    assert_eq!(titles(format!("body=fts.{}", enc("(rat | dog) & !sad"))).await, ["Rats"]);
+    assert_eq!(titles(format!("body=plfts.{}", enc("fat, cat!"))).await, ["Cats"]);
+    assert_eq!(titles(format!("body=phfts(english).{}", enc("fat cat"))).await, ["Cats"]);
+    assert_eq!(titles(format!("body=phfts.{}", enc("cat fat"))).await, Vec::<String>::new());
+    assert_eq!(titles(format!("body=wfts.{}", enc("\"sad dog\" or rat -ran"))).await, ["Dogs"]);
+    assert_eq!(titles(format!("title=fts.{}", enc("cat"))).await, Vec::<String>::new(), "one column only");
+    assert_eq!(titles(format!("body=not.fts.{}", enc("cat"))).await, ["Birds", "Rats"]);
+    assert_eq!(titles(format!("or=(title.eq.Birds,body.fts.{})", enc("rat"))).await, ["Birds", "Rats"]);
+    for (query, says) in [
+        ("body=fts.!cat".to_owned(), "NOT"),
+        (format!("body=fts.{}", enc("a <-> b")), "phfts"),
+        (format!("body=wfts.{}", enc("-cat")), "excluded"),
+    ] {
+        let reply = get(&app, &format!("/docs?{query}")).await;
+        assert_eq!((reply.status, reply.code().as_str()), (StatusCode::BAD_REQUEST, "PGRST100"), "{query}");
+        assert!(reply.text().contains(says), "{query}: {}", reply.text());
+    }
+    let reply = get(&app, "/items?name=fts.apple").await;
+    assert_eq!((reply.status, reply.code().as_str()), (StatusCode::BAD_REQUEST, "PGRST100"));
+    assert!(reply.text().contains("FTS5"), "{}", reply.text());
 }

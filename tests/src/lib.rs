@@ -285,3 +285,18 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg("-l").arg(&self.mount_point).status();
     }
 }
+
+/// An HS256 JWT signed with `secret`, naming `role`, valid for ten minutes (signed by python3, which every test
+/// machine has, so the tests need no JWT library of their own).
+pub fn hs256_token(secret: &str, role: &str) -> String {
+    let script = r#"
+import base64, hashlib, hmac, json, sys, time
+b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+h = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+p = b(json.dumps({"role": sys.argv[2], "exp": int(time.time()) + 600}).encode())
+s = b(hmac.new(sys.argv[1].encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
+print(f"{h}.{p}.{s}")
+"#;
+    let out = Command::new("python3").args(["-c", script, secret, role]).output().expect("python3");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

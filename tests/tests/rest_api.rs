@@ -10,16 +10,7 @@ const SECRET: &str = "rest-e2e-shared-secret-0123456789abcdef";
 
 /// An HS256 token for `role`, valid for ten minutes.
 fn token(role: &str) -> String {
-    let script = r#"
-import base64, hashlib, hmac, json, sys, time
-b = lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode()
-h = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-p = b(json.dumps({"role": sys.argv[2], "exp": int(time.time()) + 600}).encode())
-s = b(hmac.new(sys.argv[1].encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
-print(f"{h}.{p}.{s}")
-"#;
-    let out = std::process::Command::new("python3").args(["-c", script, SECRET, role]).output().expect("python3");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    litecar_e2e::hs256_token(SECRET, role)
 }
 
 fn setup(dir: &Path, port: u16, with_replica: bool) -> std::path::PathBuf {
@@ -115,6 +106,30 @@ fn serve_runs_the_api_alone_and_schemathesis_finds_no_server_error() {
         report.lines().find_map(|l| l.trim().strip_prefix("Tested: ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
     assert!(tested >= 5, "schemathesis tested {tested} operations:\n{report}");
     assert!(lc.terminate().success());
+}
+
+#[test]
+fn a_sqlite_rest_config_with_only_a_secret_serves_every_valid_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let cfg = setup(dir.path(), port, false);
+    // The SQLite Operator's sqlite-rest settings: a JWT secret and the allowed tables, no roles.
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    let without_roles: String = text.lines().filter(|l| !l.contains("roles:")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(text, without_roles);
+    std::fs::write(&cfg, without_roles).expect("config");
+    let mut lc = Proc::spawn(
+        &litecar_bin(),
+        &["serve", "-config", cfg.to_str().expect("utf8")],
+        dir.path(),
+        &dir.path().join("log"),
+    );
+    eventually(Duration::from_secs(10), "the API", || http_get(port, "/openapi.json").0 == 401);
+    assert_eq!(post(port, &token("anyone"), r#"{"name": "a"}"#), 201, "{}", lc.log_text());
+    assert_eq!(post(port, "not-a-token", r#"{"name": "b"}"#), 401);
+    assert!(lc.log_text().contains("has no roles"), "the open policy is logged:\n{}", lc.log_text());
+    assert!(lc.terminate().success(), "{}", lc.log_text());
+    assert_eq!(litecar_e2e::row_count(&dir.path().join("app.db"), "users"), 1);
 }
 
 #[test]

@@ -62,7 +62,8 @@ pub struct JwtOptions {
     /// Top-level claim that names the role, or a JSON pointer into the claims when it starts with `/`
     /// (e.g. `/app/role`).
     pub role_claim: String,
-    /// Role name -> what it may do. A token naming a role not listed here is refused (403).
+    /// Role name -> what it may do. A token naming a role not listed here is refused (403). Empty: every
+    /// valid token may read and write every allowed table, whatever its role claim (sqlite-rest's model).
     pub roles: BTreeMap<String, RolePolicy>,
     /// Role used when the token has no role claim; `None` refuses such tokens (403).
     pub default_role: Option<String>,
@@ -71,8 +72,8 @@ pub struct JwtOptions {
 }
 
 impl JwtOptions {
-    /// Defaults: no audience or issuer check, 30 s leeway, role from the `role` claim, no roles (so every token
-    /// is refused until roles are configured), `exp` required.
+    /// Defaults: no audience or issuer check, 30 s leeway, role from the `role` claim, no roles (so every valid
+    /// token has read-write access to the allowed tables), `exp` required.
     pub fn new(keys: KeySource) -> Self {
         JwtOptions {
             keys,

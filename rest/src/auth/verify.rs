@@ -1,7 +1,7 @@
 //! Token verification and role resolution.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use axum::http::{HeaderMap, header};
 use jsonwebtoken::errors::ErrorKind;
@@ -152,7 +152,7 @@ impl Verifier {
     /// token is verified by `jsonwebtoken` against its own clock.
     fn authenticate_token(&self, token: &str, now: u64) -> Result<AuthContext, AuthFailure> {
         {
-            let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut verified = crate::sync::lock(&self.verified);
             if let Some(entry) = verified.get(token) {
                 let checked = self.check_times(entry, now);
                 if checked.is_err() {
@@ -169,7 +169,7 @@ impl Verifier {
             Some(value) => value.as_u64().map(Some),
         };
         if let (Some(exp), Some(nbf)) = (time("exp"), time("nbf")) {
-            let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut verified = crate::sync::lock(&self.verified);
             if verified.len() >= VERIFIED_CAPACITY {
                 // Crude but bounded: only holders of valid tokens can fill it, and refilling costs one
                 // verification per token.
@@ -194,7 +194,7 @@ impl Verifier {
 
     #[cfg(test)]
     fn remembered(&self) -> usize {
-        self.verified.lock().unwrap_or_else(PoisonError::into_inner).len()
+        crate::sync::lock(&self.verified).len()
     }
 
     fn verify(&self, token: &str) -> Result<Value, AuthFailure> {
@@ -231,6 +231,11 @@ impl Verifier {
         } else {
             claims.get(&self.role_claim)
         };
+        if self.roles.is_empty() {
+            // sqlite-rest's model: a valid token is the whole permission; the role claim only labels it.
+            let role = claim.and_then(Value::as_str).map(str::to_owned);
+            return Ok(AuthContext { role, read_only: false, tables: None });
+        }
         let role = match claim {
             None | Some(Value::Null) => self.default_role.clone().ok_or(AuthFailure::MissingRole)?,
             Some(Value::String(role)) => role.clone(),

@@ -54,6 +54,13 @@ pub(crate) enum Access {
     Write,
 }
 
+/// How a successful request's transaction ends: committed, or rolled back for a dry run (`Prefer: tx=rollback`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    Commit,
+    Rollback,
+}
+
 /// Where a queued job stands; the request and the pool thread race for it when the deadline passes.
 const QUEUED: u8 = 0;
 const STARTED: u8 = 1;
@@ -89,6 +96,22 @@ impl Database {
         F: FnOnce(&Connection, &Schema) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
+        self.run_ending(access, End::Commit, table, started, work).await
+    }
+
+    /// [`Database::run`], ending a successful transaction as `end` says.
+    pub async fn run_ending<T, F>(
+        &self,
+        access: Access,
+        end: End,
+        table: &str,
+        started: Instant,
+        work: F,
+    ) -> Result<T, RestError>
+    where
+        F: FnOnce(&Connection, &Schema) -> Result<T, DbError> + Send + 'static,
+        T: Send + 'static,
+    {
         let limit_ms = self.request_timeout.as_millis();
         let timeout = || RestError::Timeout { table: table.to_owned(), limit_ms };
         let deadline =
@@ -109,7 +132,7 @@ impl Database {
             {
                 return;
             }
-            let result = run_job(session, access, &schema, deadline, &table_name, limit_ms, work);
+            let result = run_job(session, (access, end), &schema, deadline, &table_name, limit_ms, work);
             // The request may have been dropped meanwhile; then nobody is waiting for the answer.
             let _ = reply.send(result);
         });
@@ -133,7 +156,7 @@ impl Database {
 /// it is clean.
 fn run_job<T>(
     session: &mut Session<'_>,
-    access: Access,
+    access: (Access, End),
     schema: &SchemaCache,
     deadline: Instant,
     table: &str,
@@ -172,7 +195,7 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 fn in_transaction<T>(
     conn: &Connection,
-    access: Access,
+    (access, end): (Access, End),
     schema: &SchemaCache,
     work: impl FnOnce(&Connection, &Schema) -> Result<T, DbError>,
     failed: impl Fn(rusqlite::Error) -> RestError,
@@ -190,7 +213,11 @@ fn in_transaction<T>(
             DbError::Rest(e) => e,
         })
     });
-    let committed = outcome.and_then(|value| exec_cached(conn, "COMMIT").map(|()| value).map_err(&failed));
+    let finish = match end {
+        End::Commit => "COMMIT",
+        End::Rollback => "ROLLBACK",
+    };
+    let committed = outcome.and_then(|value| exec_cached(conn, finish).map(|()| value).map_err(&failed));
     if committed.is_err() && !conn.is_autocommit() {
         // Best effort: if even this fails the connection is still in a transaction and gets discarded.
         let _ = exec_cached(conn, "ROLLBACK");

@@ -4,7 +4,7 @@
 //! these names, never copied into a statement.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -82,7 +82,21 @@ pub struct Table {
     /// The name as stored in the schema, which is what generated SQL uses.
     pub name: String,
     pub is_view: bool,
+    /// An FTS5 virtual table: its columns take the full-text operators.
+    pub is_fts5: bool,
     pub columns: Vec<Column>,
+    /// Foreign keys declared on this table, for resource embedding.
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// `FOREIGN KEY (from...) REFERENCES table (to...)`, as `pragma_foreign_key_list` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignKey {
+    /// The referenced table as the constraint spells it (SQLite matches it case-insensitively).
+    pub table: String,
+    pub from: Vec<String>,
+    /// Empty when the constraint names no columns: then it is the referenced table's primary key.
+    pub to: Vec<String>,
 }
 
 impl Table {
@@ -145,7 +159,7 @@ impl SchemaCache {
         // Cached: it runs on every request, and preparing it costs more than running it.
         let version: i64 = conn.prepare_cached("PRAGMA schema_version")?.query_row([], |row| row.get(0))?;
         {
-            let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            let current = crate::sync::lock(&self.current);
             if let Some(schema) = current.as_ref().filter(|s| s.version == version) {
                 return Ok(Arc::clone(schema));
             }
@@ -155,7 +169,7 @@ impl SchemaCache {
             tables.insert(name.clone(), read_table(conn, name)?.map(Arc::new));
         }
         let schema = Arc::new(Schema { version, tables });
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&schema));
+        *crate::sync::lock(&self.current) = Some(Arc::clone(&schema));
         tracing::debug!(version, "table API schema loaded");
         Ok(schema)
     }
@@ -163,15 +177,16 @@ impl SchemaCache {
 
 fn read_table(conn: &Connection, allowed_name: &str) -> rusqlite::Result<Option<Table>> {
     // SQLite resolves table names case-insensitively, so the allowed spelling may differ from the stored one.
-    let found: Option<(String, String)> = conn
+    let found: Option<(String, String, bool)> = conn
         .query_row(
-            "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1 COLLATE NOCASE \
+            "SELECT name, type, coalesce(sql, '') LIKE 'CREATE VIRTUAL TABLE%USING fts5%' FROM sqlite_master \
+             WHERE type IN ('table', 'view') AND name = ?1 COLLATE NOCASE \
              AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
             [allowed_name],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
-    let Some((name, kind)) = found else { return Ok(None) };
+    let Some((name, kind, is_fts5)) = found else { return Ok(None) };
     let mut statement =
         conn.prepare("SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk, hidden FROM pragma_table_xinfo(?1)")?;
     let columns = statement
@@ -197,7 +212,33 @@ fn read_table(conn: &Connection, allowed_name: &str) -> rusqlite::Result<Option<
             other => Some(other.map(|(column, _)| column)),
         })
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Some(Table { name, is_view: kind == "view", columns }))
+    let foreign_keys = read_foreign_keys(conn, &name)?;
+    Ok(Some(Table { name, is_view: kind == "view", is_fts5, columns, foreign_keys }))
+}
+
+fn read_foreign_keys(conn: &Connection, table: &str) -> rusqlite::Result<Vec<ForeignKey>> {
+    let mut statement =
+        conn.prepare("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")?;
+    let mut keys: Vec<(i64, ForeignKey)> = Vec::new();
+    let rows = statement.query_map([table], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, referenced, from, to) = row?;
+        match keys.last_mut() {
+            Some((last, key)) if *last == id => {
+                key.from.push(from);
+                key.to.extend(to);
+            }
+            _ => keys.push((id, ForeignKey { table: referenced, from: vec![from], to: to.into_iter().collect() })),
+        }
+    }
+    Ok(keys.into_iter().map(|(_, key)| key).collect())
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 
     /// Makes sure every queued job has a thread that will take it soon: wakes a sleeping thread, or starts a

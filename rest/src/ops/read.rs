@@ -6,10 +6,11 @@ use rusqlite::types::Value;
 use super::collect;
 use crate::db::DbError;
 use crate::db::schema::Schema;
+use crate::embed;
 use crate::error::RestError;
 use crate::query::QueryParams;
-use crate::render::Rows;
-use crate::sql::{Output, order_clause, quote, where_clause};
+use crate::render::{Format, Rows};
+use crate::sql::{order_clause, quote};
 
 /// Which rows of the result a response carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,12 +55,13 @@ pub fn read(
     query: &QueryParams,
     window: Window,
     count: bool,
+    format: Format,
 ) -> Result<ReadOutcome, DbError> {
     let table = schema.table(table)?;
-    let output = Output::resolve(table, query.select.as_deref())?;
-    let filter = where_clause(table, &query.filters)?;
+    let (output, filter) = embed::resolve(schema, table, query)?;
     let order = order_clause(table, &query.order)?;
-    let mut params = filter.params.clone();
+    let mut params = output.params.clone();
+    params.extend(filter.params.iter().cloned());
     // SQLite (3.47+) plans with the value bound to LIMIT, so rebinding it makes every execution of a cached
     // statement recompile. Without a limit (a point read, typically) the clause is the constant LIMIT -1
     // ("no limit"), which keeps the cached statement valid; the offset may stay a parameter.
@@ -78,26 +80,24 @@ pub fn read(
         filter.sql,
         order
     );
-    let mut rows = Rows::new(&output.keys)?;
+    let mut rows = Rows::with_format(&output.keys, format)?;
     collect(conn, &sql, &params, &output, &mut rows)?;
 
-    let count_sql = format!("SELECT count(*) FROM {}{}", quote(&table.name), filter.sql);
-    let count_rows = || -> Result<u64, DbError> {
+    let total = if count {
+        let count_sql = format!("SELECT count(*) FROM {}{}", quote(&table.name), filter.sql);
         let n: i64 =
             conn.prepare_cached(&count_sql)?.query_row(rusqlite::params_from_iter(&filter.params), |r| r.get(0))?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        Some(u64::try_from(n).unwrap_or(0))
+    } else {
+        None
     };
-    let total = if count { Some(count_rows()?) } else { None };
-    if rows.is_empty() && window.offset > 0 && window.limit != Some(0) {
-        let total = match total {
-            Some(total) => total,
-            None => count_rows()?,
-        };
-        if window.offset >= total {
-            return Err(
-                RestError::RangeNotSatisfiable { table: table.name.clone(), offset: window.offset, total }.into()
-            );
-        }
+    // PostgREST answers a window past the end with `200 []` (so "page until empty" loops end), and only with a
+    // count does it tell the client it overshot: 416 beyond the total, 206 `*/N` at the total exactly.
+    if let Some(total) = total
+        && rows.is_empty()
+        && window.offset > total
+    {
+        return Err(RestError::RangeNotSatisfiable { table: table.name.clone(), offset: window.offset, total }.into());
     }
     Ok(ReadOutcome { rows, total })
 }

@@ -10,7 +10,7 @@ use crate::db::schema::{Column, Table};
 use crate::error::RestError;
 use crate::headers::Resolution;
 use crate::query::{Condition, Op, Operand, QueryParams};
-use crate::render::Rows;
+use crate::render::{Format, Rows};
 use crate::sql::{Output, column, quote, where_clause, writable_column};
 use crate::values::body_value;
 
@@ -26,6 +26,16 @@ pub struct WriteRequest<'a> {
     pub query: &'a QueryParams,
     /// Resolved `select`, when the rows are to be returned.
     pub returning: Option<Output>,
+    /// How returned rows are rendered.
+    pub format: Format,
+}
+
+/// The `Prefer` settings of an insert.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions {
+    pub resolution: Option<Resolution>,
+    /// Keys absent from a row take the column's DEFAULT instead of NULL.
+    pub missing_default: bool,
 }
 
 impl WriteRequest<'_> {
@@ -35,19 +45,27 @@ impl WriteRequest<'_> {
 
     /// Runs `sql` once per parameter set, collecting RETURNING rows or counting changes.
     fn execute(&self, conn: &Connection, sql: &str, param_sets: &[Vec<Value>]) -> Result<WriteOutcome, DbError> {
+        self.execute_each(conn, param_sets.iter().map(|params| (sql, params.as_slice())))
+    }
+
+    /// Runs each statement with its parameters, collecting RETURNING rows or counting changes.
+    fn execute_each<'s>(
+        &self,
+        conn: &Connection,
+        statements: impl Iterator<Item = (&'s str, &'s [Value])>,
+    ) -> Result<WriteOutcome, DbError> {
         let mut outcome = WriteOutcome { rows: Rows::default(), affected: 0 };
         match &self.returning {
             Some(output) => {
-                outcome.rows = Rows::new(&output.keys)?;
-                for params in param_sets {
+                outcome.rows = Rows::with_format(&output.keys, self.format)?;
+                for (sql, params) in statements {
                     collect(conn, sql, params, output, &mut outcome.rows)?;
                 }
                 outcome.affected = outcome.rows.len();
             }
             None => {
-                let mut statement = conn.prepare_cached(sql)?;
-                for params in param_sets {
-                    outcome.affected += statement.execute(rusqlite::params_from_iter(params))?;
+                for (sql, params) in statements {
+                    outcome.affected += conn.prepare_cached(sql)?.execute(rusqlite::params_from_iter(params))?;
                 }
             }
         }
@@ -126,7 +144,7 @@ pub fn insert(
     conn: &Connection,
     request: &WriteRequest<'_>,
     body: &Json,
-    resolution: Option<Resolution>,
+    options: WriteOptions,
 ) -> Result<WriteOutcome, DbError> {
     let table = request.table;
     let rows = object_rows(request, body)?;
@@ -160,17 +178,7 @@ pub fn insert(
         }
         None => table.primary_key(),
     };
-    let mut sql = if columns.is_empty() {
-        format!("INSERT INTO {} DEFAULT VALUES", quote(&table.name))
-    } else {
-        format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            quote(&table.name),
-            column_list(&columns),
-            placeholders(columns.len())
-        )
-    };
-    if let Some(resolution) = resolution {
+    if options.resolution.is_some() {
         if columns.is_empty() {
             return Err(request.bad_body("an upsert needs at least one column").into());
         }
@@ -181,11 +189,39 @@ pub fn insert(
             )
             .into());
         }
-        sql.push_str(&upsert_clause(&columns, &conflict, resolution));
     }
-    sql.push_str(&request.returning_sql());
-    let param_sets = rows.iter().map(|row| row_params(request, &columns, row)).collect::<Result<Vec<_>, _>>()?;
-    request.execute(conn, &sql, &param_sets)
+    let statement = |columns: &[&Column]| {
+        let mut sql = if columns.is_empty() {
+            format!("INSERT INTO {} DEFAULT VALUES", quote(&table.name))
+        } else {
+            format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                quote(&table.name),
+                column_list(columns),
+                placeholders(columns.len())
+            )
+        };
+        if let Some(resolution) = options.resolution
+            && !columns.is_empty()
+        {
+            sql.push_str(&upsert_clause(columns, &conflict, resolution));
+        }
+        sql.push_str(&request.returning_sql());
+        sql
+    };
+    if !options.missing_default {
+        let sql = statement(&columns);
+        let param_sets = rows.iter().map(|row| row_params(request, &columns, row)).collect::<Result<Vec<_>, _>>()?;
+        return request.execute(conn, &sql, &param_sets);
+    }
+    // A row's absent keys are left out of its INSERT, so SQLite applies their DEFAULT (SQLite has no DEFAULT
+    // keyword in VALUES). Rows with the same keys share one cached statement.
+    let mut statements = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let present: Vec<&Column> = columns.iter().copied().filter(|c| row.contains_key(&c.name)).collect();
+        statements.push((statement(&present), row_params(request, &present, row)?));
+    }
+    request.execute_each(conn, statements.iter().map(|(sql, params)| (sql.as_str(), params.as_slice())))
 }
 
 /// PATCH and DELETE apply to filtered rows only; `limit`/`offset`/`order` would need SQLite's optional

@@ -19,6 +19,24 @@ pub enum Op {
     In,
     Is,
     IsDistinct,
+    /// Full-text search on an FTS5 table, with the PostgreSQL function whose syntax the query follows.
+    Fts(FtsSyntax),
+}
+
+/// `fts` (to_tsquery), `plfts` (plainto_tsquery), `phfts` (phraseto_tsquery), `wfts` (websearch_to_tsquery).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FtsSyntax {
+    Operators,
+    Plain,
+    Phrase,
+    Websearch,
+}
+
+/// `op(any)` / `op(all)`: the operator applied to each value of a `{a,b}` list, ORed or ANDed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quantifier {
+    Any,
+    All,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +52,8 @@ pub enum Operand {
     Text(String),
     List(Vec<String>),
     Is(IsValue),
+    /// The `{a,b}` list of a quantified operator.
+    Quantified(Quantifier, Vec<String>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,9 +76,8 @@ pub enum Condition {
     Group { junction: Junction, negate: bool, items: Vec<Condition> },
 }
 
-/// Operators PostgREST has that SQLite has no counterpart for (ranges, arrays, full-text search, regex).
-const UNSUPPORTED: &[&str] =
-    &["cs", "cd", "ov", "sl", "sr", "nxr", "nxl", "adj", "match", "imatch", "fts", "plfts", "phfts", "wfts"];
+/// Operators PostgREST has that SQLite has no counterpart for (ranges, arrays, regex).
+const UNSUPPORTED: &[&str] = &["cs", "cd", "ov", "sl", "sr", "nxr", "nxl", "adj", "match", "imatch"];
 
 /// `value` of a `column=value` query pair. At top level the value after the operator is taken literally;
 /// inside logic trees it may be double-quoted to contain `,` or parentheses.
@@ -71,7 +90,27 @@ pub fn parse_predicate(column: &str, expr: &str, in_tree: bool) -> Result<Predic
     let Some((name, value)) = rest.split_once('.') else {
         return Err(RestError::bad_query(term(), "expected `operator.value`, e.g. `eq.1`"));
     };
+    // `fts(english)`: the language is the FTS5 table's tokenizer's, so it is accepted and not used.
+    let (name, language) = match name.split_once('(') {
+        Some((base, arg)) if arg.ends_with(')') => (base, Some(&arg[..arg.len() - 1])),
+        _ => (name, None),
+    };
+    let quantifier = match language {
+        Some("any") => Some(Quantifier::Any),
+        Some("all") => Some(Quantifier::All),
+        _ => None,
+    };
     let op = match name {
+        "fts" => Op::Fts(FtsSyntax::Operators),
+        "plfts" => Op::Fts(FtsSyntax::Plain),
+        "phfts" => Op::Fts(FtsSyntax::Phrase),
+        "wfts" => Op::Fts(FtsSyntax::Websearch),
+        _ if language.is_some() && quantifier.is_none() => {
+            return Err(RestError::bad_query(
+                term(),
+                "only fts operators take an argument; others take (any) or (all)",
+            ));
+        }
         "eq" => Op::Eq,
         "neq" => Op::Neq,
         "gt" => Op::Gt,
@@ -86,11 +125,24 @@ pub fn parse_predicate(column: &str, expr: &str, in_tree: bool) -> Result<Predic
         other if UNSUPPORTED.contains(&other) => {
             return Err(RestError::bad_query(term(), format!("operator `{other}` is not supported on SQLite")));
         }
-        other if other.contains('(') => {
-            return Err(RestError::bad_query(term(), "operator modifiers such as (any) are not supported"));
-        }
         other => return Err(RestError::bad_query(term(), format!("unknown operator `{}`", crate::error::echo(other)))),
     };
+    if let Some(quantifier) = quantifier {
+        if !matches!(op, Op::Eq | Op::Neq | Op::Gt | Op::Gte | Op::Lt | Op::Lte | Op::Like | Op::Ilike) {
+            return Err(RestError::bad_query(
+                term(),
+                "(any) and (all) apply to eq, neq, gt, gte, lt, lte, like, ilike",
+            ));
+        }
+        let values = parse_braced(value)
+            .map_err(|_| RestError::bad_query(term(), "(any) and (all) expect a list in braces, e.g. `{a*,b*}`"))?;
+        return Ok(Predicate {
+            column: column.to_owned(),
+            negate,
+            op,
+            operand: Operand::Quantified(quantifier, values),
+        });
+    }
     let operand =
         match op {
             Op::In => Operand::List(parse_list(value).map_err(|_| {
@@ -114,6 +166,19 @@ fn parse_list(value: &str) -> Result<Vec<String>, RestError> {
         .strip_prefix('(')
         .and_then(|v| v.strip_suffix(')'))
         .ok_or_else(|| RestError::bad_query(value, "expected a parenthesised list"))?;
+    split_items(inner)
+}
+
+/// `{a,"b,c"}`, PostgreSQL's array literal as PostgREST's `(any)`/`(all)` operators take it.
+fn parse_braced(value: &str) -> Result<Vec<String>, RestError> {
+    let inner = value
+        .strip_prefix('{')
+        .and_then(|v| v.strip_suffix('}'))
+        .ok_or_else(|| RestError::bad_query(value, "expected a list in braces"))?;
+    split_items(inner)
+}
+
+fn split_items(inner: &str) -> Result<Vec<String>, RestError> {
     if inner.is_empty() {
         return Ok(Vec::new());
     }
@@ -186,10 +251,24 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_unsupported_operators() {
-        for expr in ["eq", "zz.1", "fts.word", "eq(any).{1}", "is.maybe", "in.1,2", ""] {
+        for expr in ["eq", "zz.1", "match.x", "in(any).{1}", "eq(any).1", "eq(some).{1}", "is.maybe", "in.1,2", ""] {
             let error = parse_predicate("a", expr, false).expect_err("must fail");
             assert!(matches!(error, RestError::BadQuery { .. }), "{expr}: {error}");
         }
+    }
+
+    #[test]
+    fn parses_quantified_and_fts_operators() {
+        let p = parse_predicate("a", "like(any).{a*,\"b,c\"}", false).expect("valid filter");
+        assert_eq!(
+            (p.op, p.operand),
+            (Op::Like, Operand::Quantified(Quantifier::Any, vec!["a*".into(), "b,c".into()]))
+        );
+        let p = parse_predicate("a", "not.ilike(all).{}", false).expect("valid filter");
+        assert_eq!((p.negate, p.operand), (true, Operand::Quantified(Quantifier::All, vec![])));
+        let p = parse_predicate("a", "wfts(english).cat -dog", false).expect("valid filter");
+        assert_eq!((p.op, p.operand), (Op::Fts(FtsSyntax::Websearch), Operand::Text("cat -dog".into())));
+        assert_eq!(parse_predicate("a", "phfts.x", false).expect("valid filter").op, Op::Fts(FtsSyntax::Phrase));
     }
 
     #[test]

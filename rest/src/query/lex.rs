@@ -24,9 +24,10 @@ pub fn split_top(text: &str, sep: char) -> Result<Vec<&str>, RestError> {
         }
         match c {
             '"' => quoted = true,
-            '(' => depth += 1,
-            ')' => {
-                depth = depth.checked_sub(1).ok_or_else(|| RestError::bad_query(text, "unbalanced `)`"))?;
+            // Braces group too: the `{a,b}` lists of `like(any)` and friends sit inside logic trees.
+            '(' | '{' => depth += 1,
+            ')' | '}' => {
+                depth = depth.checked_sub(1).ok_or_else(|| RestError::bad_query(text, format!("unbalanced `{c}`")))?;
             }
             c if c == sep && depth == 0 => {
                 parts.push(&text[start..i]);
@@ -39,7 +40,7 @@ pub fn split_top(text: &str, sep: char) -> Result<Vec<&str>, RestError> {
         return Err(RestError::bad_query(text, "unterminated double quote"));
     }
     if depth != 0 {
-        return Err(RestError::bad_query(text, "unbalanced `(`"));
+        return Err(RestError::bad_query(text, "unbalanced `(` or `{`"));
     }
     parts.push(&text[start..]);
     Ok(parts)
@@ -102,6 +103,7 @@ mod tests {
     fn splits_outside_quotes_and_parens() {
         assert_eq!(split_top(r#"a,"b,c",d(e,f),g"#, ',').expect("valid text"), vec!["a", r#""b,c""#, "d(e,f)", "g"]);
         assert_eq!(split_top(r#""x\",y",z"#, ',').expect("valid text"), vec![r#""x\",y""#, "z"]);
+        assert_eq!(split_top("a.like(any).{x,y},b", ',').expect("valid text"), vec!["a.like(any).{x,y}", "b"]);
         assert!(split_top("a(b", ',').is_err());
         assert!(split_top("a)b", ',').is_err());
         assert!(split_top("\"a", ',').is_err());

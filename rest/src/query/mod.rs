@@ -2,13 +2,15 @@
 //! later (see `sql`).
 
 pub mod filter;
+pub mod fts;
 mod lex;
 pub mod select;
 mod urlencoded;
 
-pub use filter::{Condition, IsValue, Junction, Op, Operand, Predicate};
-pub use select::{Nulls, OrderTerm, SelectItem};
-pub(crate) use urlencoded::decode as percent_decode;
+pub use filter::{Condition, IsValue, Junction, Op, Operand, Predicate, Quantifier};
+pub use select::{Embed, Nulls, OrderTerm, SelectItem};
+
+use std::collections::BTreeMap;
 
 use crate::error::RestError;
 
@@ -23,12 +25,24 @@ pub struct QueryParams {
     pub offset: Option<u64>,
     pub on_conflict: Option<Vec<String>>,
     pub columns: Option<Vec<String>>,
+    /// `path.column=...`, `path.order=`, `path.limit=`, ... for embedded resources, keyed by the path of names
+    /// (or aliases) joined with `.`.
+    pub embedded: BTreeMap<String, Scoped>,
+}
+
+/// What the query string says about one embedded resource.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scoped {
+    pub filters: Vec<Condition>,
+    pub order: Vec<OrderTerm>,
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
 }
 
 impl QueryParams {
     pub fn parse(raw: Option<&str>) -> Result<Self, RestError> {
         let mut params = QueryParams::default();
-        for (key, value) in urlencoded::parse_pairs(raw.unwrap_or(""))? {
+        for (key, value) in urlencoded::parse_pairs(raw.unwrap_or("")) {
             params.add(&key, &value)?;
         }
         Ok(params)
@@ -69,7 +83,44 @@ impl QueryParams {
                 self.filters.push(filter::parse_tree(junction, negate, value)?);
             }
             "" => return Err(RestError::bad_query(format!("={value}"), "empty parameter name")),
+            key if key.contains('.') => self.add_embedded(key, value)?,
             column => self.filters.push(Condition::Predicate(filter::parse_predicate(column, value, false)?)),
+        }
+        Ok(())
+    }
+
+    /// `orders.status=eq.paid`, `orders.order=id.desc`, `orders.items.limit=1`, `orders.not.or=(...)`.
+    fn add_embedded(&mut self, key: &str, value: &str) -> Result<(), RestError> {
+        let (path, last) = key.rsplit_once('.').unwrap_or(("", key));
+        let (path, last, negate) = match path.strip_suffix(".not") {
+            Some(path) if last == "or" || last == "and" => (path, last, true),
+            _ => (path, last, false),
+        };
+        if path.is_empty() || path.split('.').any(str::is_empty) || last.is_empty() {
+            return Err(RestError::bad_query(key, "expected `resource.column` or `resource.order|limit|offset`"));
+        }
+        let scoped = self.embedded.entry(path.to_owned()).or_default();
+        let once = |present: bool| {
+            if present { Err(RestError::bad_query(key, "given more than once")) } else { Ok(()) }
+        };
+        match last {
+            "order" => {
+                once(!scoped.order.is_empty())?;
+                scoped.order = select::parse_order(value)?;
+            }
+            "limit" => {
+                once(scoped.limit.is_some())?;
+                scoped.limit = Some(parse_count(key, value)?);
+            }
+            "offset" => {
+                once(scoped.offset.is_some())?;
+                scoped.offset = Some(parse_count(key, value)?);
+            }
+            "or" | "and" => {
+                let junction = if last == "or" { Junction::Or } else { Junction::And };
+                scoped.filters.push(filter::parse_tree(junction, negate, value)?);
+            }
+            column => scoped.filters.push(Condition::Predicate(filter::parse_predicate(column, value, false)?)),
         }
         Ok(())
     }
@@ -105,6 +156,21 @@ mod tests {
         assert_eq!(q.filters.len(), 2);
         assert_eq!((q.limit, q.offset), (Some(5), Some(2)));
         assert_eq!(q.order.len(), 1);
+    }
+
+    #[test]
+    fn collects_embedded_parameters() {
+        let q = QueryParams::parse(Some(
+            "select=*,orders(*)&orders.status=eq.paid&orders.order=id.desc&orders.items.limit=2&orders.not.or=(a.eq.1)",
+        ))
+        .expect("valid query");
+        assert!(q.filters.is_empty());
+        let orders = &q.embedded["orders"];
+        assert_eq!((orders.filters.len(), orders.order.len()), (2, 1));
+        assert_eq!(q.embedded["orders.items"].limit, Some(2));
+        for bad in [".x=eq.1", "a..b=eq.1", "a.limit=x", "a.order=x.up"] {
+            assert!(QueryParams::parse(Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

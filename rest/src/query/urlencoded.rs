@@ -1,46 +1,10 @@
-//! Percent-decoding of the query string, as browsers and PostgREST clients encode it.
+//! The query string, decoded as browsers and PostgREST clients encode it (form encoding: `+` is a space).
 
-use crate::error::RestError;
-
-/// Splits `a=1&b=2` into decoded pairs; `+` is a space (form encoding, which is what PostgREST reads too).
-/// Empty pairs (`&&`) are skipped. Invalid escapes or UTF-8 answer 400.
-pub fn parse_pairs(raw: &str) -> Result<Vec<(String, String)>, RestError> {
-    raw.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((decode(key, true)?, decode(value, true)?))
-        })
-        .collect()
-}
-
-/// Percent-decodes one component; `plus_is_space` for query strings, not for path segments.
-pub fn decode(text: &str, plus_is_space: bool) -> Result<String, RestError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-                let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
-                match byte {
-                    Some(byte) => out.push(byte),
-                    None => return Err(RestError::bad_query(text, "invalid percent-encoding")),
-                }
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            other => {
-                out.push(other);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| RestError::bad_query(text, "not UTF-8 after percent-decoding"))
+/// Splits `a=1&b=2` into decoded pairs; empty pairs (`&&`) are skipped. Decoding is lenient, as PostgREST's
+/// is: an invalid escape stays as written and invalid UTF-8 becomes U+FFFD, so either can only make a name
+/// unknown (a 400) or a value not match.
+pub fn parse_pairs(raw: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.as_bytes()).map(|(key, value)| (key.into_owned(), value.into_owned())).collect()
 }
 
 #[cfg(test)]
@@ -49,7 +13,7 @@ mod tests {
 
     #[test]
     fn decodes_pairs() {
-        let pairs = parse_pairs("a=eq.1&&b=in.(x%2Cy)&c=like.a+b&d").expect("valid encoding");
+        let pairs = parse_pairs("a=eq.1&&b=in.(x%2Cy)&c=like.a+b&d&e=%zz%ff");
         assert_eq!(
             pairs,
             vec![
@@ -57,16 +21,8 @@ mod tests {
                 ("b".into(), "in.(x,y)".into()),
                 ("c".into(), "like.a b".into()),
                 ("d".into(), "".into()),
+                ("e".into(), "%zz\u{fffd}".into()),
             ]
         );
-    }
-
-    #[test]
-    fn rejects_bad_escapes() {
-        assert!(decode("%zz", true).is_err());
-        assert!(decode("%4", true).is_err());
-        assert!(decode("%ff", true).is_err());
-        assert_eq!(decode("%00", true).expect("valid encoding"), "\0");
-        assert_eq!(decode("a+b", false).expect("valid encoding"), "a+b");
     }
 }
