@@ -134,7 +134,7 @@ pub fn litecar_config(db: &SqliteDatabase) -> LitecarConfig {
             }
             out.push(rc);
         }
-        config.dbs.push(DbConfig { path: path.clone(), replicas: out, ..DbConfig::default() });
+        config.dbs.push(DbConfig { path: Some(path.clone()), replicas: out, ..DbConfig::default() });
     }
     if let Some(rest) = db.spec.sqlite_rest.as_ref().filter(|r| r.enabled) {
         let auth = JwtConfig { jwt_secret_file: Some(format!("{AUTH_DIR}/{AUTH_KEY}")), ..JwtConfig::default() };

@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use litecar::config::Config;
 use litecar_operator::config::litecar_config;
 use litecar_operator::render::{RenderOptions, render};
 use litecar_operator::types::*;
@@ -118,7 +117,7 @@ proptest! {
         let r = render(&db, &RenderOptions::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         if let Some(cm) = &r.config_map {
             let text = cm.data.as_ref().and_then(|d| d.get("litecar.yml")).expect("litecar.yml");
-            let loaded = Config::parse(Path::new("litecar.yml"), text, false)
+            let loaded = litecar::config::parse(Path::new("litecar.yml"), text, litecar::config::LoadOptions { expand_env: false, strict: true }).map(|l| l.config)
                 .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
             prop_assert_eq!(loaded, litecar_config(&db).config);
         }

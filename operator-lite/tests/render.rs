@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use litecar::config::Config;
 use litecar_operator::config::litecar_config;
 use litecar_operator::manifest::{self, ManifestError};
 use litecar_operator::render::{RenderError, RenderOptions, render, to_yaml_stream};
@@ -63,8 +62,13 @@ fn rendered_configs_load_with_the_daemons_loader() {
         for db in &m.databases {
             let Some(cm) = render(db, &opts()).expect("renders").config_map else { continue };
             let text = cm.data.as_ref().and_then(|d| d.get("litecar.yml")).expect("litecar.yml");
-            let loaded = Config::parse(Path::new("litecar.yml"), text, false)
-                .unwrap_or_else(|e| panic!("{}: rendered config rejected by litecar: {e}\n{text}", file.display()));
+            let loaded = litecar::config::parse(
+                Path::new("litecar.yml"),
+                text,
+                litecar::config::LoadOptions { expand_env: false, strict: true },
+            )
+            .map(|l| l.config)
+            .unwrap_or_else(|e| panic!("{}: rendered config rejected by litecar: {e}\n{text}", file.display()));
             assert_eq!(loaded, litecar_config(db).config, "{}: config changed in the round trip", file.display());
         }
     }
@@ -80,7 +84,13 @@ fn credentials_are_secret_references_never_values() {
     assert!(text.contains("access-key-id: ${LITECAR_REPLICA_0_ACCESS_KEY_ID}"), "{text}");
     assert!(text.contains("secret-access-key: ${LITECAR_REPLICA_0_SECRET_ACCESS_KEY}"), "{text}");
     assert!(text.contains("jwt-secret-file: /etc/auth/token"), "{text}");
-    let loaded = Config::parse(Path::new("litecar.yml"), &text, false).expect("loads");
+    let loaded = litecar::config::parse(
+        Path::new("litecar.yml"),
+        &text,
+        litecar::config::LoadOptions { expand_env: false, strict: true },
+    )
+    .map(|l| l.config)
+    .expect("loads");
     match loaded.rest.and_then(|r| r.auth) {
         // No roles: every valid token may read and write the allowed tables, as with sqlite-rest.
         Some(litecar::config::AuthSetting::Jwt(j)) => assert!(j.roles.is_empty(), "{text}"),
