@@ -4,6 +4,7 @@ pub mod backend;
 mod checkpointer;
 pub mod client;
 pub mod compress;
+pub mod encryption;
 pub mod error;
 pub mod faults;
 pub mod file;
