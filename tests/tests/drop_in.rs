@@ -60,21 +60,19 @@ fn the_kubernetes_guide_pod_runs_unchanged() {
     assert_eq!(digest(&db), digest(&moved));
 }
 
-/// `dbs: []` runs idle with a warning, as Litestream does, and stops cleanly.
+/// `dbs: []` runs idle with a warning, as Litestream does, and stops cleanly; `-trace PATH` gets the debug log.
 #[test]
 fn no_databases_runs_idle() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("c.yml");
+    let (cfg, trace) = (dir.path().join("c.yml"), dir.path().join("trace.log"));
     std::fs::write(&cfg, "dbs: []\n").expect("config");
-    let mut lc = Proc::spawn(
-        &litecar_bin(),
-        &["replicate", "-config", cfg.to_str().expect("utf8")],
-        dir.path(),
-        &dir.path().join("lc.log"),
-    );
+    let args = ["replicate", "-config", cfg.to_str().expect("utf8"), "-trace", trace.to_str().expect("utf8")];
+    let mut lc = Proc::spawn(&litecar_bin(), &args, dir.path(), &dir.path().join("lc.log"));
     std::thread::sleep(Duration::from_secs(2));
     assert!(lc.terminate().success(), "{}", lc.log_text());
     assert!(lc.log_text().contains("no databases"), "{}", lc.log_text());
+    let traced = std::fs::read_to_string(&trace).expect("trace file");
+    assert!(traced.contains("no databases") && traced.contains("using config file"), "{traced}");
 }
 
 /// Values Litestream accepts and that used to make litecar panic inside its HTTP client: an endpoint without a
