@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use litecar_replicate::Replica;
+use std::sync::Arc;
+
 use litecar_replicate::backend::{self, Backend};
+use litecar_replicate::encryption::AgeClient;
 use litecar_replicate::replicator::{DbOptions, ReplicaOptions};
 
 use crate::config::{self, DbSettings, Inherited, Loaded, ReplicaConfig, ReplicaSettings};
@@ -40,7 +43,11 @@ pub async fn connect(r: &ReplicaSettings) -> Result<Replica> {
         tracing::info!(replica = %r.name, bucket = %s.bucket, %region, "bucket region looked up");
         s.region = Some(region);
     }
-    Ok(backend::connect(&r.name, &backend)?)
+    let replica = backend::connect(&r.name, &backend)?;
+    Ok(match &r.age {
+        Some(keys) => Replica::new(&r.name, Arc::new(AgeClient::new(replica.client.clone(), keys.clone()))),
+        None => replica,
+    })
 }
 
 pub async fn replica_options(r: &ReplicaSettings) -> Result<ReplicaOptions> {

@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod client;
 pub mod compress;
+pub mod encryption;
 pub mod error;
 pub mod faults;
 pub mod file;

@@ -302,6 +302,12 @@ fn thread_panicked(path: &Path) -> Error {
 fn write_snapshot(replica: &str, plan: &Plan, snapshot: &Source, out: &File, db: &Path) -> Result<()> {
     let key = layout::snapshot_key(&plan.generation, plan.snapshot.index);
     let corrupt = |message: String| Error::Corrupt { replica: replica.to_owned(), key: key.clone(), message };
+    if is_age_encrypted(&snapshot.path) {
+        return Err(corrupt(
+            "the object is age-encrypted and no identity is configured (set age: {identities: [...]} on the replica)"
+                .into(),
+        ));
+    }
     let expected_len = snapshot_database_len(&snapshot.path).unwrap_or(0);
     let src = snapshot.open()?;
     let (decompressed, flushed) = write_flushing(out, expected_len, |w| compress::decompress_into(src, w));
@@ -316,6 +322,12 @@ fn write_snapshot(replica: &str, plan: &Plan, snapshot: &Source, out: &File, db:
         return Err(corrupt("the snapshot is not a SQLite database".into()));
     }
     Ok(())
+}
+
+/// Whether a downloaded object is an age file (a replica encrypted by Litestream or litecar, read without keys).
+fn is_age_encrypted(path: &Path) -> bool {
+    let mut head = [0u8; crate::encryption::AGE_MAGIC.len()];
+    File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == crate::encryption::AGE_MAGIC
 }
 
 /// How long the database in a snapshot is, as its header says: the page size times the in-header page count, which

@@ -60,21 +60,19 @@ fn the_kubernetes_guide_pod_runs_unchanged() {
     assert_eq!(digest(&db), digest(&moved));
 }
 
-/// `dbs: []` runs idle with a warning, as Litestream does, and stops cleanly.
+/// `dbs: []` runs idle with a warning, as Litestream does, and stops cleanly; `-trace PATH` gets the debug log.
 #[test]
 fn no_databases_runs_idle() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("c.yml");
+    let (cfg, trace) = (dir.path().join("c.yml"), dir.path().join("trace.log"));
     std::fs::write(&cfg, "dbs: []\n").expect("config");
-    let mut lc = Proc::spawn(
-        &litecar_bin(),
-        &["replicate", "-config", cfg.to_str().expect("utf8")],
-        dir.path(),
-        &dir.path().join("lc.log"),
-    );
+    let args = ["replicate", "-config", cfg.to_str().expect("utf8"), "-trace", trace.to_str().expect("utf8")];
+    let mut lc = Proc::spawn(&litecar_bin(), &args, dir.path(), &dir.path().join("lc.log"));
     std::thread::sleep(Duration::from_secs(2));
     assert!(lc.terminate().success(), "{}", lc.log_text());
     assert!(lc.log_text().contains("no databases"), "{}", lc.log_text());
+    let traced = std::fs::read_to_string(&trace).expect("trace file");
+    assert!(traced.contains("no databases") && traced.contains("using config file"), "{traced}");
 }
 
 /// Values Litestream accepts and that used to make litecar panic inside its HTTP client: an endpoint without a
@@ -220,4 +218,43 @@ fn litestream_loads_the_corpus_too() {
         checked += 1;
     }
     assert!(checked >= 15);
+}
+
+/// `generations` prints `lag` as Litestream does: a Go duration, the database's last write minus the replica's.
+#[test]
+fn generations_lag_is_a_go_duration_from_the_database_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (db, replica) = (dir.path().join("app.db"), dir.path().join("replica"));
+    workload::create(&db);
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!("dbs:\n  - path: {}\n    replicas:\n      - url: file://{}\n", db.display(), replica.display()),
+    )
+    .expect("config");
+    let mut lc = Proc::spawn(
+        &litecar_bin(),
+        &["replicate", "-config", cfg.to_str().expect("utf8")],
+        dir.path(),
+        &dir.path().join("lc.log"),
+    );
+    eventually(Duration::from_secs(15), "a snapshot", || replica.join("generations").exists());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(lc.terminate().success(), "{}", lc.log_text());
+    // The database was last written 1h2m5s after the replica.
+    let later = std::time::SystemTime::now() + Duration::from_secs(3725);
+    for suffix in ["", "-wal"] {
+        if let Ok(f) = std::fs::File::options().append(true).open(format!("{}{suffix}", db.display())) {
+            f.set_modified(later).expect("set mtime");
+        }
+    }
+    let o = litecar_with_env(
+        &["generations", "-config", cfg.to_str().expect("utf8"), db.to_str().expect("utf8")],
+        dir.path(),
+        &[],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lag = out.lines().nth(1).and_then(|l| l.split_whitespace().nth(2)).expect("a generation row");
+    assert!(lag.starts_with("1h2m") && lag.ends_with('s'), "lag {lag:?} in:\n{out}");
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use litecar_replicate::backend::{AbsSettings, Backend, GcsSettings, S3Settings};
+use litecar_replicate::encryption::AgeKeys;
 use litecar_replicate::shipper::CheckpointPolicy;
 
 use super::env::expand_home;
@@ -57,6 +58,8 @@ pub struct ReplicaSettings {
     pub snapshot_interval: Option<Duration>,
     pub retention: Option<Duration>,
     pub retention_check_interval: Duration,
+    /// age keys: objects are encrypted when recipients are set, decrypted when identities are.
+    pub age: Option<AgeKeys>,
 }
 
 #[derive(Debug, Clone)]
@@ -257,16 +260,13 @@ pub fn resolve_replica(
             "replica type sftp is not supported by litecar yet (file, s3, abs, gcs)",
         ));
     }
-    if let Some(age) = &r.age
-        && (!age.recipients.is_empty() || !age.identities.is_empty())
-    {
-        // Refused rather than ignored: ignoring recipients would write plaintext where the user asked for
-        // encryption, and ignoring identities could not read what Litestream encrypted.
-        return Err(problem(
-            k("age"),
-            "age encryption is not supported by litecar yet; replicas would not be encrypted",
-        ));
-    }
+    let age = match &r.age {
+        Some(a) => {
+            let keys = AgeKeys::parse(&a.identities, &a.recipients).map_err(|m| problem(k("age"), m))?;
+            (!keys.is_empty()).then_some(keys)
+        }
+        None => None,
+    };
     if r.validation_interval.is_some() {
         notes.push(format!("{}: not implemented by litecar; no validation is run", k("validation-interval")));
     }
@@ -355,6 +355,7 @@ pub fn resolve_replica(
         snapshot_interval: d(r.snapshot_interval.or(inherited.snapshot_interval)).filter(|d| !d.is_zero()),
         retention: Some(d(r.retention.or(inherited.retention)).unwrap_or(DEFAULT_RETENTION)).filter(|d| !d.is_zero()),
         retention_check_interval: d(r.retention_check_interval).unwrap_or(DEFAULT_RETENTION_CHECK),
+        age,
     })
 }
 

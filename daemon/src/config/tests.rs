@@ -146,11 +146,15 @@ fn home_directory_in_paths() {
 }
 
 #[test]
-fn unsupported_features_are_refused_not_ignored() {
+fn age_keys_and_unsupported_features() {
     let e = err(
         "dbs:\n  - path: /a.db\n    replicas:\n      - url: file:///r\n        age:\n          recipients: [age1abc]\n",
     );
-    assert!(e.contains("dbs[0].replicas[0].age") && e.contains("not supported"), "{e}");
+    assert!(e.contains("line 5: dbs[0].replicas[0].age") && e.contains("recipients[0]"), "{e}");
+    let e = err(
+        "dbs:\n  - path: /a.db\n    replicas:\n      - url: file:///r\n        age:\n          identities: [AGE-SECRET-KEY-1NOPE]\n",
+    );
+    assert!(e.contains("identities[0]") && !e.contains("NOPE"), "{e}");
     let e = err("dbs:\n  - path: /a.db\n    replicas:\n      - url: sftp://u@h/p\n");
     assert!(e.contains("sftp"), "{e}");
     let l = load("dbs:\n  - path: /a.db\n    replicas:\n      - url: file:///r\n        validation-interval: 1h\n")
