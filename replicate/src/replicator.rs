@@ -376,9 +376,13 @@ fn spawn_shipper(
         .name(name)
         .spawn(move || {
             let mut current = Some(shipper);
+            let mut last_command = Instant::now();
             loop {
-                // Between commands, every millisecond: is another process's checkpoint waiting for our read lock?
-                let cmd = match rx.recv_timeout(COOPERATE_POLL) {
+                // Between commands: is another process's checkpoint waiting for our read lock? Every millisecond while
+                // the database is being written (writers would wait behind that checkpoint), less often when idle.
+                let poll =
+                    if last_command.elapsed() < COOPERATE_IDLE_AFTER { COOPERATE_POLL } else { COOPERATE_POLL_IDLE };
+                let cmd = match rx.recv_timeout(poll) {
                     Ok(cmd) => cmd,
                     Err(RecvTimeoutError::Timeout) => {
                         if let Some(s) = current.as_mut() {
@@ -388,6 +392,7 @@ fn spawn_shipper(
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
                 };
+                last_command = Instant::now();
                 let shipper = match current {
                     Some(ref mut s) => s,
                     None => match reopen() {
@@ -451,6 +456,10 @@ fn spawn_shipper(
 
 /// How often the shipper thread looks, between commands, for another process's checkpoint waiting for its read lock.
 const COOPERATE_POLL: Duration = Duration::from_millis(1);
+/// …and once no sync was asked for this long (nothing is being written), this often: an idle poll costs a thread
+/// wake-up and a system call, and a checkpoint of an idle database holds up no writer.
+const COOPERATE_POLL_IDLE: Duration = Duration::from_millis(10);
+const COOPERATE_IDLE_AFTER: Duration = Duration::from_secs(2);
 
 fn cooperate(shipper: &mut Shipper, stepped_aside: &impl Fn(&SyncReport)) {
     match shipper.cooperate() {
