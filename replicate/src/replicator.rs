@@ -376,13 +376,20 @@ fn spawn_shipper(
         .name(name)
         .spawn(move || {
             let mut current = Some(shipper);
+            let mut last_write = Instant::now();
             loop {
-                // Between commands, every millisecond: is another process's checkpoint waiting for our read lock?
-                let cmd = match rx.recv_timeout(COOPERATE_POLL) {
+                // Between commands: is another process's checkpoint waiting for our read lock? Every millisecond while
+                // the database is being written (writers would wait behind that checkpoint), less often when idle
+                // (syncs still come every monitor-interval then, finding nothing new).
+                let poll =
+                    if last_write.elapsed() < COOPERATE_IDLE_AFTER { COOPERATE_POLL } else { COOPERATE_POLL_IDLE };
+                let cmd = match rx.recv_timeout(poll) {
                     Ok(cmd) => cmd,
                     Err(RecvTimeoutError::Timeout) => {
-                        if let Some(s) = current.as_mut() {
-                            cooperate(s, &stepped_aside);
+                        if let Some(s) = current.as_mut()
+                            && cooperate(s, &stepped_aside)
+                        {
+                            last_write = Instant::now();
                         }
                         continue;
                     }
@@ -401,6 +408,7 @@ fn spawn_shipper(
                         }
                     },
                 };
+                let wrote = |r: &Result<SyncReport>| r.as_ref().is_ok_and(|r| r.bytes > 0 || !r.app_waits.is_empty());
                 let replaced = match cmd {
                     Command::Sync(mut lost, reply) => {
                         // Coalesce a burst of queued syncs into this one.
@@ -420,6 +428,9 @@ fn spawn_shipper(
                             result = shipper.snapshot();
                         }
                         let replaced = matches!(result, Err(Error::Replaced { .. }));
+                        if wrote(&result) {
+                            last_write = Instant::now();
+                        }
                         send_all(replies, &result);
                         if !snapshot.is_empty() {
                             // A replaced file gets no snapshot: the one at the path starts its own generation.
@@ -439,7 +450,7 @@ fn spawn_shipper(
                 }
                 // A command may have given up the write lock to a checkpoint that waits for us.
                 if let Some(s) = current.as_mut() {
-                    cooperate(s, &stepped_aside);
+                    _ = cooperate(s, &stepped_aside);
                 }
             }
             if let Some(shipper) = current {
@@ -451,15 +462,24 @@ fn spawn_shipper(
 
 /// How often the shipper thread looks, between commands, for another process's checkpoint waiting for its read lock.
 const COOPERATE_POLL: Duration = Duration::from_millis(1);
+/// …and once no sync found anything new for this long (nothing is being written), this often: an idle poll costs a thread
+/// wake-up and a system call, and a checkpoint of an idle database holds up no writer.
+const COOPERATE_POLL_IDLE: Duration = Duration::from_millis(10);
+const COOPERATE_IDLE_AFTER: Duration = Duration::from_secs(2);
 
-fn cooperate(shipper: &mut Shipper, stepped_aside: &impl Fn(&SyncReport)) {
+/// Whether it stepped aside (the application is busy with its database).
+fn cooperate(shipper: &mut Shipper, stepped_aside: &impl Fn(&SyncReport)) -> bool {
     match shipper.cooperate() {
-        Ok(Some(report)) => stepped_aside(&report),
+        Ok(Some(report)) => {
+            stepped_aside(&report);
+            return true;
+        }
         Ok(None) => {}
         Err(e) => {
             tracing::warn!(db = %shipper.db_path().display(), error = %e, "stepping aside for the application's checkpoint failed")
         }
     }
+    false
 }
 
 fn close(shipper: Shipper, db: &Path) {
