@@ -306,3 +306,26 @@ fn app_wait_metric(db: &str, h: &WaitHistogram) -> prometheus::proto::Metric {
     m.set_histogram(histogram);
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_includes_other_parts_checks() {
+        let m = Metrics::new().expect("metrics");
+        assert_eq!(m.readiness(), Ok(()));
+        let warming = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let w = warming.clone();
+        m.add_readiness_check(Arc::new(move || {
+            if w.load(std::sync::atomic::Ordering::SeqCst) {
+                vec!["watchcache v1/Pod: warming up".into()]
+            } else {
+                vec![]
+            }
+        }));
+        assert_eq!(m.readiness(), Err(vec!["watchcache v1/Pod: warming up".to_owned()]));
+        warming.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(m.readiness(), Ok(()));
+    }
+}

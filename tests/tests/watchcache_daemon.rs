@@ -79,6 +79,11 @@ async fn ingest_serves_filtered_sorted_pages_behind_jwt() {
     eventually(Duration::from_secs(20), "the delete", || get(port, path, &token).1["count"] == json!(9));
 
     assert_eq!(http_get(port, "/k8s/core/v1/pods").0, 401, "the /k8s routes must require a token");
+    // the Kubernetes-compatible read API, behind the same layer
+    assert_eq!(http_get(port, "/api/v1/pods").0, 401, "the /api routes must require a token");
+    let (status, body) = get(port, "/api/v1/namespaces/apps/pods?fieldSelector=spec.nodeName%3Dnode-a", &token);
+    assert_eq!((status, body["kind"].as_str()), (200, Some("PodList")), "{body}");
+    assert_eq!(body["items"].as_array().expect("items").len(), 9, "{body}");
     let (status, body) = get(port, "/k8s/core/v1/pods?filter=status.phase=Running", &token);
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("status.phase"), "the error must name the term: {body}");

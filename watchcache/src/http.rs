@@ -32,6 +32,10 @@ impl K8sApi {
 }
 
 impl K8sApi {
+    pub(crate) fn store(&self, group: &str, version: &str, resource: &str) -> Option<Store> {
+        self.stores.get(&(group.to_owned(), version.to_owned(), resource.to_owned())).cloned()
+    }
+
     /// What is not ready to serve: one line per store still waiting for its first list.
     pub fn warming(&self) -> Vec<String> {
         self.stores
@@ -47,11 +51,15 @@ impl K8sApi {
     }
 }
 
+/// The steve-style `/k8s` routes and the Kubernetes-compatible read API (`/api`, `/apis`).
 pub fn router(state: K8sApi) -> axum::Router {
-    axum::Router::new().route("/k8s/{group}/{version}/{resource}", axum::routing::get(get)).with_state(state)
+    axum::Router::new()
+        .route("/k8s/{group}/{version}/{resource}", axum::routing::get(get))
+        .with_state(state.clone())
+        .merge(crate::kube_api::routes(state))
 }
 
-fn status(code: StatusCode, reason: &str, message: String) -> Response {
+pub(crate) fn status(code: StatusCode, reason: &str, message: String) -> Response {
     let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
                       "message": message, "code": code.as_u16()});
     (code, axum::Json(body)).into_response()

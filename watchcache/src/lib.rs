@@ -17,6 +17,7 @@ pub mod http;
 pub use http::{K8sApi, router};
 mod ingest;
 mod keyset;
+mod kube_api;
 mod names;
 mod path;
 mod query;
