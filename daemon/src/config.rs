@@ -50,6 +50,9 @@ pub struct Config {
     /// litecar: fill a database from the Kubernetes API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchcache: Option<WatchcacheConfig>,
+    /// litecar: read replicas that `litecar follow` keeps up to date.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow: Vec<crate::follow::FollowConfig>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -444,7 +447,7 @@ impl Config {
                 }
                 _ => {}
             }
-            if rest.db.is_none() && self.dbs.len() != 1 {
+            if rest.db.is_none() && self.dbs.len() + self.follow.len() != 1 {
                 return Err(invalid("rest.db".into(), "required unless exactly one database is configured".into()));
             }
         }
@@ -461,6 +464,7 @@ impl Config {
                 }
             }
         }
+        crate::follow::validate(&self.follow, &self.dbs).map_err(|(key, message)| invalid(key, message))?;
         let mut seen = std::collections::HashSet::new();
         for (i, db) in self.dbs.iter().enumerate() {
             if db.path.trim().is_empty() {

@@ -82,6 +82,12 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             run_daemon(config_file, None, false).await
         }
+        Command::Follow(args) => {
+            let (config_file, path) = commands::load_config(&args.config)?;
+            let follows = litecar::follow::plan(&args, config_file.as_ref(), &path)?;
+            let config_file = config_file.unwrap_or_default();
+            run_plan(config_file, None, vec![], follows).await
+        }
         Command::Restore(args) => {
             logging::init(None);
             match commands::restore(args).await? {
@@ -101,7 +107,6 @@ async fn run(cli: Cli) -> Result<i32> {
 
 /// Replication (when `replicate`), the REST API and the metrics endpoint, as the config asks.
 async fn run_daemon(config_file: Config, exec: Option<String>, replicate: bool) -> Result<i32> {
-    logging::init(config_file.logging.as_ref());
     let shutdown_timeout = config_file.shutdown_timeout.map(|g| g.0).unwrap_or(replicas::DEFAULT_SHUTDOWN_TIMEOUT);
     let mut dbs = vec![];
     for db in config_file.dbs.iter().filter(|_| replicate) {
@@ -116,12 +121,24 @@ async fn run_daemon(config_file: Config, exec: Option<String>, replicate: bool) 
         }
         dbs.push((replicas::db_options(db, shutdown_timeout), reps));
     }
+    run_plan(config_file, exec, dbs, vec![]).await
+}
+
+/// Run the supervisor over replicators, followers, the REST API and the metrics endpoint.
+async fn run_plan(
+    config_file: Config,
+    exec: Option<String>,
+    dbs: Vec<(litecar_replicate::replicator::DbOptions, Vec<litecar_replicate::replicator::ReplicaOptions>)>,
+    follows: Vec<litecar_replicate::follow::FollowOptions>,
+) -> Result<i32> {
+    logging::init(config_file.logging.as_ref());
+    let shutdown_timeout = config_file.shutdown_timeout.map(|g| g.0).unwrap_or(replicas::DEFAULT_SHUTDOWN_TIMEOUT);
     let exec = exec.or(config_file.exec.clone());
     let addr = config_file.addr.as_deref().filter(|a| !a.is_empty()).map(http::parse_addr).transpose()?;
     let metrics = Metrics::new().context("setting up metrics")?;
     let rest = rest::plan(&config_file)?;
     let watchcache = config_file.watchcache.as_ref().map(litecar::watchcache::plan);
-    supervisor::run(supervisor::Plan { dbs, exec, shutdown_timeout, addr, metrics, rest, watchcache }).await
+    supervisor::run(supervisor::Plan { dbs, follows, exec, shutdown_timeout, addr, metrics, rest, watchcache }).await
 }
 
 /// `replicate DB_PATH REPLICA_URL...` without a config file.

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub ops: Arc<OpMetrics>,
     dbs: Arc<std::sync::Mutex<Vec<DbHandle>>>,
+    followers: Arc<std::sync::Mutex<Vec<crate::follow_metrics::FollowerHandle>>>,
 }
 
 impl Metrics {
@@ -91,11 +92,22 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
         registry.register(Box::new(build))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        Ok(Self { registry, ops: Arc::new(ops), dbs: Arc::default() })
+        Ok(Self { registry, ops: Arc::new(ops), dbs: Arc::default(), followers: Arc::default() })
     }
 
     pub fn add_db(&self, db: DbHandle) {
         self.dbs.lock().unwrap_or_else(|p| p.into_inner()).push(db);
+    }
+
+    pub fn add_follower(&self, path: PathBuf, status: Arc<litecar_replicate::follow::FollowStatus>) {
+        self.followers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(crate::follow_metrics::FollowerHandle { path, status });
+    }
+
+    fn followers(&self) -> Vec<crate::follow_metrics::FollowerHandle> {
+        self.followers.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn dbs(&self) -> Vec<DbHandle> {
@@ -108,6 +120,10 @@ impl Metrics {
         match self.status_families() {
             Ok(f) => families.extend(f),
             Err(e) => tracing::error!(error = %e, "building replication metrics failed"),
+        }
+        match crate::follow_metrics::families(&self.followers()) {
+            Ok(f) => families.extend(f),
+            Err(e) => tracing::error!(error = %e, "building follower metrics failed"),
         }
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = vec![];
@@ -245,6 +261,7 @@ impl Metrics {
                 }
             }
         }
+        problems.extend(crate::follow_metrics::readiness(&self.followers()));
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 }

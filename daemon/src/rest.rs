@@ -20,10 +20,11 @@ pub struct RestPlan {
 pub fn plan(config: &Config) -> Result<Option<RestPlan>> {
     let Some(rest) = config.rest.as_ref().filter(|r| r.enabled.unwrap_or(true)) else { return Ok(None) };
     let addr = crate::http::parse_addr(rest.addr.as_deref().unwrap_or(":8080")).context("rest.addr")?;
-    let db = match (&rest.db, config.dbs.as_slice()) {
-        (Some(db), _) => PathBuf::from(db),
-        (None, [only]) => PathBuf::from(&only.path),
-        (None, _) => bail!("rest.db: required unless exactly one database is configured"),
+    let db = match (&rest.db, config.dbs.as_slice(), config.follow.as_slice()) {
+        (Some(db), _, _) => PathBuf::from(db),
+        (None, [only], []) => PathBuf::from(&only.path),
+        (None, [], [only]) => PathBuf::from(&only.path),
+        (None, _, _) => bail!("rest.db: required unless exactly one database is configured"),
     };
     let mut options = RestOptions::new(db);
     options.allowed_tables = rest.allowed_tables.clone();
