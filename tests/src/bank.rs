@@ -93,7 +93,7 @@ fn transfers(db: &Path, opts: &Options, shared: &Shared) {
             .expect("debit");
         tx.execute("UPDATE accounts SET balance = balance + ?2, touched = touched + 1 WHERE id = ?1", [to, amount])
             .expect("credit");
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             // Larger than a page: overflow pages change with the row.
             tx.execute(
                 "INSERT INTO blobs (account, data) VALUES (?1, randomblob(?2))",
@@ -101,11 +101,11 @@ fn transfers(db: &Path, opts: &Options, shared: &Shared) {
             )
             .expect("blob");
         }
-        if n % 11 == 0 {
+        if n.is_multiple_of(11) {
             tx.execute("DELETE FROM blobs WHERE id IN (SELECT id FROM blobs ORDER BY random() LIMIT 2)", [])
                 .expect("delete blobs");
         }
-        if opts.big_every.is_some_and(|every| n % every == 0) {
+        if opts.big_every.is_some_and(|every| n.is_multiple_of(every)) {
             tx.execute(
                 "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 24)
                  INSERT INTO blobs (account, data) SELECT ?1, randomblob(200000) FROM k",

@@ -223,6 +223,12 @@ impl Target {
     ) -> Result<()> {
         let path = self.path.clone();
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).db(&path)?;
+        // Checked under the write lock, so that no other writer's commit can slip in between check and write. A
+        // replacement is the cure for such writes, so it goes ahead regardless.
+        let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0)).db(&path)?;
+        if !skip_unchanged && version != self.data_version {
+            return Err(Error::WrittenByOthers { path });
+        }
         let ours: u32 = tx.query_row("PRAGMA page_size", [], |r| r.get(0)).db(&path)?;
         if let Some(theirs) = page_size.filter(|&p| p != ours) {
             return Err(Error::NotADatabase {

@@ -69,7 +69,12 @@ struct Live {
 /// What one poll found.
 enum Step {
     Idle,
-    Applied { any: bool, error: Option<Error> },
+    /// `drained`: the batch took everything listed (the live loop continues from there).
+    Applied {
+        any: bool,
+        drained: bool,
+        error: Option<Error>,
+    },
 }
 
 impl Follower {
@@ -113,21 +118,9 @@ impl Follower {
         let (mut idle, mut stuck) = (0u32, 0u32);
         let mut last_generation_check: Option<Instant> = None;
         while !cancel.is_cancelled() {
-            match live.target.run(|t| t.written_by_others()).await {
-                Ok(false) => {}
-                Ok(true) => {
-                    tracing::warn!(
-                        db = %self.opts.path.display(),
-                        "the follower's database was written by another process; rebuilding it from the replica"
-                    );
-                    if let Err(e) = self.rebuild(&mut live, None).await {
-                        self.status.error();
-                        tracing::error!(error = %e, "follow: rebuilding the copy failed; retrying");
-                        sleep_or_cancel(self.opts.poll_interval, &cancel).await;
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e),
+            if live.target.run(|t| t.written_by_others()).await? {
+                self.rebuild_written(&mut live, &cancel).await;
+                continue;
             }
             let wait = match self.step(&mut live).await {
                 Ok(Step::Idle) => {
@@ -143,11 +136,11 @@ impl Follower {
                     idle = (idle + 1).min(MAX_IDLE_FACTOR);
                     if events { self.opts.poll_interval } else { self.opts.poll_interval * idle }
                 }
-                Ok(Step::Applied { any, error: None }) => {
+                Ok(Step::Applied { any, error: None, .. }) => {
                     (idle, stuck) = (0, 0);
                     if any { Duration::ZERO } else { self.opts.poll_interval }
                 }
-                Ok(Step::Applied { any, error: Some(e) }) => {
+                Ok(Step::Applied { any, error: Some(e), .. }) => {
                     idle = 0;
                     stuck = if any { 1 } else { stuck + 1 };
                     if stuck >= STUCK_POLLS {
@@ -160,6 +153,10 @@ impl Follower {
                         }
                     }
                     self.opts.poll_interval
+                }
+                Err(Error::WrittenByOthers { .. }) => {
+                    self.rebuild_written(&mut live, &cancel).await;
+                    continue;
                 }
                 Err(e) if is_fatal(&e) => return Err(e),
                 Err(e) => {
@@ -180,6 +177,19 @@ impl Follower {
         }
         drop(watcher);
         Ok(())
+    }
+
+    /// Rebuild a copy that another process wrote to.
+    async fn rebuild_written(&self, live: &mut Live, cancel: &CancellationToken) {
+        tracing::warn!(
+            db = %self.opts.path.display(),
+            "the follower's database was written by another process; rebuilding it from the replica"
+        );
+        if let Err(e) = self.rebuild(live, None).await {
+            self.status.error();
+            tracing::error!(error = %e, "follow: rebuilding the copy failed; retrying");
+            sleep_or_cancel(self.opts.poll_interval, cancel).await;
+        }
     }
 
     /// Open the copy as it is if it matches its cursor, rebuild it if not, or restore it if there is none yet.
@@ -267,12 +277,13 @@ impl Follower {
             page1_hash,
         };
         let mut live = Live { target, cursor, newest: plan.snapshot.created, known: BTreeSet::new() };
+        // Up to what the replica held when we looked: a busy writer would otherwise keep us from ever finishing.
         loop {
             match self.step(&mut live).await? {
                 Step::Idle => break,
                 Step::Applied { error: Some(e), .. } => return Err(e),
-                Step::Applied { any: true, error: None } => {}
-                Step::Applied { any: false, error: None } => break,
+                Step::Applied { any: true, drained: false, error: None } => {}
+                Step::Applied { .. } => break,
             }
         }
         drop(live.target);
@@ -300,8 +311,9 @@ impl Follower {
             .max(1);
         let decoded = source::fetch(replica, &self.scratch(), &listed[..take]).await?;
         let (batch, error) = apply::check(&self.replica_name, &live.cursor, decoded);
+        let drained = take == listed.len() && error.is_none();
         if batch.is_empty() {
-            return Ok(Step::Applied { any: false, error });
+            return Ok(Step::Applied { any: false, drained, error });
         }
         let (cursor, commits, newest) =
             live.target.run(move |t| t.apply(&batch).map(|c| (c, batch.commits, batch.newest))).await?;
@@ -309,7 +321,7 @@ impl Follower {
         live.cursor = cursor;
         live.newest = newest.unwrap_or(live.newest);
         self.status.applied(commits);
-        Ok(Step::Applied { any: true, error })
+        Ok(Step::Applied { any: true, drained, error })
     }
 
     /// Switch to a newer generation if the replica has one (or any other when ours is gone). `stuck` also starts
