@@ -115,6 +115,9 @@ pub struct RestConfig {
     pub max_body_bytes: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows: Option<usize>,
+    /// Serve reads only; writes answer 405. Always on when `db` is one of the `follow:` read replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
     /// `none` (loopback only) or a JWT mapping; required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSetting>,

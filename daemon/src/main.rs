@@ -136,7 +136,11 @@ async fn run_plan(
     let exec = exec.or(config_file.exec.clone());
     let addr = config_file.addr.as_deref().filter(|a| !a.is_empty()).map(http::parse_addr).transpose()?;
     let metrics = Metrics::new().context("setting up metrics")?;
-    let rest = rest::plan(&config_file)?;
+    let mut rest = rest::plan(&config_file)?;
+    if let Some(r) = rest.as_mut().filter(|r| follows.iter().any(|f| f.path == r.options.db_path)) {
+        // A follower's copy takes no writes but the follower's own.
+        r.options.read_only = true;
+    }
     let watchcache = config_file.watchcache.as_ref().map(litecar::watchcache::plan);
     supervisor::run(supervisor::Plan { dbs, follows, exec, shutdown_timeout, addr, metrics, rest, watchcache }).await
 }

@@ -2,7 +2,7 @@
 //! environment, the auth layer applied to every protected route, metrics in the daemon's registry.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use litecar_rest::{AuthConfig, JwtOptions, KeySource, RestMetrics, RestOptions, RestState, RolePolicy};
@@ -39,6 +39,8 @@ pub fn plan(config: &Config) -> Result<Option<RestPlan>> {
         options.max_body_bytes = n;
     }
     options.max_rows = rest.max_rows;
+    options.read_only =
+        rest.read_only.unwrap_or(false) || config.follow.iter().any(|f| Path::new(&f.path) == options.db_path);
     let auth = match &rest.auth {
         None => bail!("rest.auth: required (a JWT key, or `none` on a loopback address)"),
         Some(AuthSetting::Keyword(_)) => AuthConfig::None,

@@ -322,3 +322,56 @@ fn corrupt_next_segment(replica: &Path, mut write: impl FnMut()) -> String {
     }
     panic!("no new segment appeared");
 }
+
+/// litecar's REST API over a follower's copy serves reads and refuses writes with 405 and a JSON error.
+#[test]
+fn the_rest_api_over_a_follower_is_read_only() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    bank::create(&db);
+    let mut writer = env.start_writer(false);
+    let (rest_port, metrics_port) = (litecar_e2e::free_port(), litecar_e2e::free_port());
+    let cfg = env.path("follower.yml");
+    let copy = env.path("copy.db");
+    std::fs::write(
+        &cfg,
+        format!(
+            "addr: 127.0.0.1:{metrics_port}\nfollow:\n  - path: {}\n    url: {}\nrest:\n  addr: 127.0.0.1:{rest_port}\n  \
+             auth: none\n  allowed-tables: [accounts]\n",
+            copy.display(),
+            env.file_url()
+        ),
+    )
+    .expect("config");
+    let mut follower = Proc::spawn(
+        &litecar_bin(),
+        &["follow", "-config", cfg.to_str().expect("utf8")],
+        env.dir.path(),
+        &env.path("f.log"),
+    );
+    eventually(Duration::from_secs(30), "the follower ready", || {
+        litecar_e2e::http_get(metrics_port, "/readyz").0 == 200
+    });
+    let (status, body) = litecar_e2e::http_get(rest_port, "/accounts?id=eq.1&select=balance");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&bank::INITIAL_BALANCE.to_string()), "{body}");
+    let (status, body) = http_post(rest_port, "/accounts", r#"{"id": 9999, "balance": 1}"#);
+    assert_eq!(status, 405, "{body}");
+    assert!(body.contains("read replica"), "{body}");
+    assert!(follower.terminate().success());
+    assert!(writer.terminate().success());
+}
+
+fn http_post(port: u16, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
