@@ -125,6 +125,8 @@ impl Metrics {
             Ok(f) => families.extend(f),
             Err(e) => tracing::error!(error = %e, "building follower metrics failed"),
         }
+        // A family without series (no replicated database in a follower-only process) cannot be encoded.
+        families.retain(|f| !f.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = vec![];
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
