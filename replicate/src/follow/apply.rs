@@ -261,3 +261,91 @@ impl Target {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Generation;
+    use crate::wal::WalHeader;
+
+    const PAGE: u32 = 512;
+
+    fn header(salt1: u32) -> WalHeader {
+        let h = WalHeader {
+            big_endian_checksums: false,
+            page_size: PAGE,
+            checkpoint_seq: 0,
+            salt1,
+            salt2: 9,
+            checksum: (0, 0),
+        };
+        WalHeader::parse(&h.encode()).expect("valid header")
+    }
+
+    /// A segment of `commits` one-page transactions, continuing `running`; returns it and the checksum after it.
+    fn frames(h: &WalHeader, running: wal::Checksum, commits: u32, with_header: bool) -> (Vec<u8>, wal::Checksum) {
+        let mut out = if with_header { h.encode().to_vec() } else { vec![] };
+        let mut c = running;
+        for i in 0..commits {
+            let (f, next) = wal::encode_frame(h, c, 2, 2 + i, &vec![i as u8; PAGE as usize]);
+            out.extend_from_slice(&f);
+            c = next;
+        }
+        (out, c)
+    }
+
+    fn cursor() -> Cursor {
+        Cursor {
+            generation: Generation::parse("0123456789abcdef").expect("generation"),
+            pos: Pos { index: 0, offset: 0 },
+            header: None,
+            checksum: (0, 0),
+            last_name: "00000000".into(),
+            db_pages: 1,
+            page1_hash: 0,
+        }
+    }
+
+    fn decoded(index: u32, offset: u64, bytes: Vec<u8>) -> Decoded {
+        Decoded { pos: Pos { index, offset }, created: std::time::SystemTime::now(), bytes }
+    }
+
+    #[test]
+    fn segments_that_continue_the_cursor_advance_it_across_wal_indexes() {
+        let h0 = header(1);
+        let (first, c) = frames(&h0, h0.checksum, 2, true);
+        let end = first.len() as u64;
+        let (second, _) = frames(&h0, c, 1, false);
+        let h1 = header(2);
+        let (next_index, c1) = frames(&h1, h1.checksum, 3, true);
+        let segments = vec![decoded(0, 0, first), decoded(0, end, second), decoded(1, 0, next_index.clone())];
+        let (batch, error) = check("r", &cursor(), segments);
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(batch.commits, 6);
+        assert_eq!(batch.cursor.pos, Pos { index: 1, offset: next_index.len() as u64 });
+        assert_eq!(batch.cursor.checksum, c1);
+        assert_eq!(batch.cursor.header, Some(h1));
+        assert_eq!(batch.cursor.db_pages, 4);
+        assert_eq!(batch.cursor.last_name, "00000001_00000000.wal.lz4");
+    }
+
+    #[test]
+    fn a_gap_or_a_torn_segment_stops_the_batch_with_an_error_naming_the_object() {
+        let h = header(1);
+        let (first, c) = frames(&h, h.checksum, 1, true);
+        let end = first.len() as u64;
+        let (later, _) = frames(&h, c, 1, false);
+        let (batch, error) =
+            check("file:///r", &cursor(), vec![decoded(0, 0, first.clone()), decoded(0, end + 536, later)]);
+        assert_eq!(batch.segments.len(), 1, "the good segment stays in the batch");
+        let message = error.expect("a gap").to_string();
+        assert!(message.contains(&format!("00000000_{end:08x}.wal.lz4")), "{message}");
+
+        let (mut torn, _) = frames(&h, c, 2, false);
+        torn.truncate(torn.len() - 10);
+        let (batch, error) = check("file:///r", &cursor(), vec![decoded(0, 0, first), decoded(0, end, torn)]);
+        assert_eq!(batch.segments.len(), 1);
+        let message = error.expect("torn").to_string();
+        assert!(message.contains("corrupt") && message.contains(&format!("00000000_{end:08x}.wal.lz4")), "{message}");
+    }
+}
