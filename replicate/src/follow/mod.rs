@@ -293,6 +293,7 @@ impl Follower {
     /// Apply what the replica holds past the cursor (up to a batch's worth), as one transaction.
     async fn step(&self, live: &mut Live) -> Result<Step> {
         let replica = &self.opts.replica;
+        let started = Instant::now();
         let listed = replica.segments_after(&live.cursor.generation, &live.cursor.last_name).await?;
         if listed.is_empty() {
             return Ok(Step::Idle);
@@ -309,7 +310,9 @@ impl Follower {
             })
             .count()
             .max(1);
+        let listed_at = started.elapsed();
         let decoded = source::fetch(replica, &self.scratch(), &listed[..take]).await?;
+        let fetched_at = started.elapsed();
         let (batch, error) = apply::check(&self.replica_name, &live.cursor, decoded);
         let drained = take == listed.len() && error.is_none();
         if batch.is_empty() {
@@ -317,7 +320,17 @@ impl Follower {
         }
         let (cursor, commits, newest) =
             live.target.run(move |t| t.apply(&batch).map(|c| (c, batch.commits, batch.newest))).await?;
+        let applied_at = started.elapsed();
         CursorFile::for_db(&live.target.path()).save(&cursor)?;
+        tracing::debug!(
+            segments = take,
+            commits,
+            list_ms = listed_at.as_millis(),
+            fetch_ms = (fetched_at - listed_at).as_millis(),
+            apply_ms = (applied_at - fetched_at).as_millis(),
+            save_ms = (started.elapsed() - applied_at).as_millis(),
+            "follow: batch applied"
+        );
         live.cursor = cursor;
         live.newest = newest.unwrap_or(live.newest);
         self.status.applied(commits);
