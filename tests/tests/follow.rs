@@ -146,7 +146,7 @@ fn wait_equal(writer: &Path, copy: &Path, limit: Duration) {
 }
 
 fn wait_for_copy(path: &Path) {
-    eventually(Duration::from_secs(30), "the follower's first copy", || path.exists());
+    eventually(Duration::from_secs(60), "the follower's first copy", || path.exists());
 }
 
 /// The whole story on one writer: two followers (file replica and S3) with readers on both, a mixed workload, the
@@ -239,7 +239,7 @@ fn a_copy_written_by_someone_else_is_rebuilt() {
         follower.log_text().contains("written by another process; rebuilding it from the replica")
     });
     bank.stop();
-    wait_equal(&db, &copy, Duration::from_secs(30));
+    wait_equal(&db, &copy, Duration::from_secs(90));
     bank::check(&bank::reader(&copy)).expect("invariant after the rebuild");
     follower.terminate();
     writer.terminate();
@@ -276,7 +276,7 @@ fn bad_input_names_the_object_or_path_and_keeps_the_last_good_copy() {
     let copy = env.path("copy.db");
     wait_for_copy(&copy);
     bank.stop();
-    wait_equal(&db, &copy, Duration::from_secs(30));
+    wait_equal(&db, &copy, Duration::from_secs(90));
     let good = digest(&copy);
     assert!(follower.terminate().success());
     let c = litecar_e2e::app_connection(&db);
@@ -284,7 +284,7 @@ fn bad_input_names_the_object_or_path_and_keeps_the_last_good_copy() {
         c.execute("UPDATE accounts SET touched = touched + 1 WHERE id = 2", []).expect("write");
     });
     let mut follower = env.follow("copy.db", &[&url]);
-    eventually(Duration::from_secs(30), "the corrupt segment reported", || follower.log_text().contains(&corrupted));
+    eventually(Duration::from_secs(60), "the corrupt segment reported", || follower.log_text().contains(&corrupted));
     assert_eq!(digest(&copy), good, "the copy moved past a corrupt segment");
     bank::check(&bank::reader(&copy)).expect("the last good copy is readable");
 
