@@ -54,6 +54,9 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Keep read-only copies of databases up to date from their replicas (a URL and -o, or the config's `follow:`
+    /// list), until SIGTERM.
+    Follow(FollowArgs),
     /// Restore a database from a replica.
     Restore(RestoreArgs),
     /// List the generations of a database's replicas.
@@ -111,6 +114,21 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct FollowArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The follower's database (required with REPLICA_URL).
+    #[arg(short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// How often to ask an object store for new segments (Go duration; default 1s). File replicas are watched.
+    #[arg(long = "poll-interval", value_name = "DURATION")]
+    pub poll_interval: Option<String>,
+    /// Replica to follow (instead of the config file's `follow:` list).
+    #[arg(value_name = "REPLICA_URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -139,6 +157,7 @@ const LONG_FLAGS: &[&str] = &[
     "if-db-not-exists",
     "if-replica-exists",
     "integrity-check",
+    "poll-interval",
     "help",
     "version",
 ];
@@ -212,6 +231,19 @@ mod tests {
         let Command::Replicate { trace, config, .. } = cli.command else { panic!("replicate") };
         assert_eq!(trace, Some(PathBuf::from("/tmp/trace.log")));
         assert!(config.strict);
+    }
+
+    #[test]
+    fn follow_takes_litestream_spellings() {
+        let cli =
+            parse(&["litecar", "follow", "-config", "/c.yml", "-o", "/r.db", "-poll-interval=250ms", "s3://b/app"]);
+        let Command::Follow(f) = cli.command else { panic!("follow") };
+        assert_eq!(f.config.config, Some(PathBuf::from("/c.yml")));
+        assert_eq!(f.output, Some(PathBuf::from("/r.db")));
+        assert_eq!(f.poll_interval.as_deref(), Some("250ms"));
+        assert_eq!(f.url.as_deref(), Some("s3://b/app"));
+        let Command::Follow(f) = parse(&["litecar", "follow"]).command else { panic!("follow") };
+        assert!(f.url.is_none() && f.output.is_none());
     }
 
     #[test]

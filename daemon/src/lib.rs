@@ -4,6 +4,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod exec;
+pub mod follow;
+pub mod follow_metrics;
 pub mod http;
 pub mod logging;
 pub mod metrics;

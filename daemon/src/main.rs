@@ -57,7 +57,7 @@ async fn run(cli: Cli) -> Result<i32> {
             } else {
                 (settings_from_args(&args)?, None)
             };
-            run_daemon(settings, loaded, exec, true, trace.as_deref()).await
+            run_daemon(settings, loaded, exec, true, trace.as_deref(), vec![]).await
         }
         Command::Ingest { config } => {
             let (loaded, source) = commands::load_config_quiet(&config)?;
@@ -65,7 +65,7 @@ async fn run(cli: Cli) -> Result<i32> {
             if loaded.settings.watchcache.is_none() {
                 bail!("config file {}: no watchcache: section", source.path().display());
             }
-            run_daemon(loaded.settings.clone(), Some((loaded, source)), None, false, None).await
+            run_daemon(loaded.settings.clone(), Some((loaded, source)), None, false, None, vec![]).await
         }
         Command::Serve { config } => {
             let (loaded, source) = commands::load_config_quiet(&config)?;
@@ -73,7 +73,17 @@ async fn run(cli: Cli) -> Result<i32> {
             if loaded.settings.rest.is_none() {
                 bail!("config file {}: no enabled rest: section to serve", source.path().display());
             }
-            run_daemon(loaded.settings.clone(), Some((loaded, source)), None, false, None).await
+            run_daemon(loaded.settings.clone(), Some((loaded, source)), None, false, None, vec![]).await
+        }
+        Command::Follow(args) => {
+            let (loaded, source) = commands::load_config_quiet(&args.config)?;
+            let settings = match &loaded {
+                Some(l) => l.settings.clone(),
+                None => config::parse_config(&config::Config::default())
+                    .map_err(|p| anyhow::anyhow!("{}: {}", p.key, p.message))?,
+            };
+            let follows = litecar::follow::plan(&args, loaded.as_ref().map(|l| &l.settings), source.path()).await?;
+            run_daemon(settings, loaded.map(|l| (l, source)), None, false, None, follows).await
         }
         Command::Restore(args) => {
             logging::init(logging::Options { verbose: args.verbose, ..Default::default() })?;
@@ -116,6 +126,7 @@ async fn run_daemon(
     exec: Option<String>,
     replicate: bool,
     trace: Option<&std::path::Path>,
+    follows: Vec<litecar_replicate::follow::FollowOptions>,
 ) -> Result<i32> {
     logging::init(logging::Options { config: settings.logging.as_ref(), trace, ..Default::default() })?;
     if let Some((loaded, source)) = &loaded {
@@ -136,9 +147,13 @@ async fn run_daemon(
     let exec = exec.or(settings.exec.clone());
     let addr = settings.addr.as_deref().map(http::parse_addr).transpose()?;
     let metrics = Metrics::new().context("setting up metrics")?;
-    let rest = settings.rest.as_ref().map(rest::plan).transpose()?;
+    let mut rest = settings.rest.as_ref().map(rest::plan).transpose()?;
+    if let Some(r) = rest.as_mut().filter(|r| follows.iter().any(|f| f.path == r.options.db_path)) {
+        // A follower's copy takes no writes but the follower's own.
+        r.options.read_only = true;
+    }
     let watchcache = settings.watchcache.as_ref().map(litecar::watchcache::plan);
-    supervisor::run(supervisor::Plan { dbs, exec, shutdown_timeout, addr, metrics, rest, watchcache }).await
+    supervisor::run(supervisor::Plan { dbs, follows, exec, shutdown_timeout, addr, metrics, rest, watchcache }).await
 }
 
 /// `replicate DB_PATH REPLICA_URL...` without a config file.

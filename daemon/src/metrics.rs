@@ -60,6 +60,7 @@ pub struct Metrics {
     dbs: Arc<std::sync::Mutex<Vec<DbHandle>>>,
     /// Other parts' readiness (the watch-cache's first lists): each returns what is not ready yet.
     checks: Arc<std::sync::Mutex<Vec<ReadinessCheck>>>,
+    followers: Arc<std::sync::Mutex<Vec<crate::follow_metrics::FollowerHandle>>>,
 }
 
 pub type ReadinessCheck = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
@@ -95,7 +96,13 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
         registry.register(Box::new(build))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        Ok(Self { registry, ops: Arc::new(ops), dbs: Arc::default(), checks: Arc::default() })
+        Ok(Self {
+            registry,
+            ops: Arc::new(ops),
+            dbs: Arc::default(),
+            checks: Arc::default(),
+            followers: Arc::default(),
+        })
     }
 
     pub fn add_db(&self, db: DbHandle) {
@@ -104,6 +111,17 @@ impl Metrics {
 
     pub fn add_readiness_check(&self, check: ReadinessCheck) {
         self.checks.lock().unwrap_or_else(|p| p.into_inner()).push(check);
+    }
+
+    pub fn add_follower(&self, path: PathBuf, status: Arc<litecar_replicate::follow::FollowStatus>) {
+        self.followers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(crate::follow_metrics::FollowerHandle { path, status });
+    }
+
+    fn followers(&self) -> Vec<crate::follow_metrics::FollowerHandle> {
+        self.followers.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn dbs(&self) -> Vec<DbHandle> {
@@ -117,6 +135,12 @@ impl Metrics {
             Ok(f) => families.extend(f),
             Err(e) => tracing::error!(error = %e, "building replication metrics failed"),
         }
+        match crate::follow_metrics::families(&self.followers()) {
+            Ok(f) => families.extend(f),
+            Err(e) => tracing::error!(error = %e, "building follower metrics failed"),
+        }
+        // A family without series (no replicated database in a follower-only process) cannot be encoded.
+        families.retain(|f| !f.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = vec![];
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
@@ -267,6 +291,7 @@ impl Metrics {
         for check in checks {
             problems.extend(check());
         }
+        problems.extend(crate::follow_metrics::readiness(&self.followers()));
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 }

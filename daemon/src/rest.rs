@@ -31,6 +31,7 @@ pub fn plan(rest: &RestSettings) -> Result<RestPlan> {
         options.max_body_bytes = n;
     }
     options.max_rows = rest.max_rows;
+    options.read_only = rest.read_only;
     let auth = match &rest.auth {
         RestAuth::None => AuthConfig::None,
         RestAuth::Jwt { key, config: j } => {

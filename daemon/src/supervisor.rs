@@ -16,6 +16,8 @@ use crate::metrics::{DbHandle, Metrics};
 
 pub struct Plan {
     pub dbs: Vec<(DbOptions, Vec<ReplicaOptions>)>,
+    /// Read replicas to keep up to date (`litecar follow`).
+    pub follows: Vec<litecar_replicate::follow::FollowOptions>,
     pub exec: Option<String>,
     pub shutdown_timeout: Duration,
     /// Where to serve /metrics, /healthz and /readyz (Litestream's `addr`).
@@ -45,6 +47,16 @@ pub async fn run(plan: Plan) -> Result<i32> {
         let replicator = DbReplicator::new(db, replicas);
         plan.metrics.add_db(DbHandle { path: path.clone(), status: replicator.status() });
         replicators.spawn(async move { (path, replicator.run(token).await) });
+    }
+    for mut f in plan.follows {
+        tracing::info!(db = %f.path.display(), replica = %f.replica.describe(), "following");
+        plan.metrics.ops.init(f.replica.client.kind());
+        f.replica = f.replica.with_observer(plan.metrics.ops.clone());
+        let path = f.path.clone();
+        let follower = litecar_replicate::follow::Follower::new(f);
+        plan.metrics.add_follower(path.clone(), follower.status());
+        let token = cancel.clone();
+        replicators.spawn(async move { (path, follower.run(token).await) });
     }
     let server_stop = CancellationToken::new();
     let rest_stop = CancellationToken::new();

@@ -31,6 +31,14 @@ pub trait ObjectClient: Send + Sync + fmt::Debug {
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, ReplicaError>;
     /// Objects directly under `prefix`. A missing prefix is an empty list.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ReplicaError>;
+    /// Objects directly under `prefix` whose names sort after `start_after`, in one request where the store can
+    /// start a listing there (S3's `start-after`), so that a follower polling for new segments never lists the
+    /// ones it already has.
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectInfo>, ReplicaError> {
+        let mut all = self.list(prefix).await?;
+        all.retain(|o| o.name.as_str() > start_after);
+        Ok(all)
+    }
     /// Store the file at `src` as `key`. `created` is the time the data was staged, which backends that can keep it
     /// use as the object's timestamp. Returns only once the object is durable.
     async fn put_file(&self, key: &str, src: &Path, created: SystemTime) -> Result<(), ReplicaError>;
@@ -182,6 +190,34 @@ impl Replica {
             .collect();
         gens.sort();
         Ok(gens)
+    }
+
+    /// WAL segments of a generation whose file names sort after `start_after` (a segment's or snapshot's file name
+    /// or a prefix of one), by position: one LIST request.
+    pub async fn segments_after(
+        &self,
+        generation: &Generation,
+        start_after: &str,
+    ) -> Result<Vec<SegmentInfo>, ReplicaError> {
+        let prefix = layout::wal_dir(generation);
+        let objects = retry_transient(|| {
+            self.count(&self.ops.list);
+            self.observed("LIST", |_| 0, self.client.list_after(&prefix, start_after))
+        })
+        .await?;
+        let mut out: Vec<SegmentInfo> = objects
+            .into_iter()
+            .filter_map(|o| {
+                Some(SegmentInfo {
+                    generation: generation.clone(),
+                    pos: layout::parse_wal_segment_file_name(&o.name)?,
+                    size: o.size,
+                    created: o.modified,
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| s.pos);
+        Ok(out)
     }
 
     /// Snapshots of a generation, by index.

@@ -78,6 +78,8 @@ pub enum Error {
     NoBackups(String),
     #[error("state file {path}: {message}")]
     State { path: PathBuf, message: String },
+    #[error("{path} was written by another process; a follower's copy is read-only")]
+    WrittenByOthers { path: PathBuf },
     #[error("cancelled")]
     Cancelled,
     /// An error of one sync, reported to every caller whose request that sync served.

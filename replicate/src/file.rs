@@ -109,6 +109,31 @@ impl ObjectClient for FileClient {
         .await
     }
 
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectInfo>, ReplicaError> {
+        let dir = self.path(prefix);
+        let start_after = start_after.to_owned();
+        // Names first, and only the new ones are looked at: a follower polls this, and the directory keeps growing.
+        self.blocking("list", prefix, move || {
+            let mut out = vec![];
+            for entry in read_dir_or_empty(&dir)? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name <= start_after {
+                    continue;
+                }
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                if meta.is_file() {
+                    out.push(ObjectInfo { name, size: meta.len(), modified: meta.modified()? });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn put_file(&self, key: &str, src: &Path, created: SystemTime) -> Result<(), ReplicaError> {
         let dst = self.path(key);
         let src = src.to_owned();

@@ -7,6 +7,7 @@ pub mod encryption;
 pub mod error;
 pub mod faults;
 pub mod file;
+pub mod follow;
 mod fsutil;
 pub mod layout;
 pub mod object;

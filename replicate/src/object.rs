@@ -152,6 +152,29 @@ impl ObjectClient for ObjectStoreClient {
             .collect())
     }
 
+    async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectInfo>, ReplicaError> {
+        let dir = self.path(prefix);
+        let offset = self.path(&format!("{}/{start_after}", prefix.trim_end_matches('/')));
+        let objects: Vec<object_store::ObjectMeta> = self
+            .store
+            .list_with_offset(Some(&dir), &offset)
+            .try_collect()
+            .await
+            .map_err(|e| self.err("list", prefix, e))?;
+        let depth = dir.parts().count() + 1;
+        Ok(objects
+            .into_iter()
+            .filter(|o| o.location.parts().count() == depth)
+            .filter_map(|o| {
+                Some(ObjectInfo {
+                    name: o.location.filename()?.to_owned(),
+                    size: o.size,
+                    modified: o.last_modified.into(),
+                })
+            })
+            .collect())
+    }
+
     async fn put_file(&self, key: &str, src: &Path, _created: SystemTime) -> Result<(), ReplicaError> {
         let location = self.path(key);
         let size = std::fs::metadata(src).map_err(|e| self.io_err("put", key, e))?.len();

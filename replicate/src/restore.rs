@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::client::{Replica, SegmentInfo, SnapshotInfo};
@@ -202,6 +202,8 @@ async fn restore_into(
     ))
     .buffer_unordered(opts.parallelism.max(1))
     .try_collect::<Vec<()>>()
+    // Boxed where the closures' lifetimes are concrete, so that a task spawning a restore can be proven Send.
+    .boxed()
     .await?;
 
     let work_db = scratch.join("db");

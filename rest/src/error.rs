@@ -65,6 +65,8 @@ pub enum RestError {
         "table `{parent}` relates to `{child}` in {count} ways; name the foreign-key column, as in `{child}!column(...)`"
     )]
     AmbiguousRelationship { parent: String, child: String, count: usize },
+    #[error("{method} on table `{table}` refused: the database is a read replica")]
+    ReadReplica { table: String, method: String },
     #[error("none of the accepted media types are available: {accept}")]
     NotAcceptable { accept: String },
     #[error("JSON object requested from table `{table}`, but {rows} rows matched")]
@@ -131,6 +133,7 @@ impl RestError {
             Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Forbidden { .. } | AccessDenied { .. } | ReadOnlyRole { .. } => StatusCode::FORBIDDEN,
             TableNotFound { .. } | RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ReadReplica { .. } => StatusCode::METHOD_NOT_ALLOWED,
             NotAcceptable { .. } | NotSingular { .. } => StatusCode::NOT_ACCEPTABLE,
             Constraint { .. } => StatusCode::CONFLICT,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -171,6 +174,7 @@ impl RestError {
             Config(_) => "LC007",
             Internal(_) => "LC008",
             Rejected { .. } => "LC009",
+            ReadReplica { .. } => "LC010",
         }
     }
 
@@ -189,6 +193,7 @@ impl RestError {
             RestError::UnfilteredWrite { .. } => json!("add a filter such as ?id=eq.1"),
             RestError::Unauthorized { .. } => json!("send `Authorization: Bearer <JWT>`"),
             RestError::Busy { .. } => json!("retry the request"),
+            RestError::ReadReplica { .. } => json!("send writes to the writer's REST API"),
             _ => serde_json::Value::Null,
         }
     }
@@ -210,6 +215,9 @@ impl IntoResponse for RestError {
         });
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
+        if let RestError::ReadReplica { .. } = &self {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        }
         if let RestError::Unauthorized { reason, message } = &self {
             // RFC 6750 §3: the challenge names the scheme, and why a token that was sent is refused.
             let challenge = if *reason == "missing_token" {

@@ -49,6 +49,9 @@ pub(crate) fn authorize(
     if !state.is_allowed(table) {
         return Err(RestError::TableNotFound { table: echo(table) });
     }
+    if state.is_read_only() && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Err(RestError::ReadReplica { table: table.to_owned(), method: method.to_string() });
+    }
     let Some(auth) = auth else { return Ok(()) };
     if !auth.may_access(table) {
         state.metrics().access_denied.with_label_values(&[table]).inc();

@@ -25,6 +25,8 @@ pub struct RestOptions {
     pub max_body_bytes: usize,
     /// Optional cap on the rows of one response, applied on top of `limit` and `Range`.
     pub max_rows: Option<usize>,
+    /// Serve reads only: every write answers 405 (the database is a read replica that litecar keeps up to date).
+    pub read_only: bool,
 }
 
 impl RestOptions {
@@ -39,6 +41,7 @@ impl RestOptions {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
             max_rows: None,
+            read_only: false,
         }
     }
 }

@@ -60,6 +60,10 @@ impl RestState {
         &self.inner.metrics
     }
 
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.inner.options.read_only
+    }
+
     pub(crate) fn is_allowed(&self, table: &str) -> bool {
         self.inner.options.allowed_tables.iter().any(|t| t == table)
     }

@@ -293,3 +293,23 @@ async fn large_bodies_are_parsed_and_inserted() {
     assert_eq!((reply.status, reply.code().as_str()), (StatusCode::BAD_REQUEST, "PGRST102"));
     assert_eq!(count(&fx, "SELECT count(*) FROM people"), 3002);
 }
+
+#[tokio::test]
+async fn a_read_replica_answers_writes_with_405_and_serves_reads() {
+    let fx = Fixture::new(PEOPLE);
+    let mut options = fx.options(&["people"]);
+    options.read_only = true;
+    let app = common::app_with(options);
+    let before = fx.dump();
+    for method in [Method::POST, Method::PATCH, Method::PUT, Method::DELETE] {
+        let reply = send(&app, method.clone(), "/people?id=eq.1", &[], Some(r#"{"email": "z@x"}"#)).await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(reply.code(), "LC010", "{method}");
+        assert!(reply.json()["message"].as_str().is_some_and(|m| m.contains("read replica")), "{}", reply.text());
+        assert_eq!(reply.header("allow"), Some("GET, HEAD, OPTIONS"));
+    }
+    assert_eq!(fx.dump(), before, "nothing was written");
+    let reply = get(&app, "/people?select=email&order=id").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json(), json!([{"email": "a@x"}, {"email": "b@x"}]));
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+pub mod bank;
 pub mod emulators;
 pub mod fakekube;
 pub mod workload;

@@ -18,8 +18,8 @@ pub use duration::{GoDuration, go_format};
 pub use env::{expand_env, expand_home, expand_with};
 pub use keys::UnknownKey;
 pub use resolve::{
-    DEFAULT_SHUTDOWN_TIMEOUT, DbSettings, Inherited, JwtKey, Problem, ReplicaSettings, RestAuth, RestSettings,
-    Settings, resolve_replica,
+    DEFAULT_SHUTDOWN_TIMEOUT, DbSettings, FollowSettings, Inherited, JwtKey, Problem, ReplicaSettings, RestAuth,
+    RestSettings, Settings, resolve_replica,
 };
 pub use types::*;
 

@@ -38,6 +38,8 @@ pub struct Settings {
     pub dbs: Vec<DbSettings>,
     pub rest: Option<RestSettings>,
     pub watchcache: Option<WatchcacheConfig>,
+    /// Read replicas that `litecar follow` keeps up to date.
+    pub follow: Vec<FollowSettings>,
     /// Things accepted but worth telling the user (not implemented, renamed, ignored).
     pub notes: Vec<String>,
 }
@@ -48,6 +50,14 @@ pub struct DbSettings {
     pub monitor_interval: Duration,
     pub checkpoint: CheckpointPolicy,
     pub replicas: Vec<ReplicaSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FollowSettings {
+    /// The follower's database: a read-only copy that litecar keeps up to date.
+    pub path: PathBuf,
+    pub replica: ReplicaSettings,
+    pub poll_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +82,8 @@ pub struct RestSettings {
     pub request_timeout: Option<Duration>,
     pub max_body_bytes: Option<usize>,
     pub max_rows: Option<usize>,
+    /// Writes answer 405: `rest.read-only`, or the database is a follower's copy.
+    pub read_only: bool,
     pub auth: RestAuth,
 }
 
@@ -130,11 +142,12 @@ pub fn resolve(c: &Config) -> Result<Settings, Problem> {
         }
         dbs.push(resolved);
     }
-    if c.dbs.is_empty() && c.rest.is_none() && c.watchcache.is_none() {
+    let follow = resolve_follow(c, &dbs, &inherited, &mut notes)?;
+    if c.dbs.is_empty() && c.follow.is_empty() && c.rest.is_none() && c.watchcache.is_none() {
         notes.push("dbs: no databases are configured; nothing will be replicated".into());
     }
     let rest = match c.rest.as_ref().filter(|r| r.enabled.unwrap_or(true)) {
-        Some(r) => Some(resolve_rest(r, &dbs)?),
+        Some(r) => Some(resolve_rest(r, &dbs, &follow)?),
         None => None,
     };
     if let Some(wc) = &c.watchcache {
@@ -155,6 +168,7 @@ pub fn resolve(c: &Config) -> Result<Settings, Problem> {
         dbs,
         rest,
         watchcache: c.watchcache.clone(),
+        follow,
         notes,
     })
 }
@@ -430,12 +444,19 @@ fn s3_settings(
     })
 }
 
-fn resolve_rest(r: &super::types::RestConfig, dbs: &[DbSettings]) -> Result<RestSettings, Problem> {
-    let db = match (&r.db, dbs) {
-        (Some(db), _) => expand_home(db),
-        (None, [only]) => only.path.clone(),
-        (None, _) => return Err(problem("rest.db", "required unless exactly one database is configured")),
+fn resolve_rest(
+    r: &super::types::RestConfig,
+    dbs: &[DbSettings],
+    follow: &[FollowSettings],
+) -> Result<RestSettings, Problem> {
+    let db = match (&r.db, dbs, follow) {
+        (Some(db), _, _) => expand_home(db),
+        (None, [only], []) => only.path.clone(),
+        (None, [], [only]) => only.path.clone(),
+        (None, _, _) => return Err(problem("rest.db", "required unless exactly one database is configured")),
     };
+    // A follower's copy takes no writes but the follower's own.
+    let read_only = r.read_only.unwrap_or(false) || follow.iter().any(|f| f.path == db);
     let auth = match &r.auth {
         None => {
             return Err(problem(
@@ -462,12 +483,6 @@ fn resolve_rest(r: &super::types::RestConfig, dbs: &[DbSettings]) -> Result<Rest
                     "set exactly one of jwt-secret-file, jwt-secret-env, jwt-public-key-file, jwks-file",
                 ));
             };
-            if j.roles.is_empty() {
-                return Err(problem(
-                    "rest.auth.roles",
-                    "name at least one role, e.g. `roles: {writer: {}, reader: {read-only: true}}`",
-                ));
-            }
             for (name, role) in &j.roles {
                 for t in role.tables.iter().flatten() {
                     if !r.allowed_tables.contains(t) {
@@ -490,6 +505,49 @@ fn resolve_rest(r: &super::types::RestConfig, dbs: &[DbSettings]) -> Result<Rest
         request_timeout: r.request_timeout.map(|g| g.0),
         max_body_bytes: r.max_body_bytes,
         max_rows: r.max_rows,
+        read_only,
         auth,
     })
+}
+
+/// The `follow:` list: each entry a database path and the replica it follows, written with the replica keys of
+/// `dbs[].replicas` (and `replica-path` for replicas given by `type`).
+fn resolve_follow(
+    c: &Config,
+    dbs: &[DbSettings],
+    inherited: &Inherited,
+    notes: &mut Vec<String>,
+) -> Result<Vec<FollowSettings>, Problem> {
+    let mut out: Vec<FollowSettings> = vec![];
+    for (i, f) in c.follow.iter().enumerate() {
+        let key = format!("follow[{i}]");
+        let k = |field: &str| format!("{key}.{field}");
+        let path = f.path.trim();
+        if path.is_empty() {
+            return Err(problem(k("path"), "required: the follower's database"));
+        }
+        let path = expand_home(path);
+        if out.iter().any(|o| o.path == path) {
+            return Err(problem(k("path"), format!("{} is listed twice", path.display())));
+        }
+        if dbs.iter().any(|d| d.path == path) {
+            return Err(problem(
+                k("path"),
+                format!("{} is also in dbs: a database is either replicated or a follower", path.display()),
+            ));
+        }
+        let r = ReplicaConfig { path: f.replica_path.clone(), ..f.replica.clone() };
+        if r.url.is_some() && (r.path.is_some() || r.bucket.is_some()) {
+            return Err(problem(k("url"), "set either url, or type with bucket/replica-path, not both"));
+        }
+        if r.url.is_none() && r.path.is_none() && r.bucket.is_none() {
+            return Err(problem(k("url"), "required: the replica to follow (or type with bucket/replica-path)"));
+        }
+        if f.poll_interval.is_some_and(|p| p.0.is_zero()) {
+            return Err(problem(k("poll-interval"), "must be more than 0"));
+        }
+        let replica = resolve_replica(&r, &key, inherited, notes)?;
+        out.push(FollowSettings { path, replica, poll_interval: f.poll_interval.map(|g| g.0) });
+    }
+    Ok(out)
 }

@@ -38,6 +38,26 @@ pub struct Config {
     /// litecar: fill a database from the Kubernetes API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchcache: Option<WatchcacheConfig>,
+    /// litecar: read replicas that `litecar follow` keeps up to date.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow: Vec<FollowConfig>,
+}
+
+/// One entry of `follow:`: the follower's database and the replica it follows, written with the keys of
+/// `dbs[].replicas` (`url`, or `type` with `bucket` and `replica-path`, credentials, endpoint, ...).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FollowConfig {
+    /// The follower's database: a read-only copy that litecar keeps up to date.
+    pub path: String,
+    /// How often to ask an object store for new segments; default 1s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<GoDuration>,
+    /// The replica's path inside its bucket or directory, for replicas given by `type` rather than `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_path: Option<String>,
+    #[serde(flatten)]
+    pub replica: ReplicaConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -100,6 +120,9 @@ pub struct RestConfig {
     pub max_body_bytes: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows: Option<usize>,
+    /// Serve reads only; writes answer 405. Always on when `db` is one of the `follow:` read replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
     /// `none` (loopback only) or a JWT mapping; required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSetting>,
