@@ -26,4 +26,10 @@ fn main() {
         println!("cargo:rustc-link-arg-bin=litecar=-Wl,--no-warn-symbol-ordering");
     }
     println!("cargo:rustc-link-arg-bin=litecar=-no-pie");
+    // With crt-static (the container image) rustc asks for -static-pie, which -no-pie alone would turn into a
+    // dynamically linked executable: ask for a static one explicitly.
+    let features = env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    if features.split(',').any(|f| f == "crt-static") {
+        println!("cargo:rustc-link-arg-bin=litecar=-static");
+    }
 }

@@ -291,3 +291,61 @@ async fn bench_operator_reconcile_latency_and_idle_cost() {
         (t1 - t0) as f64 / 100.0 / 30.0 * 100.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecar_mode_injects_litecar_into_the_annotated_deployment_and_takes_it_out_on_deletion() {
+    let fake = FakeKube::start().await;
+    fake.register_operator_kinds();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _op = operator(&fake, dir.path(), "op-a");
+    let app = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "todo-app", "namespace": "default", "annotations": {"litecar.io/database": "todo"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "todo"}},
+            "template": {"metadata": {"labels": {"app": "todo"}}, "spec": {
+                "containers": [{"name": "app", "image": "todo:1", "volumeMounts": [{"name": "db", "mountPath": "/var/lib/sqlite"}]}],
+                "volumes": [{"name": "db", "persistentVolumeClaim": {"claimName": "todo-db-storage"}}],
+            }},
+        },
+    });
+    fake.create(DEPLOYMENTS, app).expect("app");
+    fake.create(
+        DBS,
+        json!({
+            "apiVersion": "database.sqlite.io/v1alpha1", "kind": "SqliteDatabase",
+            "metadata": {"name": "todo", "namespace": "default"},
+            "spec": {
+                "database": {"name": "todo.db"},
+                "litestream": {"replicas": [{"type": "s3", "bucket": "b", "path": "todo"}]},
+                "litecar": {"sidecar": true},
+            },
+        }),
+    )
+    .expect("db");
+    let init_names = |fake: &FakeKube| -> Vec<String> {
+        find(fake, DEPLOYMENTS, "todo-app").expect("app")["spec"]["template"]["spec"]["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    eventually(WAIT, "the injection", || init_names(&fake) == ["litecar-restore", "litecar"]);
+    let app = find(&fake, DEPLOYMENTS, "todo-app").expect("app");
+    let pod = &app["spec"]["template"]["spec"];
+    assert_eq!(pod["initContainers"][1]["restartPolicy"], "Always", "a native sidecar");
+    assert_eq!(pod["containers"].as_array().map(Vec::len), Some(1), "the application's containers are left alone");
+    assert_eq!(pod["initContainers"][1]["volumeMounts"][0]["name"], "db", "litecar shares the application's claim");
+    assert!(find(&fake, DEPLOYMENTS, "todo").is_none(), "no Deployment of its own in sidecar mode");
+    eventually(WAIT, "Ready", || {
+        find(&fake, DBS, "todo").is_some_and(|d| condition(&d, "Ready")["reason"] == "Injected")
+    });
+    fake.delete(DBS, Some("default"), "todo").expect("delete");
+    eventually(WAIT, "the sidecar to go", || init_names(&fake).is_empty() && find(&fake, DBS, "todo").is_none());
+    let app = find(&fake, DEPLOYMENTS, "todo-app").expect("app");
+    assert_eq!(
+        app["spec"]["template"]["spec"]["volumes"],
+        json!([{"name": "db", "persistentVolumeClaim": {"claimName": "todo-db-storage"}}])
+    );
+}
