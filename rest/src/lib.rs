@@ -1,4 +1,4 @@
-//! PostgREST-style table API over SQLite (issue 4).
+//! PostgREST-style table API over SQLite.
 //!
 //! [`router`] serves `GET/HEAD/POST/PATCH/PUT/DELETE /{table}` for the tables in
 //! [`RestOptions::allowed_tables`] and `GET /openapi.json`; [`auth_layer`] authenticates requests with JWTs;
