@@ -13,6 +13,10 @@ Requests (wrk Lua scripts, a random id / city per request)
   list   litecar   GET /users?city=eq.CITY&order=age.desc&limit=100    Authorization: Bearer TOKEN
          datasette GET /bench/users.json?city=CITY&_sort_desc=age&_size=100&_shape=array
   floor  litecar   GET /healthz on the metrics listener (static "ok")
+  plain  litecar   GET /customers?limit=50&offset=N                        (a page of 50 customers)
+  embed  litecar   GET /customers?select=*,orders(*)&limit=50&offset=N     (the same page, each with its 10 orders)
+  (plain and embed use customers(id, name, email) with CUSTOMERS rows and orders(id, customer_id, status, total,
+  created) with 10 rows per customer and an index on customer_id, in the same database file.)
 
 Every (target, request) pair runs under each wrk configuration (-t1/-t2 x -c16/-c32), one run at a time, after a
 short warm-up. For each run: req/s, p50/p99 latency (wrk --latency), non-2xx count, CPU seconds of the server and of
@@ -22,7 +26,7 @@ before the run.
 Requirements: wrk (apt-get install -y wrk), the litecar release binary (cargo build --release --bins), datasette
 (pip install datasette; plugins are disabled with DATASETTE_LOAD_PLUGINS= so a broken plugin cannot stop it).
 
-Usage:  python3 bench/rest.py [--duration 10] [--configs 1x16,1x32,2x16,2x32] [--only litecar,datasette,floor]
+Usage:  python3 bench/rest.py [--duration 10] [--configs 1x16,1x32,2x16,2x32] [--only litecar,embed,datasette,floor]
                               [--rows 1000000] [--json out.json] [--keep]
 Uses and removes /tmp/litecar-bench-rest-*; kills every process it started (also on SIGINT/SIGTERM).
 """
@@ -51,6 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LITECAR = Path(os.environ.get("LITECAR_BIN", ROOT / "target/release/litecar"))
 CITIES = [f"city{i:02d}" for i in range(50)]
+CUSTOMERS = 10_000
+ORDERS_PER_CUSTOMER = 10
 TICK = os.sysconf("SC_CLK_TCK")
 
 procs: list[subprocess.Popen] = []
@@ -99,6 +105,17 @@ def make_db(path: Path, rows: int) -> None:
         ((i, f"user{i}", rng.randint(18, 90), rng.choice(CITIES)) for i in range(1, rows + 1)),
     )
     con.execute("CREATE INDEX users_city_age ON users(city, age)")
+    con.execute("CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT)")
+    con.execute("CREATE TABLE orders(id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers(id), "
+                "status TEXT, total REAL, created TEXT)")
+    con.executemany("INSERT INTO customers VALUES (?, ?, ?)",
+                    ((i, f"customer {i}", f"c{i}@example.com") for i in range(1, CUSTOMERS + 1)))
+    con.executemany(
+        "INSERT INTO orders(customer_id, status, total, created) VALUES (?, ?, ?, ?)",
+        ((c, rng.choice(["open", "paid", "void"]), round(rng.uniform(1, 500), 2), "2026-01-01T00:00:00Z")
+         for c in range(1, CUSTOMERS + 1) for _ in range(ORDERS_PER_CUSTOMER)),
+    )
+    con.execute("CREATE INDEX orders_customer ON orders(customer_id)")
     con.execute("COMMIT")
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
@@ -129,9 +146,14 @@ def cpu_seconds(pid: int) -> float:
 
 def lua_script(path: Path, kind: str, flavour: str, token: str | None) -> Path:
     cities = "{" + ",".join(f'"{c}"' for c in CITIES) + "}"
+    pages = CUSTOMERS // 50
     if flavour == "litecar":
         point = '"/users?id=eq." .. math.random(1, ROWS)'
         lst = '"/users?city=eq." .. cities[math.random(1, #cities)] .. "&order=age.desc&limit=100"'
+        if kind == "plain":
+            lst = f'"/customers?limit=50&offset=" .. (math.random(0, {pages - 1}) * 50)'
+        elif kind == "embed":
+            lst = f'"/customers?select=*,orders(*)&limit=50&offset=" .. (math.random(0, {pages - 1}) * 50)'
     else:
         point = '"/bench/users.json?id=" .. math.random(1, ROWS) .. "&_shape=array"'
         lst = '"/bench/users.json?city=" .. cities[math.random(1, #cities)] .. "&_sort_desc=age&_size=100&_shape=array"'
@@ -212,7 +234,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per (target, request)")
     ap.add_argument("--configs", default="1x16,1x32,2x16,2x32", help="wrk THREADSxCONNECTIONS list")
-    ap.add_argument("--only", default="litecar,datasette,floor")
+    ap.add_argument("--only", default="litecar,embed,datasette,floor")
     ap.add_argument("--rows", type=int, default=ROWS)
     ap.add_argument("--json", help="write raw figures here")
     ap.add_argument("--keep", action="store_true", help="keep the /tmp/litecar-bench-rest-* directory")
@@ -243,13 +265,13 @@ dbs:
       - url: file://{work}/unused-replica
 rest:
   addr: 127.0.0.1:{port}
-  allowed-tables: [users]
+  allowed-tables: [users, customers, orders]
   auth:
     jwt-secret-file: {secret}
     roles: {{reader: {{read-only: true}}}}
 """)
         plan: list[tuple[str, str, str, Path | None, subprocess.Popen]] = []
-        if only & {"litecar", "floor"}:
+        if only & {"litecar", "floor", "embed"}:
             lc = subprocess.Popen([str(LITECAR), "serve", "-config", str(cfg)], stdout=open(work / "litecar.log", "w"),
                                   stderr=subprocess.STDOUT)
             procs.append(lc)
@@ -265,11 +287,20 @@ rest:
                 raise AssertionError("request without a token was served")
             except urllib.error.HTTPError as e:
                 assert e.code == 401, e.code
+            page = json.loads(wait_http(f"http://127.0.0.1:{port}/customers?select=*,orders(*)&limit=50&offset=100",
+                                        auth))
+            assert len(page) == 50 and page[0]["id"] == 101, page[:1]
+            assert all(len(c["orders"]) == ORDERS_PER_CUSTOMER and all(o["customer_id"] == c["id"] for o in c["orders"])
+                       for c in page), page[:1]
             if "litecar" in only:
                 plan.append(("litecar", "point", f"http://127.0.0.1:{port}",
                              lua_script(work, "point", "litecar", token), lc))
                 plan.append(("litecar", "list", f"http://127.0.0.1:{port}",
                              lua_script(work, "list", "litecar", token), lc))
+            if "embed" in only:
+                for kind in ("plain", "embed"):
+                    plan.append(("litecar", kind, f"http://127.0.0.1:{port}",
+                                 lua_script(work, kind, "litecar", token), lc))
             if "floor" in only:
                 plan.append(("litecar /healthz", "static", f"http://127.0.0.1:{mport}/healthz", None, lc))
         if "datasette" in only:
