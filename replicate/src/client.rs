@@ -205,19 +205,7 @@ impl Replica {
             self.observed("LIST", |_| 0, self.client.list_after(&prefix, start_after))
         })
         .await?;
-        let mut out: Vec<SegmentInfo> = objects
-            .into_iter()
-            .filter_map(|o| {
-                Some(SegmentInfo {
-                    generation: generation.clone(),
-                    pos: layout::parse_wal_segment_file_name(&o.name)?,
-                    size: o.size,
-                    created: o.modified,
-                })
-            })
-            .collect();
-        out.sort_by_key(|s| s.pos);
-        Ok(out)
+        Ok(segment_infos(generation, objects))
     }
 
     /// Snapshots of a generation, by index.
@@ -241,21 +229,7 @@ impl Replica {
 
     /// WAL segments of a generation, by position.
     pub async fn segments(&self, generation: &Generation) -> Result<Vec<SegmentInfo>, ReplicaError> {
-        let mut out: Vec<SegmentInfo> = self
-            .list(&layout::wal_dir(generation))
-            .await?
-            .into_iter()
-            .filter_map(|o| {
-                Some(SegmentInfo {
-                    generation: generation.clone(),
-                    pos: layout::parse_wal_segment_file_name(&o.name)?,
-                    size: o.size,
-                    created: o.modified,
-                })
-            })
-            .collect();
-        out.sort_by_key(|s| s.pos);
-        Ok(out)
+        Ok(segment_infos(generation, self.list(&layout::wal_dir(generation)).await?))
     }
 
     pub async fn put_snapshot(
@@ -317,4 +291,21 @@ where
         }
     }
     unreachable!("the loop returns on its last attempt")
+}
+
+/// The WAL segments among a generation's `wal/` objects, by position (other names are skipped).
+fn segment_infos(generation: &Generation, objects: Vec<ObjectInfo>) -> Vec<SegmentInfo> {
+    let mut out: Vec<SegmentInfo> = objects
+        .into_iter()
+        .filter_map(|o| {
+            Some(SegmentInfo {
+                generation: generation.clone(),
+                pos: layout::parse_wal_segment_file_name(&o.name)?,
+                size: o.size,
+                created: o.modified,
+            })
+        })
+        .collect();
+    out.sort_by_key(|s| s.pos);
+    out
 }

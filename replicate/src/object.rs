@@ -139,17 +139,7 @@ impl ObjectClient for ObjectStoreClient {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ReplicaError> {
         let listing =
             self.store.list_with_delimiter(Some(&self.path(prefix))).await.map_err(|e| self.err("list", prefix, e))?;
-        Ok(listing
-            .objects
-            .into_iter()
-            .filter_map(|o| {
-                Some(ObjectInfo {
-                    name: o.location.filename()?.to_owned(),
-                    size: o.size,
-                    modified: o.last_modified.into(),
-                })
-            })
-            .collect())
+        Ok(listing.objects.into_iter().filter_map(object_info).collect())
     }
 
     async fn list_after(&self, prefix: &str, start_after: &str) -> Result<Vec<ObjectInfo>, ReplicaError> {
@@ -162,17 +152,7 @@ impl ObjectClient for ObjectStoreClient {
             .await
             .map_err(|e| self.err("list", prefix, e))?;
         let depth = dir.parts().count() + 1;
-        Ok(objects
-            .into_iter()
-            .filter(|o| o.location.parts().count() == depth)
-            .filter_map(|o| {
-                Some(ObjectInfo {
-                    name: o.location.filename()?.to_owned(),
-                    size: o.size,
-                    modified: o.last_modified.into(),
-                })
-            })
-            .collect())
+        Ok(objects.into_iter().filter(|o| o.location.parts().count() == depth).filter_map(object_info).collect())
     }
 
     async fn put_file(&self, key: &str, src: &Path, _created: SystemTime) -> Result<(), ReplicaError> {
@@ -265,4 +245,9 @@ async fn read_at(path: PathBuf, offset: u64, len: usize) -> io::Result<Vec<u8>> 
 
 async fn write_at(file: Arc<File>, bytes: impl AsRef<[u8]> + Send + 'static, offset: u64) -> io::Result<()> {
     tokio::task::spawn_blocking(move || file.write_all_at(bytes.as_ref(), offset)).await.map_err(io::Error::other)?
+}
+
+/// A listed object by its file name; keys without one (a bare prefix) are skipped.
+fn object_info(o: object_store::ObjectMeta) -> Option<ObjectInfo> {
+    Some(ObjectInfo { name: o.location.filename()?.to_owned(), size: o.size, modified: o.last_modified.into() })
 }
