@@ -5,11 +5,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use litecar_replicate::Replica;
+use litecar_replicate::{AgeClient, Replica};
 use std::sync::Arc;
 
 use litecar_replicate::backend::{self, Backend};
-use litecar_replicate::encryption::AgeClient;
 use litecar_replicate::replicator::{DbOptions, ReplicaOptions};
 
 use crate::config::{self, DbSettings, Inherited, Loaded, ReplicaConfig, ReplicaSettings};
@@ -45,7 +44,7 @@ pub async fn connect(r: &ReplicaSettings) -> Result<Replica> {
     }
     let replica = backend::connect(&r.name, &backend)?;
     Ok(match &r.age {
-        Some(keys) => Replica::new(&r.name, Arc::new(AgeClient::new(replica.client.clone(), keys.clone()))),
+        Some(keys) => replica.wrap_client(|c| Arc::new(AgeClient::new(c, keys.clone()))),
         None => replica,
     })
 }

@@ -91,8 +91,9 @@ fn client_options(skip_verify: bool, endpoint: Option<&str>) -> ClientOptions {
         .with_timeout(Duration::from_secs(60))
 }
 
-/// Retries inside one request: transient failures (5xx, timeouts, resets) back off exponentially with jitter.
-/// What is still failing after this is retried again by the uploader, from the spool.
+/// The one retry layer of object-store requests: transient failures (5xx, timeouts, resets, a download cut short)
+/// back off exponentially with jitter, each request (or upload part) on its own. `Replica` does not retry these
+/// clients again; an upload still failing after this is retried by the uploader, from the spool.
 fn retry_config() -> RetryConfig {
     RetryConfig {
         backoff: BackoffConfig {
@@ -167,7 +168,7 @@ pub fn connect(name: &str, backend: &Backend) -> Result<Replica, ReplicaError> {
             (Arc::new(b.build().map_err(bad)?), &g.path)
         }
     };
-    Ok(Replica::new(name, Arc::new(ObjectStoreClient::new(store, backend.kind(), url, root))))
+    Ok(Replica::new(name, Arc::new(ObjectStoreClient::new(store, backend.kind(), url, root))).retried_by_client())
 }
 
 /// The S3 endpoint the AWS tools read from the environment (object_store's builder reads it too).

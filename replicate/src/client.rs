@@ -100,17 +100,49 @@ pub trait OpObserver: Send + Sync + fmt::Debug {
 }
 
 /// A named replica: a backend plus the Litestream layout.
+///
+/// Reads, listings and deletes are idempotent, so a transient failure is retried, once per request, by exactly one
+/// layer: the client itself where it retries (object_store's retry for S3, Azure and GCS, see
+/// [`crate::backend::connect`]), else this type ([`retry_transient`]). Uploads are never retried here: the uploader
+/// retries them from the spool with its own backoff.
 #[derive(Debug, Clone)]
 pub struct Replica {
     pub name: String,
     pub client: Arc<dyn ObjectClient>,
     pub ops: Arc<OpCounters>,
     observer: Option<Arc<dyn OpObserver>>,
+    /// Whether this type retries reads; false where the client retries them itself.
+    retry_reads: bool,
 }
 
 impl Replica {
     pub fn new(name: impl Into<String>, client: Arc<dyn ObjectClient>) -> Self {
-        Self { name: name.into(), client, ops: Arc::default(), observer: None }
+        Self { name: name.into(), client, ops: Arc::default(), observer: None, retry_reads: true }
+    }
+
+    /// For clients that retry transient failures themselves: one retry layer, not one inside another.
+    pub(crate) fn retried_by_client(mut self) -> Self {
+        self.retry_reads = false;
+        self
+    }
+
+    /// This replica over `wrap(client)`, such as an encrypting layer; counters, observer and retry layer are kept.
+    pub fn wrap_client(self, wrap: impl FnOnce(Arc<dyn ObjectClient>) -> Arc<dyn ObjectClient>) -> Self {
+        Self { client: wrap(self.client.clone()), ..self }
+    }
+
+    /// This replica with every call bound to `cancel`: once it is cancelled, calls in flight and new ones end at
+    /// once with [`ReplicaError::Cancelled`].
+    pub(crate) fn cancellable(&self, cancel: tokio_util::sync::CancellationToken) -> Self {
+        let client = Arc::new(crate::cancel::CancellableClient::new(self.client.clone(), cancel));
+        Self { client, ..self.clone() }
+    }
+
+    async fn retried<T, Fut>(&self, op: impl FnMut() -> Fut) -> Result<T, ReplicaError>
+    where
+        Fut: std::future::Future<Output = Result<T, ReplicaError>>,
+    {
+        if self.retry_reads { retry_transient(op).await } else { once(op).await }
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn OpObserver>) -> Self {
@@ -138,7 +170,7 @@ impl Replica {
     }
 
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, ReplicaError> {
-        retry_transient(|| {
+        self.retried(|| {
             self.count(&self.ops.list);
             self.observed("LIST", |_| 0, self.client.list_dirs(prefix))
         })
@@ -146,7 +178,7 @@ impl Replica {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ReplicaError> {
-        retry_transient(|| {
+        self.retried(|| {
             self.count(&self.ops.list);
             self.observed("LIST", |_| 0, self.client.list(prefix))
         })
@@ -162,18 +194,19 @@ impl Replica {
     }
 
     async fn get(&self, key: &str, dst: &Path) -> Result<u64, ReplicaError> {
-        let n = retry_transient(|| {
-            self.count(&self.ops.get);
-            self.observed("GET", |n| *n, self.client.get_file(key, dst))
-        })
-        .await?;
+        let n = self
+            .retried(|| {
+                self.count(&self.ops.get);
+                self.observed("GET", |n| *n, self.client.get_file(key, dst))
+            })
+            .await?;
         self.ops.get_bytes.fetch_add(n, Ordering::Relaxed);
         Ok(n)
     }
 
     /// Delete objects by key; missing ones are fine.
     pub async fn delete(&self, keys: &[String]) -> Result<(), ReplicaError> {
-        retry_transient(|| {
+        self.retried(|| {
             self.ops.delete.fetch_add(keys.len() as u64, Ordering::Relaxed);
             self.observed("DELETE", |_| 0, self.client.delete(keys))
         })
@@ -200,11 +233,12 @@ impl Replica {
         start_after: &str,
     ) -> Result<Vec<SegmentInfo>, ReplicaError> {
         let prefix = layout::wal_dir(generation);
-        let objects = retry_transient(|| {
-            self.count(&self.ops.list);
-            self.observed("LIST", |_| 0, self.client.list_after(&prefix, start_after))
-        })
-        .await?;
+        let objects = self
+            .retried(|| {
+                self.count(&self.ops.list);
+                self.observed("LIST", |_| 0, self.client.list_after(&prefix, start_after))
+            })
+            .await?;
         Ok(segment_infos(generation, objects))
     }
 
@@ -269,9 +303,16 @@ impl Replica {
     }
 }
 
+async fn once<T, Fut>(mut op: impl FnMut() -> Fut) -> Result<T, ReplicaError>
+where
+    Fut: std::future::Future<Output = Result<T, ReplicaError>>,
+{
+    op().await
+}
+
 /// Retry an idempotent operation (reads, deletes) on transient errors: exponential backoff with jitter, a few
 /// attempts. Uploads are not retried here: the uploader keeps failed ones in the spool and retries them itself.
-pub async fn retry_transient<T, F, Fut>(mut op: F) -> Result<T, ReplicaError>
+async fn retry_transient<T, F, Fut>(mut op: F) -> Result<T, ReplicaError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ReplicaError>>,

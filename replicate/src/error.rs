@@ -1,5 +1,6 @@
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// An error from a replica backend, naming the replica and the object at fault.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +83,34 @@ pub enum Error {
     WrittenByOthers { path: PathBuf },
     #[error("cancelled")]
     Cancelled,
-    /// An error of one sync, reported to every caller whose request that sync served.
-    #[error("{0}")]
-    Relayed(String),
+    /// An error of one sync, reported to every caller whose request that sync served; see [`Error::root`].
+    #[error(transparent)]
+    Shared(Arc<Error>),
+}
+
+impl Error {
+    /// The error itself, looking through [`Error::Shared`]: match on this.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Shared(e) => e.root(),
+            e => e,
+        }
+    }
+
+    /// Whether retrying cannot help: a replica's permanent error (see [`ReplicaError::is_permanent`]) or a
+    /// cancellation. Local errors (a full disk, a locked database) may go away and count as transient.
+    pub fn is_permanent(&self) -> bool {
+        match self.root() {
+            Error::Replica(e) => e.is_permanent(),
+            Error::Cancelled => true,
+            _ => false,
+        }
+    }
+
+    /// The error back from the one caller it was shared with, or still shared between several.
+    pub(crate) fn unshare(e: Arc<Error>) -> Error {
+        Arc::try_unwrap(e).unwrap_or_else(Error::Shared)
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -25,6 +25,13 @@ pub struct FaultConfig {
     pub truncate: f64,
 }
 
+impl FaultConfig {
+    /// No random faults: only the outages and hangs a test asks for.
+    pub fn none() -> Self {
+        Self { fail_before: 0.0, fail_after: 0.0, delay: 0.0, max_delay: Duration::ZERO, truncate: 0.0 }
+    }
+}
+
 impl Default for FaultConfig {
     fn default() -> Self {
         Self { fail_before: 0.2, fail_after: 0.1, delay: 0.2, max_delay: Duration::from_millis(300), truncate: 0.2 }
@@ -37,17 +44,24 @@ pub struct FaultyClient {
     config: FaultConfig,
     /// A full outage: every request fails until it is over.
     down: AtomicBool,
+    /// A hung store: every request waits forever (until its caller gives up on it).
+    hang: AtomicBool,
     pub injected: AtomicU64,
 }
 
 impl FaultyClient {
     pub fn new(inner: Arc<dyn ObjectClient>, config: FaultConfig) -> Self {
-        Self { inner, config, down: AtomicBool::new(false), injected: AtomicU64::new(0) }
+        Self { inner, config, down: AtomicBool::new(false), hang: AtomicBool::new(false), injected: AtomicU64::new(0) }
     }
 
     /// Start or end an outage of the store.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::Relaxed);
+    }
+
+    /// Start or end a hang: requests made meanwhile never answer.
+    pub fn set_hang(&self, hang: bool) {
+        self.hang.store(hang, Ordering::Relaxed);
     }
 
     fn roll(&self, p: f64) -> bool {
@@ -69,6 +83,9 @@ impl FaultyClient {
     }
 
     async fn before(&self, op: &'static str, key: &str) -> Result<(), ReplicaError> {
+        if self.hang.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
         if self.roll(self.config.delay) {
             let ms = rand::random_range(0..=self.config.max_delay.as_millis() as u64);
             tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -67,10 +67,6 @@ impl fmt::Display for Pos {
 
 pub const GENERATIONS_DIR: &str = "generations";
 
-pub fn generation_dir(generation: &Generation) -> String {
-    format!("{GENERATIONS_DIR}/{generation}")
-}
-
 pub fn snapshots_dir(generation: &Generation) -> String {
     format!("{GENERATIONS_DIR}/{generation}/snapshots")
 }

@@ -132,10 +132,6 @@ impl Spool {
         Ok(spool)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Where a staged object lives in the spool.
     pub fn path_for(&self, key: &SpoolKey) -> PathBuf {
         key.object_key().split('/').fold(self.dir.clone(), |p, c| p.join(c))

@@ -1,7 +1,7 @@
 //! The replicator's position, kept next to the database so that a restart continues the same generation without
 //! listing the replica.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::error::{Error, IoContext, Result};
@@ -57,10 +57,6 @@ pub struct StateFile {
 impl StateFile {
     pub fn new(path: PathBuf) -> Self {
         Self { path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The saved position; `None` when there is none or it cannot be used (which starts a new generation).

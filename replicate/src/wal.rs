@@ -230,7 +230,8 @@ fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<bool> {
 }
 
 /// Build a frame (header + page) that continues a WAL from `running`; returns the frame and the new checksum.
-/// Used by tests and fuzzers to synthesise WALs.
+/// Used by tests to synthesise WALs.
+#[cfg(test)]
 pub fn encode_frame(
     header: &WalHeader,
     running: Checksum,

@@ -1,9 +1,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use litecar_replicate::layout::{self, Generation, Pos};
-use litecar_replicate::retention::enforce;
+use litecar_replicate::test_utils::enforce_retention as enforce;
+use litecar_replicate::test_utils::layout;
 use litecar_replicate::{FileClient, Replica};
+use litecar_replicate::{Generation, Pos};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")

@@ -5,9 +5,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use litecar_replicate::shipper::{CheckpointPolicy, Shipper};
-use litecar_replicate::spool::Spool;
-use litecar_replicate::wal::wal_path;
+use litecar_replicate::CheckpointPolicy;
+use litecar_replicate::test_utils::{Shipper, Spool, wal_path};
 use rusqlite::Connection;
 
 fn app(db: &Path) -> Connection {
@@ -326,7 +325,7 @@ fn snapshots_hold_the_database_as_of_the_start_of_their_wal_index() {
         .join(format!("state/spool/generations/{}/snapshots/{:08x}.snapshot.lz4", p.generation, p.snapshot_index));
     let out = dir.path().join("snapshot.db");
     let mut f = std::fs::File::create(&out).expect("create");
-    litecar_replicate::compress::decompress_into(std::fs::File::open(&snapshot).expect("snapshot"), &mut f)
+    litecar_replicate::test_utils::decompress_into(std::fs::File::open(&snapshot).expect("snapshot"), &mut f)
         .expect("decompress");
     drop(f);
     let in_snapshot: i64 =

@@ -79,7 +79,7 @@ fn truncated_snapshot_is_named() {
 fn snapshot_that_is_not_a_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     let replica = replicated(dir.path());
-    let mut w = litecar_replicate::compress::Lz4Writer::new(Vec::new());
+    let mut w = litecar_replicate::test_utils::Lz4Writer::new(Vec::new());
     std::io::Write::write_all(&mut w, b"this is not a database at all, just text").expect("write");
     std::fs::write(snapshot(&replica), w.finish().expect("finish")).expect("write");
     assert_fails_with(&restore(dir.path(), &replica, "out.db"), &["not a SQLite database", "snapshot"]);

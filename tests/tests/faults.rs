@@ -7,11 +7,11 @@ use std::time::Duration;
 use litecar_e2e::emulators;
 use litecar_e2e::workload::{self, Options, Workload};
 use litecar_e2e::{digest, eventually, litecar, stderr};
+use litecar_replicate::CheckpointPolicy;
 use litecar_replicate::backend::{self, Backend, S3Settings};
-use litecar_replicate::faults::{FaultConfig, FaultyClient};
 use litecar_replicate::replicator::{DbOptions, DbReplicator, ReplicaOptions};
 use litecar_replicate::restore::{self, RestoreOptions, Target};
-use litecar_replicate::shipper::CheckpointPolicy;
+use litecar_replicate::test_utils::{FaultConfig, FaultyClient};
 use litecar_replicate::{ObjectClient, Replica};
 use tokio_util::sync::CancellationToken;
 
@@ -74,7 +74,7 @@ fn replication_survives_a_faulty_store() {
 
     let injected = faulty_client.injected.load(std::sync::atomic::Ordering::Relaxed);
     assert!(injected > 10, "only {injected} faults injected");
-    let upload_errors: u64 = status.lock().expect("status").replicas.iter().map(|r| r.errors).sum();
+    let upload_errors: u64 = status.snapshot().replicas.iter().map(|r| r.errors).sum();
     assert!(upload_errors > 0, "no upload ever failed, so the test proved nothing");
 
     // Restore through a faulty client too: cut-off downloads and lost responses are retried, never accepted. About
@@ -113,9 +113,9 @@ fn a_segment_lost_from_the_spool_starts_a_new_generation() {
     let status = replicator.status();
     let task = rt.spawn(replicator.run(cancel.clone()));
     let w = Workload::start(&db, Options { writers: 1, pause: Duration::from_millis(20), ..Options::default() });
-    let uploaded = || status.lock().expect("status").replicas[0].uploaded;
+    let uploaded = || status.snapshot().replicas[0].uploaded;
     eventually(Duration::from_secs(30), "the first uploads", || uploaded() >= 3);
-    let first = status.lock().expect("status").generation.clone().expect("a generation");
+    let first = status.snapshot().generation.clone().expect("a generation");
 
     store.set_down(true);
     let spooled = || -> Vec<std::path::PathBuf> {
@@ -129,9 +129,7 @@ fn a_segment_lost_from_the_spool_starts_a_new_generation() {
     std::fs::remove_file(&queued[0]).expect("delete a queued segment");
     store.set_down(false);
 
-    eventually(Duration::from_secs(30), "a new generation", || {
-        status.lock().expect("status").generation.as_ref() != Some(&first)
-    });
+    eventually(Duration::from_secs(30), "a new generation", || status.snapshot().generation.as_ref() != Some(&first));
     let at_new_generation = uploaded();
     eventually(Duration::from_secs(30), "uploads in the new generation", || uploaded() >= at_new_generation + 3);
     let committed = w.stop();
@@ -171,13 +169,11 @@ fn replicas_without_a_snapshot_of_the_generation_get_a_new_one_at_start() {
 
     let (cancel, task, status) = start(vec![replica_at("a")]);
     let w = Workload::start(&db, Options { writers: 1, pause: Duration::from_millis(20), ..Options::default() });
-    eventually(Duration::from_secs(30), "the first uploads", || {
-        status.lock().expect("status").replicas[0].uploaded >= 3
-    });
+    eventually(Duration::from_secs(30), "the first uploads", || status.snapshot().replicas[0].uploaded >= 3);
     let mut committed = w.stop().lock().expect("lock").clone();
     cancel.cancel();
     rt.block_on(task).expect("join").expect("replicator");
-    let first = status.lock().expect("status").generation.clone().expect("a generation");
+    let first = status.snapshot().generation.clone().expect("a generation");
     std::fs::remove_dir_all(dir.path().join("a")).expect("empty replica a");
 
     let (cancel, task, status) = start(vec![replica_at("a"), replica_at("b")]);
@@ -188,7 +184,7 @@ fn replicas_without_a_snapshot_of_the_generation_get_a_new_one_at_start() {
     }
     let more = Options { writers: 1, first_writer: 1, pause: Duration::from_millis(20), ..Options::default() };
     let w = Workload::start(&db, more);
-    let uploaded = || status.lock().expect("status").replicas.iter().map(|r| r.uploaded).min().unwrap_or(0);
+    let uploaded = || status.snapshot().replicas.iter().map(|r| r.uploaded).min().unwrap_or(0);
     let at_restart = uploaded();
     eventually(Duration::from_secs(30), "uploads after the restart", || uploaded() >= at_restart + 3);
     committed.extend(w.stop().lock().expect("lock").iter().cloned());

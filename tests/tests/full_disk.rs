@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use litecar_e2e::workload::{self, Options, Workload};
 use litecar_e2e::{SmallDisk, digest, eventually, litecar, stderr};
+use litecar_replicate::CheckpointPolicy;
 use litecar_replicate::Generation;
 use litecar_replicate::backend::{self, Backend};
-use litecar_replicate::replicator::{DbOptions, DbReplicator, ReplicaOptions, SharedStatus, Status, state_dir};
+use litecar_replicate::replicator::{DbOptions, DbReplicator, ReplicaOptions, Status, StatusHandle, state_dir};
 use litecar_replicate::restore::{self, RestoreOptions, Target};
-use litecar_replicate::shipper::CheckpointPolicy;
 use tokio_util::sync::CancellationToken;
 
 const NO_SPACE: &str = "No space left on device";
@@ -70,7 +70,7 @@ struct Replicating {
     rt: tokio::runtime::Runtime,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<litecar_replicate::Result<()>>,
-    shared: SharedStatus,
+    shared: StatusHandle,
     writes: Workload,
     generation: Generation,
 }
@@ -83,14 +83,14 @@ impl Replicating {
         let shared = r.status();
         let task = rt.spawn(r.run(cancel.clone()));
         let writes = Workload::start(db, Options { writers: 2, pause, ..Options::default() });
-        let status = || shared.lock().expect("status").clone();
+        let status = || shared.snapshot();
         eventually(Duration::from_secs(30), "the first uploads", || status().replicas[0].uploaded >= 3);
         let generation = status().generation.expect("a generation");
         Self { rt, cancel, task, shared, writes, generation }
     }
 
     fn status(&self) -> Status {
-        self.shared.lock().expect("status").clone()
+        self.shared.snapshot()
     }
 
     fn commits(&self) -> u64 {
@@ -111,7 +111,7 @@ impl Replicating {
         let committed = self.writes.stop();
         self.cancel.cancel();
         self.rt.block_on(self.task).expect("join").expect("replicator");
-        let status = self.shared.lock().expect("status").clone();
+        let status = self.shared.snapshot();
         assert_eq!(status.generation.as_ref(), Some(&self.generation), "the outage cost a new generation");
         (committed, status)
     }
@@ -219,7 +219,7 @@ fn a_restore_onto_a_full_disk_fails_naming_the_output_and_leaves_nothing() {
     let r = replicator(&db, &replica);
     let st = r.status();
     let task = rt.spawn(r.run(cancel.clone()));
-    eventually(Duration::from_secs(30), "the first uploads", || st.lock().expect("status").replicas[0].uploaded >= 2);
+    eventually(Duration::from_secs(30), "the first uploads", || st.snapshot().replicas[0].uploaded >= 2);
     cancel.cancel();
     rt.block_on(task).expect("join").expect("replicator");
 

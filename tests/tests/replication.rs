@@ -60,7 +60,7 @@ impl Env {
         for g in std::fs::read_dir(gens).into_iter().flatten().flatten() {
             for f in std::fs::read_dir(g.path().join("wal")).into_iter().flatten().flatten() {
                 if let Some(pos) =
-                    litecar_replicate::layout::parse_wal_segment_file_name(&f.file_name().to_string_lossy())
+                    litecar_replicate::test_utils::layout::parse_wal_segment_file_name(&f.file_name().to_string_lossy())
                 {
                     out.push(pos.index);
                 }

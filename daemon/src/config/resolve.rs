@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use litecar_replicate::backend::{AbsSettings, Backend, GcsSettings, S3Settings};
-use litecar_replicate::encryption::AgeKeys;
-use litecar_replicate::shipper::CheckpointPolicy;
+use litecar_replicate::{AgeKeys, CheckpointPolicy};
 
 use super::env::expand_home;
 use super::types::{AuthSetting, Config, DbConfig, JwtConfig, LoggingConfig, ReplicaConfig, WatchcacheConfig};

@@ -214,6 +214,7 @@ impl Shipper {
         })
     }
 
+    #[cfg(any(test, feature = "test-utils"))]
     pub fn position(&self) -> Option<&Position> {
         self.position.as_ref()
     }
@@ -343,6 +344,7 @@ impl Shipper {
     }
 
     /// Whether a background checkpoint is copying frames right now.
+    #[cfg(any(test, feature = "test-utils"))]
     pub fn checkpoint_in_background(&self) -> bool {
         self.background.is_running()
     }
