@@ -350,3 +350,69 @@ fn segment_infos(generation: &Generation, objects: Vec<ObjectInfo>) -> Vec<Segme
     out.sort_by_key(|s| s.pos);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails its first `failures` listings with a transient error; counts every call.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        failures: u64,
+        calls: AtomicU64,
+    }
+
+    #[async_trait]
+    impl ObjectClient for Flaky {
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+        fn kind(&self) -> &'static str {
+            "file"
+        }
+        async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, ReplicaError> {
+            if self.calls.fetch_add(1, Ordering::Relaxed) < self.failures {
+                let message = "503 Service Unavailable".into();
+                return Err(ReplicaError::Backend {
+                    replica: self.describe(),
+                    op: "list",
+                    key: prefix.into(),
+                    message,
+                    permanent: false,
+                });
+            }
+            Ok(vec![])
+        }
+        async fn list(&self, _: &str) -> Result<Vec<ObjectInfo>, ReplicaError> {
+            Ok(vec![])
+        }
+        async fn put_file(&self, _: &str, _: &Path, _: SystemTime) -> Result<(), ReplicaError> {
+            Ok(())
+        }
+        async fn get_file(&self, _: &str, _: &Path) -> Result<u64, ReplicaError> {
+            Ok(0)
+        }
+        async fn delete(&self, _: &[String]) -> Result<(), ReplicaError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_is_retried_by_one_layer_only() {
+        let flaky = Arc::new(Flaky { failures: 1, ..Default::default() });
+        let replica = Replica::new("flaky", flaky.clone());
+        assert_eq!(replica.generations().await.expect("retried"), vec![]);
+        assert_eq!(flaky.calls.load(Ordering::Relaxed), 2, "a client that does not retry is retried here");
+
+        let flaky = Arc::new(Flaky { failures: 1, ..Default::default() });
+        let replica = Replica::new("flaky", flaky.clone()).retried_by_client();
+        let e = replica.generations().await.expect_err("not retried again");
+        assert!(!e.is_permanent(), "{e}");
+        assert_eq!(flaky.calls.load(Ordering::Relaxed), 1, "a client that retries itself is not retried again");
+
+        let flaky = Arc::new(Flaky { failures: 1, ..Default::default() });
+        let wrapped = Replica::new("flaky", flaky.clone()).retried_by_client().wrap_client(|c| c);
+        wrapped.generations().await.expect_err("not retried again");
+        assert_eq!(flaky.calls.load(Ordering::Relaxed), 1, "wrapping the client keeps the retry layer");
+    }
+}
