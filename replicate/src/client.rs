@@ -103,7 +103,7 @@ pub trait OpObserver: Send + Sync + fmt::Debug {
 ///
 /// Reads, listings and deletes are idempotent, so a transient failure is retried, once per request, by exactly one
 /// layer: the client itself where it retries (object_store's retry for S3, Azure and GCS, see
-/// [`crate::backend::connect`]), else this type ([`retry_transient`]). Uploads are never retried here: the uploader
+/// [`crate::backend::connect`]), else this type (`retry_transient`). Uploads are never retried here: the uploader
 /// retries them from the spool with its own backoff.
 #[derive(Debug, Clone)]
 pub struct Replica {

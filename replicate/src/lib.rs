@@ -3,7 +3,7 @@
 //! The public API is what the daemon needs: [`replicator`] (one database's replication, its options and status),
 //! [`CheckpointPolicy`], [`restore`], [`follow`] (read replicas), the replica-client trait [`ObjectClient`] with
 //! [`Replica`] over it, and the constructors of clients ([`backend::connect`], [`FileClient`], [`AgeClient`]).
-//! Everything else is the crate's own; tests outside it reach some internals through [`test_utils`] (feature
+//! Everything else is the crate's own; tests outside it reach some internals through `test_utils` (feature
 //! `test-utils`).
 
 pub mod backend;
