@@ -174,7 +174,8 @@ fn restart_resumes_the_same_generation() {
 
 #[test]
 fn checkpoints_bound_the_wal_file() {
-    let (dir, c, mut s) = setup_with(CheckpointPolicy { min_page_count: 4, ..Default::default() });
+    let (dir, c, mut s) =
+        setup_with(CheckpointPolicy { min_page_count: 4, write_lock_below_max: true, ..Default::default() });
     s.sync().expect("first sync");
     let wal = wal_path(&dir.path().join("a.db"));
     let (mut checkpoints, mut largest, mut rows) = (0, 0, 0);
@@ -195,6 +196,28 @@ fn checkpoints_bound_the_wal_file() {
     assert_eq!(restore_from_spool(dir.path()).len(), rows);
 }
 
+/// By default a due checkpoint takes no write lock: it leaves the WAL fully checkpointed and sealed where it was
+/// copied, the application's next write restarts it (with the random salts SQLite gives a connection's first restart),
+/// and the shipper follows each restart in the same generation. The WAL file stops growing.
+#[test]
+fn checkpoints_without_the_write_lock_let_the_application_restart_the_wal() {
+    let (dir, c, mut s) = setup_with(CheckpointPolicy { min_page_count: 4, ..Default::default() });
+    s.sync().expect("first sync");
+    let generation = s.position().expect("position").generation.clone();
+    let wal = wal_path(&dir.path().join("a.db"));
+    let mut largest = 0;
+    for _ in 0..200 {
+        c.execute("INSERT INTO t VALUES (randomblob(20000))", []).expect("insert");
+        assert_eq!(s.sync().expect("sync").new_generation, None);
+        largest = largest.max(std::fs::metadata(&wal).expect("wal").len());
+    }
+    let p = s.position().expect("position");
+    assert_eq!(p.generation, generation);
+    assert!(p.pos.index >= 10, "the application restarted the WAL only {} times", p.pos.index);
+    assert!(largest <= 32 + 32 * (24 + 4096), "the WAL grew to {largest} bytes");
+    assert_eq!(restore_from_spool(dir.path()).len(), 200);
+}
+
 /// What the application's own PASSIVE checkpoint can copy: `(frames in the WAL, frames copied)`. It copies up to our
 /// read lock, so the two are equal exactly when the read lock sits at the end of the WAL.
 fn app_checkpoint(c: &Connection) -> (i64, i64) {
@@ -211,7 +234,8 @@ fn wait_for_background_checkpoint(s: &Shipper) {
 
 #[test]
 fn much_written_since_the_read_lock_moved_moves_it_again_instead_of_checkpointing_under_the_write_lock() {
-    let (dir, c, mut s) = setup_with(CheckpointPolicy { min_page_count: 4, ..Default::default() });
+    let (dir, c, mut s) =
+        setup_with(CheckpointPolicy { min_page_count: 4, write_lock_below_max: true, ..Default::default() });
     s.sync().expect("first sync");
     let header = |dir: &Path| std::fs::read(wal_path(&dir.join("a.db"))).expect("wal")[..32].to_vec();
     c.execute("INSERT INTO t VALUES (randomblob(40000))", []).expect("insert");
@@ -338,7 +362,7 @@ fn snapshots_hold_the_database_as_of_the_start_of_their_wal_index() {
 
 #[test]
 fn our_restart_frame_waits_for_the_next_write_but_not_for_a_close() {
-    let policy = CheckpointPolicy { min_page_count: 4, ..Default::default() };
+    let policy = CheckpointPolicy { min_page_count: 4, write_lock_below_max: true, ..Default::default() };
     let (dir, c, mut s) = setup_with(policy.clone());
     s.sync().expect("first sync");
     let mut rows = 0;

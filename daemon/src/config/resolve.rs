@@ -223,7 +223,7 @@ fn resolve_db(db: &DbConfig, key: &str, inherited: &Inherited, notes: &mut Vec<S
             min_page_count: db.min_checkpoint_page_count.unwrap_or(defaults.min_page_count),
             max_page_count: db.max_checkpoint_page_count.unwrap_or(defaults.max_page_count),
             interval: db.checkpoint_interval.map_or(defaults.interval, |g| g.0),
-            lock_timeout: defaults.lock_timeout,
+            ..defaults
         },
         replicas,
     })

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::copy::ShipError;
+use super::applocks::IndexView;
+use super::cooperate::{frames, salt_bytes};
 use super::{Shipper, SyncReport};
 use crate::error::{Result, SqlContext};
 use crate::layout::{MAX_INDEX, Pos};
@@ -23,6 +24,8 @@ pub(super) struct Prepared {
 const LOCKED_CHECKPOINT_BYTES: u64 = 1 << 20;
 /// …but not more often than this in a row, so that a writer faster than the disk still gets checkpointed.
 const MAX_PREPARE_ROUNDS: u32 = 8;
+/// PASSIVE checkpoints in a row within one checkpoint without the write lock.
+const UNLOCKED_ROUNDS: u32 = 2;
 /// How long a checkpoint under our write lock waits for another process's checkpoint to finish.
 const APP_CHECKPOINT_GRACE: Duration = Duration::from_millis(5);
 
@@ -42,7 +45,7 @@ impl Shipper {
             return Ok(false);
         }
         let urgent = file_frames >= self.policy.max_page_count;
-        let due = frames >= self.policy.min_page_count
+        let due = frames >= self.policy.min_page_count.max(self.unlocked_retry_frames)
             || (frames > 0 && self.last_checkpoint.elapsed() >= self.policy.interval);
         let prepared = self.prepared;
         if !(due || urgent) || (prepared.is_some() && self.background.is_running()) {
@@ -52,6 +55,17 @@ impl Shipper {
         if !self.ship_matching(report)? {
             return Ok(false);
         }
+        if !urgent && prepared.is_none() && !self.policy.write_lock_below_max {
+            // Below the WAL size limit, checkpoints never take the write lock: an application without a busy timeout
+            // must never meet it. One that leaves the WAL behind (the application wrote meanwhile) is tried again once
+            // the WAL has grown by as much again, or after the interval.
+            let sealed = self.checkpoint_unlocked(report)?;
+            self.last_checkpoint = Instant::now();
+            report.checkpointed = Some("passive");
+            self.unlocked_retry_frames = if sealed { 0 } else { frames + self.policy.min_page_count };
+            return Ok(false);
+        }
+        self.unlocked_retry_frames = 0;
         match prepared {
             None => self.prepare_checkpoint(1, report),
             Some(p) => {
@@ -63,6 +77,57 @@ impl Shipper {
                 }
             }
         }
+    }
+
+    /// A checkpoint that takes no write lock, so that an application that has no busy timeout never meets it: move the
+    /// read lock to the WAL's end (everything before it is shipped; see [`Shipper::handover_pin`]), copy what came
+    /// since, and run a PASSIVE checkpoint. When that leaves the WAL fully checkpointed and shipped, the read lock moves
+    /// onto the database file and the WAL is sealed at its end: the application's next writer restarts it, and the
+    /// next sync follows that restart in the same generation. `true` if the WAL was sealed.
+    pub(super) fn checkpoint_unlocked(&mut self, report: &mut SyncReport) -> Result<bool> {
+        if self.position.as_ref().is_some_and(|p| Some(p.pos) == self.idle_mark) {
+            return Ok(false);
+        }
+        // Each round copies what the application wrote during the last one, fewer frames each time, until one ends
+        // before the application writes again.
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            self.handover_shipped()?;
+            self.index_backfilled = true;
+            if !self.ship_matching(report)? {
+                return Ok(false);
+            }
+            let started = Instant::now();
+            let (busy, log, done): (i64, i64, i64) = self
+                .ckpt
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .db(&self.db_path)?;
+            report.checkpoint_seconds += started.elapsed().as_secs_f64();
+            tracing::debug!(db = %self.db_path.display(), busy, log, done, "passive checkpoint without the write lock");
+            if busy != 0 || !self.ship_matching(report)? {
+                return Ok(false);
+            }
+            if log == done {
+                break;
+            }
+            if rounds >= UNLOCKED_ROUNDS {
+                return Ok(false);
+            }
+        }
+        let Some(p) = &self.position else { return Ok(false) };
+        let (header, end) = (p.header, p.pos.offset);
+        let checkpointed = |v: &IndexView| {
+            v.salt == salt_bytes(&header)
+                && u64::from(v.max_frame) == frames(&header, end)
+                && v.backfilled == v.max_frame
+        };
+        if !self.app.index_view()?.is_some_and(|v| checkpointed(&v)) {
+            return Ok(false);
+        }
+        self.handover_shipped()?;
+        // Looked at again with the new read lock held: the WAL still ends, fully checkpointed, where we copied it.
+        Ok(self.app.index_view()?.is_some_and(|v| checkpointed(&v)))
     }
 
     /// Move the read lock up to everything shipped, under the write lock so that nothing unshipped can be
@@ -85,6 +150,9 @@ impl Shipper {
             }
         };
         unlocked?;
+        if moved {
+            self.stage_locked_copy(report)?;
+        }
         self.prepared =
             moved.then(|| Prepared { offset: self.position.as_ref().map_or(0, |p| p.pos.offset), rounds: round });
         self.index_backfilled |= moved;
@@ -120,6 +188,7 @@ impl Shipper {
             }
         };
         unlocked?;
+        self.stage_locked_copy(report)?;
         let Some(complete) = outcome else {
             self.pin()?;
             return Ok(false);
@@ -142,10 +211,9 @@ impl Shipper {
         }
         let old = self.position.as_ref().map(|p| p.header);
         let shipped = match self.read_wal_header()? {
-            h if h == old => match self.ship(report) {
-                Ok(()) => true,
-                Err(ShipError::Mismatch) => false,
-                Err(ShipError::Other(e)) => {
+            h if h == old => match self.copy_locked(report) {
+                Ok(copied) => copied,
+                Err(e) => {
                     self.write_unlock()?;
                     return Err(e);
                 }
@@ -159,6 +227,10 @@ impl Shipper {
         // Only now, with the write lock held, move the read lock: a restart needs every reader out of the WAL, and
         // with the write lock ours is the only connection that can restart or truncate it.
         self.touch_pinned()?;
+        self.stage_locked_copy(report)?;
+        // Our own commit follows the copy in the WAL: the copy no longer ends it.
+        self.seal = None;
+        self.successor_of = None;
         let (Some(old), Some(new)) = (old, self.read_wal_header()?) else { return Ok(()) };
         let p = self.position_mut()?;
         if old.is_followed_by(&new) && p.pos.index < MAX_INDEX {
@@ -179,19 +251,19 @@ impl Shipper {
         Ok(())
     }
 
-    /// With the write lock held: copy the WAL, then move our read lock to the newest snapshot, so that it does not
-    /// hold checkpoints back but still keeps anyone else from restarting or truncating the WAL once we let go of the
-    /// write lock. `false` if the WAL could not be copied (a restart or rewrite the next sync deals with).
+    /// With the write lock held: copy the WAL (into memory, staged once the lock is released), then move our read
+    /// lock to the newest snapshot, so that it does not hold checkpoints back but still keeps anyone else from
+    /// restarting or truncating the WAL anywhere but at its end once we let go of the write lock. `false` if the WAL
+    /// could not be copied (a restart or rewrite the next sync deals with).
     pub(super) fn ship_and_repin_locked(&mut self, report: &mut SyncReport) -> Result<bool> {
         let current = self.position.as_ref().map(|p| p.header);
         if self.read_wal_header()? != current {
             return Ok(false);
         }
-        if !self.ship_matching(report)? {
+        if !self.copy_locked(report)? {
             return Ok(false);
         }
-        self.unpin()?;
-        self.pin()?;
+        self.handover_pin()?;
         Ok(true)
     }
 

@@ -8,32 +8,21 @@
 //! in that moment is "sealed": when the checkpoint then restarts it (and TRUNCATE empties the file), the next sync
 //! follows the restart in the same generation without needing the old WAL's bytes.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use super::applocks::IndexView;
-use super::copy::{frame_before_matches, shipping_start};
+use super::copy::Tail;
 use super::generation::Restart;
 use super::{Shipper, SyncReport};
-use crate::error::{IoContext, Result};
-use crate::wal::{self, Checksum, Committed, WAL_HEADER_SIZE, WalHeader};
+use crate::error::Result;
+use crate::wal::{WAL_HEADER_SIZE, WalHeader};
 
 /// How long we wait for the application's checkpoint to finish before taking the read lock again regardless.
 const APP_CHECKPOINT_MAX: Duration = Duration::from_secs(1);
 /// How often its end is checked meanwhile.
 const APP_CHECKPOINT_POLL: Duration = Duration::from_micros(100);
-
-/// Largest WAL tail read into memory while the application's checkpoint waits; a larger one is staged first.
-const TAIL_IN_MEMORY: u64 = 32 << 20;
-
-/// Committed frames read from the WAL, to be staged once the application's checkpoint no longer waits.
-struct Tail {
-    header: WalHeader,
-    start: u64,
-    seed: Checksum,
-    committed: Committed,
-    bytes: Vec<u8>,
-}
+/// How often the read lock is moved again while a checkpoint we step aside for still holds the write lock.
+const REHANDOVER: Duration = Duration::from_millis(2);
 
 /// A WAL copied to its end while another process's checkpoint held the write lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,25 +61,42 @@ impl Shipper {
         let bytes_before = report.bytes;
         let mut tail = None;
         let copied = self.copy_to_the_end(&mut tail, report);
-        // Whatever the copy did, the application must not wait on us: the read lock goes in any case, and a WAL not
-        // proven complete is dealt with by the next sync (recovered from the old WAL, or a new generation).
-        let sealed = match copied {
-            Ok(true) => self.seal_if_complete(pid, tail.as_ref())?,
-            Ok(false) => false,
+        // Whatever the copy did, the application must not wait on us: the read lock moves out of the way in any case,
+        // and a WAL not copied is dealt with by the next sync (recovered from the old WAL, or a new generation).
+        let (sealed, whole) = match copied {
+            Ok(true) => (true, self.copy_is_whole(pid, tail.as_ref())?),
+            Ok(false) => (false, false),
             Err(e) => {
                 tracing::warn!(db = %self.db_path.display(), error = %e, "copying the WAL before the application's checkpoint failed");
-                false
+                (false, false)
             }
         };
-        if !sealed {
-            self.seal = None;
-        }
-        self.unpin()?;
-        let released = started.elapsed();
-        let finished = self.wait_for_app_checkpoint();
-        self.pin()?;
+        self.seal = if sealed { self.copy_end(tail.as_ref()) } else { None };
+        // A copied WAL is stepped aside for by moving the read lock to its end without letting go of it. Nothing past
+        // our old read lock could be checkpointed, and it sat at most where the copy ends, so the new one lets the WAL
+        // be restarted only there, once (see `handover_shipped`): the WAL is sealed where the copy ends, even if the
+        // application's other connections append to it meanwhile (they hold the write lock, not the checkpoint).
+        let handed = sealed
+            && match self.handover_pin() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(db = %self.db_path.display(), error = %e, "moving the read lock for the application's checkpoint failed");
+                    false
+                }
+            };
+        let (released, finished) = if handed {
+            let (released, finished) = self.wait_holding_pin(started);
+            self.successor_of = self.seal;
+            (released, finished)
+        } else {
+            self.unpin()?;
+            let released = started.elapsed();
+            let finished = self.wait_for_app_checkpoint();
+            self.pin()?;
+            self.prove_successor()?;
+            (released, finished)
+        };
         self.index_backfilled = true;
-        self.prove_successor()?;
         if let Some(tail) = tail {
             // Staged only now, with its fsyncs, so that the application waited only for the WAL to be read. If it
             // cannot be staged, the copy is not whole: the next sync finds the WAL restarted behind our position.
@@ -102,7 +108,7 @@ impl Shipper {
         }
         report.app_waits.push(released.as_secs_f64());
         tracing::info!(
-            db = %self.db_path.display(), pid, sealed, successor_proven = self.successor_of.is_some(),
+            db = %self.db_path.display(), pid, sealed, whole, successor_proven = self.successor_of.is_some(),
             copied_bytes = report.bytes - bytes_before, released_after_ms = released.as_secs_f64() * 1e3,
             checkpoint_ms = finished.as_secs_f64() * 1e3, "stepped aside for the application's checkpoint"
         );
@@ -128,7 +134,12 @@ impl Shipper {
                 Err(e) => Err(e),
             },
             Ok(Some(h)) if old.is_followed_by(&h) || self.is_proven_successor(&h) => {
-                self.recover_old_tail(h, report).map(|r| matches!(r, Restart::Followed))
+                let followed = self.recover_old_tail(h, report).map(|r| matches!(r, Restart::Followed));
+                // What the new WAL holds was read into memory: staged with the rest once the checkpoint goes on.
+                if let Some((t, _)) = self.unstaged.take() {
+                    *tail = Some(t);
+                }
+                followed
             }
             Ok(None) => Ok(self.sealed_and_emptied()),
             Ok(Some(_)) => Ok(false),
@@ -138,51 +149,75 @@ impl Shipper {
         result
     }
 
-    /// Read the committed frames past our position into memory (a read from the page cache, where staging them
-    /// takes fsyncs); `None` if they are more than [`TAIL_IN_MEMORY`] or the WAL no longer continues our position.
-    fn read_tail(&self) -> Result<Option<Tail>> {
-        let p = self.position_ref()?;
-        let header = p.header;
-        let (start, seed) = shipping_start(p);
-        if !frame_before_matches(&self.wal_path, &header, start, seed)? {
-            return Ok(None);
-        }
-        let mut f = self.open_existing_wal()?;
-        let len = f.metadata().at(&self.wal_path)?.len().saturating_sub(start);
-        if len > TAIL_IN_MEMORY {
-            return Ok(None);
-        }
-        f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
-        let mut bytes = Vec::with_capacity(len as usize);
-        f.take(TAIL_IN_MEMORY).read_to_end(&mut bytes).at(&self.wal_path)?;
-        let committed = wal::scan(&mut bytes.as_slice(), &header, start, seed).at(&self.wal_path)?;
-        bytes.truncate((committed.end - start) as usize);
-        Ok(Some(Tail { header, start, seed, committed, bytes }))
+    /// Where our copy of the WAL ends: the tail read into memory, or else the position.
+    fn copy_end(&self, tail: Option<&Tail>) -> Option<Seal> {
+        let p = self.position.as_ref()?;
+        Some(match tail {
+            Some(t) if t.committed.end > t.start => Seal { header: t.header, end: t.committed.end },
+            _ => Seal { header: p.header, end: p.pos.offset },
+        })
     }
 
-    fn stage_tail(&mut self, t: Tail, report: &mut SyncReport) -> Result<()> {
-        if t.committed.end > t.start {
-            self.stage_segment_from(&t.header, t.start, t.seed, t.committed, Some(&t.bytes), report)?;
-        }
-        Ok(())
-    }
-
-    /// Whether what we copied is the whole WAL as SQLite's WAL-index describes it, with the same checkpointer still
-    /// holding the write lock; if so, remember the WAL as sealed.
-    fn seal_if_complete(&mut self, pid: i32, tail: Option<&Tail>) -> Result<bool> {
-        let Some(p) = &self.position else { return Ok(false) };
-        let (header, end) = match tail {
-            Some(t) if t.committed.end > t.start => (t.header, t.committed.end),
-            _ => (p.header, p.pos.offset),
-        };
+    /// Whether what we copied is the whole WAL as SQLite's WAL-index describes it, with the same process still holding
+    /// the checkpoint and write locks. For the log: the process may be the application's, whose writer holds the
+    /// write lock while another of its connections waits to checkpoint (locks are per process).
+    fn copy_is_whole(&self, pid: i32, tail: Option<&Tail>) -> Result<bool> {
+        let Some(Seal { header, end }) = self.copy_end(tail) else { return Ok(false) };
         let Some(view) = self.app.index_view()? else { return Ok(false) };
         let complete = view.salt == salt_bytes(&header) && u64::from(view.max_frame) == frames(&header, end)
             || view.max_frame == 0 && self.read_wal_header()?.is_none();
-        if !complete || self.app.checkpointer_with_write_lock()? != Some(pid) {
-            return Ok(false);
+        Ok(complete && self.app.checkpointer_with_write_lock()? == Some(pid))
+    }
+
+    /// Wait, holding the read lock moved to the sealed WAL's end, until the checkpoint we step aside for is over or
+    /// has restarted the WAL. That read lock lets the checkpoint copy the whole WAL; once it has, the read lock moves
+    /// onto the database file, where it lets the checkpoint restart the WAL. Each move is a handover without a gap
+    /// (see [`Shipper::handover_pin`]), repeated every [`REHANDOVER`] in case the last one could not take the lock it
+    /// aimed for (SQLite falls back to another while the checkpoint briefly holds it). Anything appended meanwhile to
+    /// the sealed WAL voids the seal.
+    ///
+    /// Returns when our read lock stopped standing in the checkpoint's way (measured from `started`), and how long
+    /// the wait took.
+    fn wait_holding_pin(&mut self, started: Instant) -> (Duration, Duration) {
+        let waiting = Instant::now();
+        let mut released = started.elapsed();
+        let mut moved_at = Instant::now();
+        let mut on_database = false;
+        while waiting.elapsed() < APP_CHECKPOINT_MAX {
+            let Some(seal) = self.seal else { break };
+            if let Ok(Some(view)) = self.app.index_view() {
+                if view.salt != salt_bytes(&seal.header) {
+                    // Restarted: the checkpoint is done with the WAL, and our read lock allowed exactly this restart.
+                    break;
+                }
+                if u64::from(view.max_frame) > frames(&seal.header, seal.end) {
+                    // The application writes: whatever holds its checkpoint back, it is not us. Our read lock stays
+                    // where it is, which keeps the WAL from being checkpointed past our copy, hence from being
+                    // restarted anywhere but at its end; the next sync copies the rest.
+                    break;
+                }
+                let copied = view.backfilled == view.max_frame;
+                if (copied && !on_database) || moved_at.elapsed() >= REHANDOVER {
+                    match self.handover_pin() {
+                        Ok(()) => {
+                            moved_at = Instant::now();
+                            if copied && !on_database {
+                                on_database = true;
+                                released = started.elapsed();
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(db = %self.db_path.display(), error = %e, "moving the read lock failed");
+                        }
+                    }
+                }
+            }
+            match self.app.checkpointer_with_write_lock() {
+                Ok(Some(_)) => std::thread::sleep(APP_CHECKPOINT_POLL),
+                _ => break,
+            }
         }
-        self.seal = Some(Seal { header, end });
-        Ok(true)
+        (released, waiting.elapsed())
     }
 
     /// Wait (without any lock of ours) until no other process holds the checkpoint lock, or until the checkpoint has
@@ -245,7 +280,7 @@ impl Shipper {
 }
 
 /// Frames in a WAL copied up to `end`.
-fn frames(header: &WalHeader, end: u64) -> u64 {
+pub(super) fn frames(header: &WalHeader, end: u64) -> u64 {
     end.saturating_sub(WAL_HEADER_SIZE) / header.frame_size()
 }
 
@@ -254,7 +289,7 @@ fn restarted_once(old: &WalHeader, view: &IndexView) -> bool {
     view.max_frame == 0 && view.salt[..4] == old.salt1.wrapping_add(1).to_be_bytes()
 }
 
-fn salt_bytes(h: &WalHeader) -> [u8; 8] {
+pub(super) fn salt_bytes(h: &WalHeader) -> [u8; 8] {
     let mut s = [0u8; 8];
     s[..4].copy_from_slice(&h.salt1.to_be_bytes());
     s[4..].copy_from_slice(&h.salt2.to_be_bytes());

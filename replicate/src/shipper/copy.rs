@@ -6,6 +6,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::cooperate::{Seal, frames, salt_bytes};
 use super::{Shipper, SyncReport, with_parent};
 use crate::compress::Lz4Writer;
 use crate::error::{Error, IoContext, Result};
@@ -13,7 +14,19 @@ use crate::fsutil::{AtomicFile, write_atomically};
 use crate::layout::Pos;
 use crate::spool::SpoolKey;
 use crate::state::Position;
-use crate::wal::{self, Checksum, WAL_HEADER_SIZE, WalHeader};
+use crate::wal::{self, Checksum, Committed, WAL_HEADER_SIZE, WalHeader};
+
+/// Largest WAL tail read into memory while the application's checkpoint waits; a larger one is staged first.
+const TAIL_IN_MEMORY: u64 = 32 << 20;
+
+/// Committed frames read from the WAL, to be staged once the application's checkpoint no longer waits.
+pub(super) struct Tail {
+    pub(super) header: WalHeader,
+    pub(super) start: u64,
+    pub(super) seed: Checksum,
+    pub(super) committed: Committed,
+    pub(super) bytes: Vec<u8>,
+}
 
 impl Shipper {
     /// Open the WAL by its path, `None` if there is none, as long as the database's path still names our file. That is
@@ -173,6 +186,81 @@ impl Shipper {
         report.staged += 1;
         report.bytes += shipped;
         self.save()
+    }
+    /// Read the committed frames past our position into memory (a read from the page cache, where staging them
+    /// takes fsyncs); `None` if they are more than [`TAIL_IN_MEMORY`] or the WAL no longer continues our position.
+    pub(super) fn read_tail(&self) -> Result<Option<Tail>> {
+        let p = self.position_ref()?;
+        let header = p.header;
+        let (start, seed) = shipping_start(p);
+        if !frame_before_matches(&self.wal_path, &header, start, seed)? {
+            return Ok(None);
+        }
+        let mut f = self.open_existing_wal()?;
+        let len = f.metadata().at(&self.wal_path)?.len().saturating_sub(start);
+        if len > TAIL_IN_MEMORY {
+            return Ok(None);
+        }
+        f.seek(SeekFrom::Start(start)).at(&self.wal_path)?;
+        let mut bytes = Vec::with_capacity(len as usize);
+        f.take(TAIL_IN_MEMORY).read_to_end(&mut bytes).at(&self.wal_path)?;
+        let committed = wal::scan(&mut bytes.as_slice(), &header, start, seed).at(&self.wal_path)?;
+        bytes.truncate((committed.end - start) as usize);
+        Ok(Some(Tail { header, start, seed, committed, bytes }))
+    }
+
+    pub(super) fn stage_tail(&mut self, t: Tail, report: &mut SyncReport) -> Result<()> {
+        if t.committed.end > t.start {
+            self.stage_segment_from(&t.header, t.start, t.seed, t.committed, Some(&t.bytes), report)?;
+        }
+        Ok(())
+    }
+
+    /// With the write lock held: copy everything committed past our position into memory, to be staged by
+    /// [`Shipper::stage_locked_copy`] once the lock is released, so that the application waits for a read from the
+    /// page cache and not for the spool's compression and fsyncs (a tail too large for memory is staged at once).
+    /// `false` if the WAL no longer continues our position.
+    pub(super) fn copy_locked(&mut self, report: &mut SyncReport) -> Result<bool> {
+        // Left over from a copy whose lock was released on an error path: staged first, so that it is not lost.
+        self.stage_locked_copy(report)?;
+        let Some(t) = self.read_tail()? else { return self.ship_matching(report) };
+        // Nothing can be appended while we hold the write lock: the copy is the whole WAL if the WAL-index agrees.
+        let whole = self.app.index_view()?.is_some_and(|v| {
+            v.salt == salt_bytes(&t.header) && u64::from(v.max_frame) == frames(&t.header, t.committed.end)
+        });
+        self.unstaged = Some((t, whole));
+        Ok(true)
+    }
+
+    /// Stage what [`Shipper::copy_locked`] read into memory. The read lock was moved to the WAL's end before the write
+    /// lock was released and has been held since, so the WAL can only have been restarted right there, and at most
+    /// once: copied whole, it is sealed at its end, and the next WAL, whatever its header, follows it directly.
+    pub(super) fn stage_locked_copy(&mut self, report: &mut SyncReport) -> Result<()> {
+        let Some((t, whole)) = self.unstaged.take() else { return Ok(()) };
+        let Some(p) = &self.position else { return Ok(()) };
+        if p.header != t.header || shipping_start(p) != (t.start, t.seed) {
+            // The position moved on since (the frames were copied another way).
+            return Ok(());
+        }
+        // Our own restart frame while the database is idle waits in the WAL, as in `ship`.
+        let idle = self.hold_restart_frame
+            && p.pos.offset == 0
+            && self.idle_mark == Some(Pos { index: p.pos.index, offset: t.committed.end });
+        if idle {
+            return Ok(());
+        }
+        let (header, end) = (t.header, t.committed.end);
+        if let Err(e) = self.stage_tail(t, report) {
+            self.seal = None;
+            self.successor_of = None;
+            return Err(e);
+        }
+        if whole && self.pinned && self.position.as_ref().is_some_and(|p| p.header == header && p.pos.offset == end) {
+            let seal = Seal { header, end };
+            self.seal = Some(seal);
+            self.successor_of = Some(seal);
+        }
+        Ok(())
     }
 }
 

@@ -23,6 +23,22 @@ impl Shipper {
     /// The WAL was restarted once since we last read it. Under the write lock, recover the old WAL's committed tail
     /// if the new WAL has not overwritten it, then continue with the next index.
     pub(super) fn follow_restart(&mut self, new: WalHeader, report: &mut SyncReport) -> Result<Option<Restart>> {
+        if self.sealed_and_emptied() && self.position.as_ref().is_some_and(|p| p.pos.index < MAX_INDEX) {
+            // The old WAL was copied to its end, so nothing of it is left to recover under the write lock, and our
+            // read lock (held since, or taken inside the new WAL) lets no one restart the WAL again: moved into the
+            // new WAL without a gap, it keeps it in place until it is copied.
+            self.handover_pin()?;
+            if self.read_wal_header()? != Some(new) {
+                return Ok(None);
+            }
+            self.index_backfilled = true;
+            self.advance_to(new)?;
+            return Ok(Some(match self.ship(report) {
+                Ok(()) => Restart::Followed,
+                Err(ShipError::Mismatch) => Restart::Lost("the new WAL did not validate"),
+                Err(ShipError::Other(e)) => return Err(e),
+            }));
+        }
         if !self.try_write_lock(self.policy.lock_timeout)? {
             return Ok(None);
         }
@@ -31,9 +47,10 @@ impl Shipper {
             // Whoever restarted the WAL may have checkpointed some of the new one already.
             self.index_backfilled = true;
             // Re-take the read lock inside the new WAL while no one can write, so it stays pinned.
-            let repin = self.unpin().and_then(|()| self.pin());
+            let repin = self.handover_pin();
             self.write_unlock()?;
             repin?;
+            self.stage_locked_copy(report)?;
         } else {
             self.write_unlock()?;
         }
@@ -70,18 +87,20 @@ impl Shipper {
                 self.stage_segment(&old, start, seed, committed, report)?;
             }
         }
+        self.advance_to(new)?;
+        // Whoever holds the write lock (we or the checkpoint we step aside for) waits only for a read into memory.
+        Ok(if self.copy_locked(report)? { Restart::Followed } else { Restart::Lost("the new WAL did not validate") })
+    }
+
+    /// Continue the generation with the next WAL index, whose WAL `new` starts.
+    fn advance_to(&mut self, new: WalHeader) -> Result<()> {
         self.seal = None;
         self.successor_of = None;
         let p = self.position_mut()?;
         p.pos = Pos { index: p.pos.index + 1, offset: 0 };
         p.header = new;
         p.checksum = new.checksum;
-        self.save()?;
-        match self.ship(report) {
-            Ok(()) => Ok(Restart::Followed),
-            Err(ShipError::Mismatch) => Ok(Restart::Lost("the new WAL did not validate")),
-            Err(ShipError::Other(e)) => Err(e),
-        }
+        self.save()
     }
 
     pub(super) fn start_generation(&mut self, reason: &str, report: &mut SyncReport) -> Result<()> {

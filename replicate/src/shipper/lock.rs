@@ -9,6 +9,7 @@ use rusqlite::ErrorCode;
 
 use super::Shipper;
 use super::applocks::AppLocks;
+use super::cooperate::Seal;
 use crate::error::{Error, Result, SqlContext};
 
 /// How often the write lock is tried while the application holds it.
@@ -60,6 +61,36 @@ impl Shipper {
         if self.pinned {
             self.pin.execute_batch("COMMIT").db(&self.db_path)?;
             self.pinned = false;
+            if !self.locked {
+                // Without the read lock and without the write lock, anyone may restart the WAL, more than once.
+                self.successor_of = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Move the read lock to the newest state of the WAL without ever letting go of it: a read transaction on the
+    /// spare connection begins first, then the old one ends, and the two connections swap roles. Where `unpin` and
+    /// `pin` leave a moment without a read lock (in which a loaded machine may keep us off the CPU for milliseconds,
+    /// and the application restart the WAL twice), this leaves none.
+    ///
+    /// On a WAL fully copied into the database the new read lock sits on the database file (SQLite's read lock 0),
+    /// which lets a checkpoint restart the WAL but lets no checkpoint copy anything, so the WAL can be restarted at
+    /// most once, and only where it ends now. Otherwise it sits at the WAL's last commit, which lets a checkpoint copy
+    /// everything but restart nothing.
+    pub(super) fn handover_pin(&mut self) -> Result<()> {
+        if !self.pinned {
+            return self.pin();
+        }
+        self.spare.execute_batch("BEGIN").db(&self.db_path)?;
+        if let Err(e) = self.spare.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())) {
+            let _ = self.spare.execute_batch("ROLLBACK");
+            return Err(Error::Sqlite { path: self.db_path.clone(), source: e });
+        }
+        std::mem::swap(&mut self.pin, &mut self.spare);
+        if let Err(e) = self.spare.execute_batch("COMMIT") {
+            let _ = self.spare.execute_batch("ROLLBACK");
+            return Err(Error::Sqlite { path: self.db_path.clone(), source: e });
         }
         Ok(())
     }
@@ -113,6 +144,21 @@ impl Shipper {
             self.write_unlock()?;
         }
         touched
+    }
+
+    /// [`Shipper::handover_pin`] right after everything committed was shipped, without the write lock. The WAL is then
+    /// sealed where the copy ends: no checkpoint could copy past our old read lock, which sat at most there, so if
+    /// the new read lock lands on the database file (the WAL was fully checkpointed as it was taken), the WAL ended
+    /// exactly there and can be restarted only there, once; if it lands inside the WAL, nothing can restart it. Either
+    /// way the next WAL, whatever its header, directly follows the copy, as long as this read lock is held.
+    pub(super) fn handover_shipped(&mut self) -> Result<()> {
+        self.handover_pin()?;
+        if let Some(p) = &self.position {
+            let seal = Seal { header: p.header, end: p.pos.offset };
+            self.seal = Some(seal);
+            self.successor_of = Some(seal);
+        }
+        Ok(())
     }
 
     /// Commit a write that changes nothing (`user_version` set to its own value). It gives the WAL a frame, and if

@@ -52,6 +52,10 @@ pub struct CheckpointPolicy {
     /// How long a checkpoint may wait for the application's write transaction to finish. Our own hold on the write
     /// lock lasts only for the final copy of a few frames and a PASSIVE checkpoint of them.
     pub lock_timeout: Duration,
+    /// Whether a due checkpoint below `max_page_count` takes the write lock to restart the WAL itself. By default it
+    /// never does, so that an application without a busy timeout never meets litecar's write lock: the application's
+    /// next writer restarts a fully checkpointed WAL instead.
+    pub write_lock_below_max: bool,
 }
 
 impl Default for CheckpointPolicy {
@@ -61,6 +65,7 @@ impl Default for CheckpointPolicy {
             max_page_count: 10_000,
             interval: Duration::from_secs(60),
             lock_timeout: Duration::from_millis(200),
+            write_lock_below_max: false,
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct Shipper {
     wal_path: PathBuf,
     policy: CheckpointPolicy,
     pin: Connection,
+    /// Takes over the read lock from `pin` without a gap (see [`Shipper::handover_pin`]).
+    spare: Connection,
     lock: Connection,
     ckpt: Connection,
     background: Checkpointer,
@@ -118,6 +125,11 @@ pub struct Shipper {
     seal: Option<Seal>,
     /// The sealed WAL whose next WAL, whatever its header, is proven to follow it directly.
     successor_of: Option<Seal>,
+    /// Frames copied into memory under the write lock, to be staged once it is released, and whether they are the
+    /// whole WAL.
+    unstaged: Option<(copy::Tail, bool)>,
+    /// After a checkpoint without the write lock that left the WAL behind, the WAL's size at which to try again.
+    unlocked_retry_frames: u64,
     /// Taking the write lock gave up because another process's checkpoint held it.
     checkpointer_waiting: bool,
     /// The lock table in the `-shm` file. Declared last, like `db_file`, and for the same reason.
@@ -175,12 +187,15 @@ impl Shipper {
                 message: format!("could not switch the database to WAL mode (journal_mode is {mode})"),
             });
         }
+        let spare = open()?;
         let lock = open()?;
         // A restart written by this connection truncates the WAL file to about `min_page_count` frames, which bounds
         // the disk the WAL keeps without making the application grow the file again after every checkpoint.
         let page_size: i64 = lock.query_row("PRAGMA page_size", [], |r| r.get(0)).db(db_path)?;
         let limit = (policy.min_page_count as i64).saturating_mul(page_size + wal::FRAME_HEADER_SIZE as i64);
         lock.pragma_update(None, "journal_size_limit", limit).db(db_path)?;
+        // Its commits change nothing (they only make it restart the WAL): they need no fsync while the application waits.
+        lock.pragma_update(None, "synchronous", "NORMAL").db(db_path)?;
         let ckpt = open()?;
         // The read of `journal_mode` above made SQLite create the `-shm` file.
         let app = Arc::new(AppLocks::open(db_path)?);
@@ -192,6 +207,7 @@ impl Shipper {
             db_path: db_path.to_owned(),
             policy,
             pin,
+            spare,
             lock,
             ckpt,
             background,
@@ -209,6 +225,8 @@ impl Shipper {
             db_identity,
             seal: None,
             successor_of: None,
+            unstaged: None,
+            unlocked_retry_frames: 0,
             checkpointer_waiting: false,
             app,
         })
@@ -381,6 +399,7 @@ impl Shipper {
         self.unpin()?;
         let close = |c: Connection| c.close().map_err(|(_, e)| e);
         close(std::mem::replace(&mut self.pin, Connection::open_in_memory().db(&self.db_path)?)).db(&self.db_path)?;
+        close(std::mem::replace(&mut self.spare, Connection::open_in_memory().db(&self.db_path)?)).db(&self.db_path)?;
         close(std::mem::replace(&mut self.ckpt, Connection::open_in_memory().db(&self.db_path)?)).db(&self.db_path)?;
         // Closing rolls back the empty write transaction and releases the lock as the connection goes.
         close(std::mem::replace(&mut self.lock, Connection::open_in_memory().db(&self.db_path)?)).db(&self.db_path)?;
