@@ -41,13 +41,14 @@ impl<W: Write> Write for Lz4Writer<W> {
 /// what each block holds, so that reading a small WAL segment costs about its size, not a 4 MB block buffer cleared
 /// for every frame as lz4_flex's frame decoder does. Other frames go through that decoder.
 pub fn lz4_reader<R: Read>(inner: R) -> impl Read {
-    Lz4Reader { state: ReaderState::Start(Some(inner)), block: Vec::new(), at: 0 }
+    Lz4Reader { state: ReaderState::Start(Some(inner)), block: Vec::new(), len: 0, at: 0 }
 }
 
 struct Lz4Reader<R: Read> {
     state: ReaderState<R>,
-    /// The current block's content, and how much of it was read.
+    /// The current block's content is `block[..len]`, of which `at` bytes were read.
     block: Vec<u8>,
+    len: usize,
     at: usize,
 }
 
@@ -64,8 +65,8 @@ impl<R: Read> Read for Lz4Reader<R> {
             DecompressError::Input(e) | DecompressError::Output(e) => e,
         };
         loop {
-            if self.at < self.block.len() {
-                let n = buf.len().min(self.block.len() - self.at);
+            if self.at < self.len {
+                let n = buf.len().min(self.len - self.at);
                 buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
                 self.at += n;
                 return Ok(n);
@@ -78,8 +79,8 @@ impl<R: Read> Read for Lz4Reader<R> {
                         Frame::Other(decoder) => ReaderState::Other(Box::new(decoder)),
                     };
                 }
-                ReaderState::Blocks(blocks) => match blocks.next().map_err(as_io)? {
-                    Some(block) => (self.block, self.at) = (block, 0),
+                ReaderState::Blocks(blocks) => match blocks.next_into(&mut self.block).map_err(as_io)? {
+                    Some(n) => (self.len, self.at) = (n, 0),
                     None => {
                         blocks.finish().map_err(as_io)?;
                         self.state = ReaderState::Done;
@@ -185,11 +186,12 @@ fn open_frame<R: Read>(mut src: R) -> Result<Frame<R>, DecompressError> {
 }
 
 impl<R: Read> Blocks<R> {
-    /// The next block's content; `None` at the frame's end mark.
+    /// Decode the next block into `buf`, returning how many bytes of it the block holds; `None` at the end mark.
     ///
-    /// A compressed block is decoded into a new buffer that is allocated, not cleared: only the bytes the block
-    /// holds are ever touched, where clearing a 4 MB block buffer would cost more than decoding a small segment.
-    fn next(&mut self) -> Result<Option<Vec<u8>>, DecompressError> {
+    /// A `buf` of a whole block's size is decoded into in place; a shorter one is replaced by a new buffer that is
+    /// allocated but not cleared. Only the bytes a block holds are ever touched, where clearing a 4 MB buffer would
+    /// cost more than decoding a small WAL segment.
+    fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>, DecompressError> {
         let mut size = [0u8; 4];
         read_input(&mut self.src, &mut size)?;
         let size = u32::from_le_bytes(size);
@@ -200,27 +202,35 @@ impl<R: Read> Blocks<R> {
         if len > self.max_block {
             return Err(corrupt(format!("LZ4 block of {len} bytes exceeds the frame's {}", self.max_block)));
         }
-        let block = if size & UNCOMPRESSED_BLOCK != 0 {
-            let mut block = vec![0; len];
-            read_input(&mut self.src, &mut block)?;
-            block
+        let stored = size & UNCOMPRESSED_BLOCK != 0;
+        let n = if stored {
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            read_input(&mut self.src, &mut buf[..len])?;
+            len
         } else {
             self.compressed.resize(len, 0);
             read_input(&mut self.src, &mut self.compressed)?;
-            lz4_flex::block::decompress(&self.compressed, self.max_block)
-                .map_err(|e| corrupt(format!("corrupt LZ4 block: {e}")))?
+            let bad = |e: lz4_flex::block::DecompressError| corrupt(format!("corrupt LZ4 block: {e}"));
+            if buf.len() >= self.max_block {
+                lz4_flex::block::decompress_into(&self.compressed, buf).map_err(bad)?
+            } else {
+                *buf = lz4_flex::block::decompress(&self.compressed, self.max_block).map_err(bad)?;
+                buf.len()
+            }
         };
         if self.block_checksums {
             let mut sum = [0u8; 4];
             read_input(&mut self.src, &mut sum)?;
-            let raw = if size & UNCOMPRESSED_BLOCK != 0 { &block[..] } else { &self.compressed[..] };
+            let raw = if stored { &buf[..n] } else { &self.compressed[..] };
             if XxHash32::oneshot(0, raw) != u32::from_le_bytes(sum) {
                 return Err(corrupt("LZ4 block checksum mismatch"));
             }
         }
-        self.content.write(&block);
-        self.written += block.len() as u64;
-        Ok(Some(block))
+        self.content.write(&buf[..n]);
+        self.written += n as u64;
+        Ok(Some(n))
     }
 
     /// After the end mark: check the content checksum and size, and that nothing follows the frame.
@@ -245,25 +255,31 @@ impl<R: Read> Blocks<R> {
 
 /// Decompress all of `src` (one LZ4 frame) into `dst`, returning the number of bytes written.
 ///
-/// A frame of independent blocks, which is what litecar and Litestream write, is decoded block by block while a
-/// second thread writes the blocks out: restore time is then about the larger of reading and writing, not their
-/// sum, and each byte is copied once on either side. Other frames go through lz4_flex's streaming decoder.
+/// A frame of independent blocks, which is what litecar and Litestream write, is decoded block by block into a few
+/// reused block buffers while a second thread writes them out: restore time is then about the larger of reading and
+/// writing, not their sum, and each byte is copied once on either side. Other frames go through lz4_flex's streaming decoder.
 pub fn decompress_into<R: Read + Send, W: Write + Send>(src: R, dst: &mut W) -> Result<u64, DecompressError> {
     let mut blocks = match open_frame(src)? {
         Frame::Independent(blocks) => blocks,
         Frame::Other(mut decoder) => return copy_all(&mut decoder, dst),
     };
+    let max_block = blocks.max_block;
     std::thread::scope(|scope| {
-        let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BLOCKS_IN_FLIGHT);
+        let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT + 1);
         let writer = scope.spawn(move || -> io::Result<()> {
-            for block in full_rx {
-                dst.write_all(&block)?;
+            for (block, n) in full_rx {
+                dst.write_all(&block[..n])?;
+                let _ = empty_tx.try_send(block);
             }
             dst.flush()
         });
         let decoded: Result<(), DecompressError> = (|| {
-            while let Some(block) = blocks.next()? {
-                if full_tx.send(block).is_err() {
+            loop {
+                // Whole-block buffers, reused: each is cleared once (by the allocator, where it can).
+                let mut block = empty_rx.try_recv().unwrap_or_else(|_| vec![0; max_block]);
+                let Some(n) = blocks.next_into(&mut block)? else { break };
+                if full_tx.send((block, n)).is_err() {
                     // The writer stopped; its error is reported below.
                     break;
                 }
