@@ -75,6 +75,7 @@ mod tests {
         assert_eq!(c.config.follow[0].replica.url.as_deref(), Some("s3://bucket/app"));
         assert_eq!(c.settings.follow[0].poll_interval, Some(Duration::from_millis(250)));
         assert_eq!(c.settings.follow[1].path, Path::new("/data/b.db"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         let args = FollowArgs { config: Default::default(), output: None, poll_interval: None, url: None };
         let plans = plan(&args, Some(&c.settings), Path::new("litecar.yml")).await.expect("plan");
         assert_eq!(plans[0].poll_interval, Duration::from_millis(250));
@@ -99,6 +100,24 @@ mod tests {
             let e = parse(yaml).expect_err(yaml).to_string();
             assert!(e.contains(key), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn unknown_keys_in_follow_entries_warn_with_line_and_nearest_key_and_strict_refuses_them() {
+        let text = "follow:\n  - path: /a.db\n    url: s3://b/app\n    pollInterval: 2s\n    forcePathStyle: true\n  \
+                    - path: /b.db\n    url: file:///r\n    poll-interval: 1s\n";
+        let l = parse(text).expect("accepted with warnings");
+        let w = l.warnings.join("\n");
+        assert!(w.contains("line 4: unknown key `pollInterval` in follow[0]; did you mean `poll-interval`?"), "{w}");
+        assert!(
+            w.contains("line 5: unknown key `forcePathStyle` in follow[0]; did you mean `force-path-style`?"),
+            "{w}"
+        );
+        assert_eq!(l.warnings.len(), 2, "known keys of either kind are not reported: {w}");
+        let strict =
+            crate::config::parse(Path::new("litecar.yml"), text, LoadOptions { strict: true, ..Default::default() });
+        let e = strict.expect_err("strict").to_string();
+        assert!(e.contains("pollInterval") && e.contains("follow[0]") && e.contains("-strict"), "{e}");
     }
 
     #[tokio::test]

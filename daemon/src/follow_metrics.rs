@@ -45,11 +45,11 @@ pub fn families(followers: &[FollowerHandle]) -> Result<Vec<MetricFamily>, prome
     Ok(collectors.iter().flat_map(|c| c.collect()).collect())
 }
 
-/// What keeps followers from being ready: a follower is ready once it has caught up with its replica.
+/// What keeps followers from being ready: not caught up with the replica yet, polls that keep failing, a segment
+/// that cannot be applied, or falling behind.
 pub fn readiness(followers: &[FollowerHandle]) -> Vec<String> {
     followers
         .iter()
-        .filter(|f| !f.status.snapshot().caught_up)
-        .map(|f| format!("{}: follower catching up with its replica", f.path.display()))
+        .filter_map(|f| f.status.not_ready().map(|why| format!("{}: follower {why}", f.path.display())))
         .collect()
 }

@@ -36,8 +36,61 @@ impl<W: Write> Write for Lz4Writer<W> {
 
 /// A reader over the decompressed content of an LZ4 frame; a corrupt frame or checksum mismatch is an
 /// `InvalidData` error.
+///
+/// A frame of independent blocks (what litecar and Litestream write) is decoded block by block into buffers sized to
+/// what each block holds, so that reading a small WAL segment costs about its size, not a 4 MB block buffer cleared
+/// for every frame as lz4_flex's frame decoder does. Other frames go through that decoder.
 pub fn lz4_reader<R: Read>(inner: R) -> impl Read {
-    FrameDecoder::new(inner)
+    Lz4Reader { state: ReaderState::Start(Some(inner)), block: Vec::new(), len: 0, at: 0 }
+}
+
+struct Lz4Reader<R: Read> {
+    state: ReaderState<R>,
+    /// The current block's content is `block[..len]`, of which `at` bytes were read.
+    block: Vec<u8>,
+    len: usize,
+    at: usize,
+}
+
+enum ReaderState<R: Read> {
+    Start(Option<R>),
+    Blocks(Blocks<R>),
+    Other(Box<FrameDecoder<io::Chain<io::Cursor<[u8; 7]>, R>>>),
+    Done,
+}
+
+impl<R: Read> Read for Lz4Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let as_io = |e: DecompressError| match e {
+            DecompressError::Input(e) | DecompressError::Output(e) => e,
+        };
+        loop {
+            if self.at < self.len {
+                let n = buf.len().min(self.len - self.at);
+                buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+                self.at += n;
+                return Ok(n);
+            }
+            match &mut self.state {
+                ReaderState::Start(src) => {
+                    let src = src.take().ok_or_else(|| io::Error::other("LZ4 reader used after an error"))?;
+                    self.state = match open_frame(src).map_err(as_io)? {
+                        Frame::Independent(blocks) => ReaderState::Blocks(blocks),
+                        Frame::Other(decoder) => ReaderState::Other(Box::new(decoder)),
+                    };
+                }
+                ReaderState::Blocks(blocks) => match blocks.next_into(&mut self.block).map_err(as_io)? {
+                    Some(n) => (self.len, self.at) = (n, 0),
+                    None => {
+                        blocks.finish().map_err(as_io)?;
+                        self.state = ReaderState::Done;
+                    }
+                },
+                ReaderState::Other(decoder) => return decoder.read(buf),
+                ReaderState::Done => return Ok(0),
+            }
+        }
+    }
 }
 
 /// Why [`decompress_into`] failed: the compressed input (unreadable, corrupt, truncated) or the output.
@@ -65,26 +118,38 @@ fn corrupt(message: impl Into<String>) -> DecompressError {
     DecompressError::Input(io::Error::new(io::ErrorKind::InvalidData, message.into()))
 }
 
-/// Decompress all of `src` (one LZ4 frame) into `dst`, returning the number of bytes written.
-///
-/// A frame of independent blocks, which is what litecar and Litestream write, is decoded block by block straight
-/// into block-sized buffers while a second thread writes them out: restore time is then about the larger of reading
-/// and writing, not their sum, and each byte is copied once on either side. Other frames go through lz4_flex's
-/// streaming decoder.
-pub fn decompress_into<R: Read + Send, W: Write + Send>(mut src: R, dst: &mut W) -> Result<u64, DecompressError> {
+enum Frame<R: Read> {
+    Independent(Blocks<R>),
+    /// Linked blocks or a dictionary: lz4_flex's streaming decoder, given back the bytes looked at.
+    Other(FrameDecoder<io::Chain<io::Cursor<[u8; 7]>, R>>),
+}
+
+/// The blocks of a frame of independent blocks, decoded one at a time.
+struct Blocks<R> {
+    src: R,
+    max_block: usize,
+    block_checksums: bool,
+    content_checksum: bool,
+    content_size: Option<u64>,
+    content: XxHash32,
+    written: u64,
+    compressed: Vec<u8>,
+}
+
+/// Read an LZ4 frame's header.
+fn open_frame<R: Read>(mut src: R) -> Result<Frame<R>, DecompressError> {
     let mut head = [0u8; 7];
     src.read_exact(&mut head).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => corrupt("too short to be an LZ4 frame"),
         _ => DecompressError::Input(e),
     })?;
     let flg = head[4];
-    let fast = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) == MAGIC
+    let independent = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) == MAGIC
         && flg & FLG_VERSION_MASK == FLG_VERSION
         && flg & FLG_INDEPENDENT != 0
         && flg & FLG_DICT_ID == 0;
-    if !fast {
-        let mut r = FrameDecoder::new(io::Cursor::new(head).chain(src));
-        return copy_all(&mut r, dst);
+    if !independent {
+        return Ok(Frame::Other(FrameDecoder::new(io::Cursor::new(head).chain(src))));
     }
     let max_block = match (head[5] >> 4) & 0b111 {
         4 => 64 << 10,
@@ -108,57 +173,113 @@ pub fn decompress_into<R: Read + Send, W: Write + Send>(mut src: R, dst: &mut W)
         check_header(&descriptor, head[6])?;
         None
     };
+    Ok(Frame::Independent(Blocks {
+        src,
+        max_block,
+        block_checksums: flg & FLG_BLOCK_CHECKSUM != 0,
+        content_checksum: flg & FLG_CONTENT_CHECKSUM != 0,
+        content_size,
+        content: XxHash32::with_seed(0),
+        written: 0,
+        compressed: Vec::new(),
+    }))
+}
 
-    let block_checksums = flg & FLG_BLOCK_CHECKSUM != 0;
-    let mut content = XxHash32::with_seed(0);
-    let mut written = 0u64;
+impl<R: Read> Blocks<R> {
+    /// Decode the next block into `buf`, returning how many bytes of it the block holds; `None` at the end mark.
+    ///
+    /// A `buf` of a whole block's size is decoded into in place; a shorter one is replaced by a new buffer that is
+    /// allocated but not cleared. Only the bytes a block holds are ever touched, where clearing a 4 MB buffer would
+    /// cost more than decoding a small WAL segment.
+    fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>, DecompressError> {
+        let mut size = [0u8; 4];
+        read_input(&mut self.src, &mut size)?;
+        let size = u32::from_le_bytes(size);
+        if size == 0 {
+            return Ok(None);
+        }
+        let len = (size & !UNCOMPRESSED_BLOCK) as usize;
+        if len > self.max_block {
+            return Err(corrupt(format!("LZ4 block of {len} bytes exceeds the frame's {}", self.max_block)));
+        }
+        let stored = size & UNCOMPRESSED_BLOCK != 0;
+        let n = if stored {
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            read_input(&mut self.src, &mut buf[..len])?;
+            len
+        } else {
+            self.compressed.resize(len, 0);
+            read_input(&mut self.src, &mut self.compressed)?;
+            let bad = |e: lz4_flex::block::DecompressError| corrupt(format!("corrupt LZ4 block: {e}"));
+            if buf.len() >= self.max_block {
+                lz4_flex::block::decompress_into(&self.compressed, buf).map_err(bad)?
+            } else {
+                *buf = lz4_flex::block::decompress(&self.compressed, self.max_block).map_err(bad)?;
+                buf.len()
+            }
+        };
+        if self.block_checksums {
+            let mut sum = [0u8; 4];
+            read_input(&mut self.src, &mut sum)?;
+            let raw = if stored { &buf[..n] } else { &self.compressed[..] };
+            if XxHash32::oneshot(0, raw) != u32::from_le_bytes(sum) {
+                return Err(corrupt("LZ4 block checksum mismatch"));
+            }
+        }
+        self.content.write(&buf[..n]);
+        self.written += n as u64;
+        Ok(Some(n))
+    }
+
+    /// After the end mark: check the content checksum and size, and that nothing follows the frame.
+    fn finish(&mut self) -> Result<(), DecompressError> {
+        if self.content_checksum {
+            let mut sum = [0u8; 4];
+            read_input(&mut self.src, &mut sum)?;
+            if self.content.finish_32() != u32::from_le_bytes(sum) {
+                return Err(corrupt("LZ4 content checksum mismatch"));
+            }
+        }
+        if self.content_size.is_some_and(|n| n != self.written) {
+            return Err(corrupt("LZ4 content size mismatch"));
+        }
+        let mut trailing = [0u8; 1];
+        if self.src.read(&mut trailing).map_err(DecompressError::Input)? != 0 {
+            return Err(corrupt("unexpected data after the LZ4 frame"));
+        }
+        Ok(())
+    }
+}
+
+/// Decompress all of `src` (one LZ4 frame) into `dst`, returning the number of bytes written.
+///
+/// A frame of independent blocks, which is what litecar and Litestream write, is decoded block by block into a few
+/// reused block buffers while a second thread writes them out: restore time is then about the larger of reading and
+/// writing, not their sum, and each byte is copied once on either side. Other frames go through lz4_flex's streaming decoder.
+pub fn decompress_into<R: Read + Send, W: Write + Send>(src: R, dst: &mut W) -> Result<u64, DecompressError> {
+    let mut blocks = match open_frame(src)? {
+        Frame::Independent(blocks) => blocks,
+        Frame::Other(mut decoder) => return copy_all(&mut decoder, dst),
+    };
+    let max_block = blocks.max_block;
     std::thread::scope(|scope| {
-        let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BLOCKS_IN_FLIGHT);
         let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT + 1);
         let writer = scope.spawn(move || -> io::Result<()> {
-            for block in full_rx {
-                dst.write_all(&block)?;
+            for (block, n) in full_rx {
+                dst.write_all(&block[..n])?;
                 let _ = empty_tx.try_send(block);
             }
             dst.flush()
         });
-        let mut compressed = Vec::new();
         let decoded: Result<(), DecompressError> = (|| {
             loop {
-                let mut size = [0u8; 4];
-                read_input(&mut src, &mut size)?;
-                let size = u32::from_le_bytes(size);
-                if size == 0 {
-                    break;
-                }
-                let len = (size & !UNCOMPRESSED_BLOCK) as usize;
-                if len > max_block {
-                    return Err(corrupt(format!("LZ4 block of {len} bytes exceeds the frame's {max_block}")));
-                }
-                let mut block = empty_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(max_block));
-                let raw = if size & UNCOMPRESSED_BLOCK != 0 {
-                    block.resize(len, 0);
-                    read_input(&mut src, &mut block)?;
-                    &block[..]
-                } else {
-                    compressed.resize(len, 0);
-                    read_input(&mut src, &mut compressed)?;
-                    block.resize(max_block, 0);
-                    let n = lz4_flex::block::decompress_into(&compressed, &mut block)
-                        .map_err(|e| corrupt(format!("corrupt LZ4 block: {e}")))?;
-                    block.truncate(n);
-                    &compressed[..]
-                };
-                if block_checksums {
-                    let mut sum = [0u8; 4];
-                    read_input(&mut src, &mut sum)?;
-                    if XxHash32::oneshot(0, raw) != u32::from_le_bytes(sum) {
-                        return Err(corrupt("LZ4 block checksum mismatch"));
-                    }
-                }
-                content.write(&block);
-                written += block.len() as u64;
-                if full_tx.send(block).is_err() {
+                // Whole-block buffers, reused: each is cleared once (by the allocator, where it can).
+                let mut block = empty_rx.try_recv().unwrap_or_else(|_| vec![0; max_block]);
+                let Some(n) = blocks.next_into(&mut block)? else { break };
+                if full_tx.send((block, n)).is_err() {
                     // The writer stopped; its error is reported below.
                     break;
                 }
@@ -170,21 +291,8 @@ pub fn decompress_into<R: Read + Send, W: Write + Send>(mut src: R, dst: &mut W)
         decoded?;
         wrote.map_err(DecompressError::Output)
     })?;
-    if flg & FLG_CONTENT_CHECKSUM != 0 {
-        let mut sum = [0u8; 4];
-        read_input(&mut src, &mut sum)?;
-        if content.finish_32() != u32::from_le_bytes(sum) {
-            return Err(corrupt("LZ4 content checksum mismatch"));
-        }
-    }
-    if content_size.is_some_and(|n| n != written) {
-        return Err(corrupt("LZ4 content size mismatch"));
-    }
-    let mut trailing = [0u8; 1];
-    if src.read(&mut trailing).map_err(DecompressError::Input)? != 0 {
-        return Err(corrupt("unexpected data after the LZ4 frame"));
-    }
-    Ok(written)
+    blocks.finish()?;
+    Ok(blocks.written)
 }
 
 fn read_input(src: &mut impl Read, buf: &mut [u8]) -> Result<(), DecompressError> {
@@ -259,6 +367,10 @@ mod tests {
             let n = decompress_into(compressed.as_slice(), &mut out).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(n, data.len() as u64, "{what}");
             assert!(out == data, "{what}: decompressed data differs");
+            let mut read = Vec::new();
+            lz4_reader(compressed.as_slice()).read_to_end(&mut read).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(read == data, "{what}: the reader's data differs");
+            let reader = |input: &[u8]| lz4_reader(input.to_vec().as_slice()).read_to_end(&mut Vec::new()).map(|_| ());
 
             for at in [0, 5, 11, compressed.len() / 3, compressed.len() / 2, compressed.len() - 2] {
                 let mut corrupt = compressed.clone();
@@ -267,6 +379,7 @@ mod tests {
                     matches!(decompress_into(corrupt.as_slice(), &mut Vec::new()), Err(DecompressError::Input(_))),
                     "{what}: a flipped byte at {at} went unnoticed"
                 );
+                assert!(reader(&corrupt).is_err(), "{what}: the reader missed a flipped byte at {at}");
             }
             for keep in [3, 9, compressed.len() / 2, compressed.len() - 3] {
                 let mut out = Vec::new();
@@ -277,13 +390,33 @@ mod tests {
                     Ok(_) if linked && out.len() < data.len() => {}
                     other => panic!("{what}: truncation to {keep} bytes went unnoticed: {other:?}"),
                 }
+                assert!(linked || reader(&compressed[..keep]).is_err(), "{what}: the reader missed a cut at {keep}");
             }
             let mut longer = compressed.clone();
             longer.push(0);
             if !linked {
                 assert!(decompress_into(longer.as_slice(), &mut Vec::new()).is_err(), "{what}: trailing garbage");
+                assert!(reader(&longer).is_err(), "{what}: the reader missed trailing garbage");
             }
         }
+    }
+
+    #[test]
+    fn the_reader_serves_small_frames_in_small_reads() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
+        let compressed = compress(&data, frame_info());
+        let mut r = lz4_reader(compressed.as_slice());
+        let mut out = Vec::new();
+        let mut byte = [0u8; 3];
+        loop {
+            match r.read(&mut byte).expect("read") {
+                0 => break,
+                n => out.extend_from_slice(&byte[..n]),
+            }
+        }
+        assert_eq!(out, data);
+        assert_eq!(r.read(&mut byte).expect("after the end"), 0);
+        assert!(lz4_reader(&b""[..]).read_to_end(&mut Vec::new()).is_err(), "empty input is not a frame");
     }
 
     #[test]

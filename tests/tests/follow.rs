@@ -280,7 +280,7 @@ fn bad_input_names_the_object_or_path_and_keeps_the_last_good_copy() {
     let good = digest(&copy);
     assert!(follower.terminate().success());
     let c = litecar_e2e::app_connection(&db);
-    let corrupted = corrupt_next_segment(&env.path("replica"), || {
+    let (corrupted, _, _) = corrupt_next_segment(&env.path("replica"), || {
         c.execute("UPDATE accounts SET touched = touched + 1 WHERE id = 2", []).expect("write");
     });
     let mut follower = env.follow("copy.db", &[&url]);
@@ -296,8 +296,9 @@ fn bad_input_names_the_object_or_path_and_keeps_the_last_good_copy() {
     assert!(follower.terminate().success());
 }
 
-/// Write to the database until a new segment appears in the replica, then corrupt it; returns its key.
-fn corrupt_next_segment(replica: &Path, mut write: impl FnMut()) -> String {
+/// Write to the database until a new segment appears in the replica, then corrupt it; returns its name, its path and
+/// its content before.
+fn corrupt_next_segment(replica: &Path, mut write: impl FnMut()) -> (String, PathBuf, Vec<u8>) {
     let list = || -> Vec<PathBuf> {
         let mut out = vec![];
         for g in std::fs::read_dir(replica.join("generations")).into_iter().flatten().flatten() {
@@ -312,15 +313,63 @@ fn corrupt_next_segment(replica: &Path, mut write: impl FnMut()) -> String {
         write();
         std::thread::sleep(Duration::from_millis(50));
         if let Some(new) = list().into_iter().find(|p| !before.contains(p)) {
-            let mut bytes = std::fs::read(&new).expect("segment");
+            let original = std::fs::read(&new).expect("segment");
+            let mut bytes = original.clone();
             let mid = bytes.len() / 2;
             bytes[mid] ^= 0xff;
             std::fs::write(&new, bytes).expect("corrupt");
             let name = new.file_name().expect("name").to_string_lossy().into_owned();
-            return name;
+            return (name, new, original);
         }
     }
     panic!("no new segment appeared");
+}
+
+/// /readyz follows the follower: not ready, naming the segment, while the replica's next segment cannot be applied;
+/// ready again once it is applied and the copy has caught up.
+#[test]
+fn readiness_turns_false_while_the_follower_is_stuck_and_true_once_caught_up() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    bank::create(&db);
+    let mut writer = env.start_writer(false);
+    let bank = Bank::start(&db, bank::Options { big_every: None, truncate_every: None, ..Default::default() });
+    eventually(Duration::from_secs(30), "the first commits", || bank.committed() > 20);
+    bank.stop();
+    let metrics_port = litecar_e2e::free_port();
+    let (cfg, copy) = (env.path("follower.yml"), env.path("copy.db"));
+    std::fs::write(
+        &cfg,
+        format!("addr: 127.0.0.1:{metrics_port}\nfollow:\n  - path: {}\n    url: {}\n", copy.display(), env.file_url()),
+    )
+    .expect("config");
+    let follow = || {
+        Proc::spawn(
+            &litecar_bin(),
+            &["follow", "-config", cfg.to_str().expect("utf8")],
+            env.dir.path(),
+            &env.path("f.log"),
+        )
+    };
+    let ready = || litecar_e2e::http_get(metrics_port, "/readyz");
+    let mut follower = follow();
+    eventually(Duration::from_secs(60), "the follower ready", || ready().0 == 200);
+    assert!(follower.terminate().success());
+
+    let c = litecar_e2e::app_connection(&db);
+    let (name, segment, original) = corrupt_next_segment(&env.path("replica"), || {
+        c.execute("UPDATE accounts SET touched = touched + 1 WHERE id = 2", []).expect("write");
+    });
+    let mut follower = follow();
+    eventually(Duration::from_secs(60), "not ready, naming the segment", || {
+        let (status, body) = ready();
+        status == 503 && body.contains(&name) && body.contains(copy.to_str().expect("utf8"))
+    });
+    std::fs::write(&segment, original).expect("repair the segment");
+    eventually(Duration::from_secs(60), "ready again", || ready().0 == 200);
+    wait_equal(&db, &copy, Duration::from_secs(30));
+    assert!(follower.terminate().success());
+    assert!(writer.terminate().success());
 }
 
 /// litecar's REST API over a follower's copy serves reads and refuses writes with 405 and a JSON error.

@@ -3,14 +3,15 @@
 //! each section are read from the config types themselves, so a key added to a type is known here at once.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::tree::{Node, Value};
 use super::types::{
-    AgeConfig, Config, DbConfig, JwtConfig, LoggingConfig, ReplicaConfig, RestConfig, RoleConfig, SnapshotConfig,
-    WatchResource, WatchcacheConfig,
+    AgeConfig, Config, DbConfig, FollowerConfig, JwtConfig, LoggingConfig, ReplicaConfig, RestConfig, RoleConfig,
+    SnapshotConfig, WatchResource, WatchcacheConfig,
 };
 
 /// A section of the file whose keys are a struct's fields. A new section is one variant here, its type in
@@ -30,6 +31,8 @@ enum Section {
     Role,
     Watchcache,
     Resource,
+    /// An entry of `follow:`: a follower's own keys and a replica's.
+    Follow,
 }
 
 fn fields(s: Section) -> &'static [&'static str] {
@@ -46,6 +49,14 @@ fn fields(s: Section) -> &'static [&'static str] {
         Section::Role => fields_of::<RoleConfig>(),
         Section::Watchcache => fields_of::<WatchcacheConfig>(),
         Section::Resource => fields_of::<WatchResource>(),
+        Section::Follow => {
+            static FOLLOW: OnceLock<Vec<&'static str>> = OnceLock::new();
+            FOLLOW.get_or_init(|| {
+                let own = fields_of::<FollowerConfig>();
+                let replica = fields_of::<ReplicaConfig>().iter().filter(|k| !own.contains(k));
+                own.iter().chain(replica).copied().collect()
+            })
+        }
     }
 }
 
@@ -58,7 +69,8 @@ fn child(s: Section, key: &str) -> Option<Section> {
         (Section::Root, "rest") => Section::Rest,
         (Section::Root, "watchcache") => Section::Watchcache,
         (Section::Db, "replicas" | "replica") => Section::Replica,
-        (Section::Replica, "age") => Section::Age,
+        (Section::Root, "follow") => Section::Follow,
+        (Section::Replica | Section::Follow, "age") => Section::Age,
         (Section::Rest, "auth") => Section::Auth,
         (Section::Auth, "roles") => Section::Roles,
         (Section::Roles, _) => Section::Role,
@@ -221,6 +233,9 @@ mod tests {
         let replica = fields(Section::Replica);
         assert!(replica.contains(&"force-path-style") && replica.contains(&"type"), "{replica:?}");
         assert!(fields(Section::Root).contains(&"dbs"));
+        let follow = fields(Section::Follow);
+        assert!(follow.contains(&"poll-interval") && follow.contains(&"endpoint"), "{follow:?}");
+        assert_eq!(follow.iter().filter(|k| **k == "path").count(), 1, "{follow:?}");
     }
 
     #[test]

@@ -521,7 +521,7 @@ fn resolve_follow(
     for (i, f) in c.follow.iter().enumerate() {
         let key = format!("follow[{i}]");
         let k = |field: &str| format!("{key}.{field}");
-        let path = f.path.trim();
+        let path = f.follower.path.trim();
         if path.is_empty() {
             return Err(problem(k("path"), "required: the follower's database"));
         }
@@ -535,18 +535,18 @@ fn resolve_follow(
                 format!("{} is also in dbs: a database is either replicated or a follower", path.display()),
             ));
         }
-        let r = ReplicaConfig { path: f.replica_path.clone(), ..f.replica.clone() };
+        let r = ReplicaConfig { path: f.follower.replica_path.clone(), ..f.replica.clone() };
         if r.url.is_some() && (r.path.is_some() || r.bucket.is_some()) {
             return Err(problem(k("url"), "set either url, or type with bucket/replica-path, not both"));
         }
         if r.url.is_none() && r.path.is_none() && r.bucket.is_none() {
             return Err(problem(k("url"), "required: the replica to follow (or type with bucket/replica-path)"));
         }
-        if f.poll_interval.is_some_and(|p| p.0.is_zero()) {
+        if f.follower.poll_interval.is_some_and(|p| p.0.is_zero()) {
             return Err(problem(k("poll-interval"), "must be more than 0"));
         }
         let replica = resolve_replica(&r, &key, inherited, notes)?;
-        out.push(FollowSettings { path, replica, poll_interval: f.poll_interval.map(|g| g.0) });
+        out.push(FollowSettings { path, replica, poll_interval: f.follower.poll_interval.map(|g| g.0) });
     }
     Ok(out)
 }

@@ -46,8 +46,19 @@ pub struct Config {
 /// One entry of `follow:`: the follower's database and the replica it follows, written with the keys of
 /// `dbs[].replicas` (`url`, or `type` with `bucket` and `replica-path`, credentials, endpoint, ...).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
 pub struct FollowConfig {
+    /// First, so that its `path` is the follower's database, not the replica's.
+    #[serde(flatten)]
+    pub follower: FollowerConfig,
+    #[serde(flatten)]
+    pub replica: ReplicaConfig,
+}
+
+/// The keys of a `follow:` entry that are not replica keys. A struct of their own, so that the unknown-key check can
+/// read their names (a flattened struct hides its fields).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FollowerConfig {
     /// The follower's database: a read-only copy that litecar keeps up to date.
     pub path: String,
     /// How often to ask an object store for new segments; default 1s.
@@ -56,8 +67,6 @@ pub struct FollowConfig {
     /// The replica's path inside its bucket or directory, for replicas given by `type` rather than `url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_path: Option<String>,
-    #[serde(flatten)]
-    pub replica: ReplicaConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

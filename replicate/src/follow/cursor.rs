@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::write_atomically;
 use crate::layout::{Generation, Pos};
 use crate::wal::{Checksum, WalHeader};
 
@@ -42,23 +41,46 @@ impl CursorFile {
         &self.path
     }
 
-    /// The saved cursor; `None` when there is none or it cannot be read (the follower then restores afresh).
-    pub fn load(&self) -> Option<Cursor> {
-        let bytes = std::fs::read(&self.path).ok()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(c) => Some(c),
+    /// The saved cursor: [`Saved::Missing`] when there is none, [`Saved::Unreadable`] when it cannot be read (the
+    /// follower then rebuilds its copy).
+    pub fn load(&self) -> Saved {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Saved::Missing,
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "unreadable follower cursor; restoring afresh");
-                None
+                tracing::warn!(path = %self.path.display(), error = %e, "unreadable follower cursor");
+                return Saved::Unreadable;
+            }
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(c) => Saved::Cursor(c),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "unreadable follower cursor");
+                Saved::Unreadable
             }
         }
     }
 
+    /// Replace the cursor, through a temporary file and a rename, without waiting for the disk: it is written after
+    /// the transaction it records is on disk (the copy syncs each commit), so whatever a crash leaves is an older
+    /// cursor, which the copy's fingerprint tells apart or whose segments apply again to the same pages, or an
+    /// unreadable one, which rebuilds the copy.
     pub fn save(&self, cursor: &Cursor) -> Result<()> {
         let json =
             serde_json::to_vec(cursor).map_err(|e| Error::State { path: self.path.clone(), message: e.to_string() })?;
-        write_atomically(&self.path, |f| std::io::Write::write_all(f, &json)).at(&self.path)
+        let mut tmp = self.path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, &json).at(&tmp)?;
+        std::fs::rename(&tmp, &self.path).at(&self.path)
     }
+}
+
+/// What [`CursorFile::load`] found.
+pub enum Saved {
+    Missing,
+    Unreadable,
+    Cursor(Cursor),
 }
 
 pub fn page_hash(page: &[u8]) -> u32 {

@@ -9,6 +9,7 @@
 
 mod apply;
 mod cursor;
+mod pace;
 mod source;
 mod status;
 
@@ -23,19 +24,21 @@ use tokio_util::sync::CancellationToken;
 pub use status::{FollowSnapshot, FollowStatus};
 
 use self::apply::Target;
-use self::cursor::{Cursor, CursorFile};
+use self::cursor::{Cursor, CursorFile, Saved};
 use crate::client::Replica;
 use crate::error::{Error, IoContext, Result};
 use crate::layout::{Generation, Pos};
 use crate::restore;
 
-/// How often an object store is asked for new segments while they keep coming (and the fallback for file replicas
-/// without file-system events).
+/// How often an object store is asked for new segments (and the fallback for file replicas without file-system
+/// events). Around a busy writer's expected uploads a follower polls more often, and while idle it backs off to
+/// [`MAX_IDLE_FACTOR`] times this ([`pace`]).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// While a replica stays idle, polls space out up to this many poll intervals.
-const MAX_IDLE_FACTOR: u32 = 4;
-/// How often an idle follower looks for a new generation (one listing of the generations).
+pub use pace::MAX_IDLE_FACTOR;
+/// How often an idle follower looks for a new generation (one listing of the generations)...
 const GENERATION_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and once its polls have backed off all the way.
+const IDLE_GENERATION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// Compressed segment bytes fetched and applied in one transaction at most.
 const MAX_BATCH_BYTES: u64 = 64 << 20;
 /// Polls in a row that find the next segment missing or corrupt before the follower reports it and looks for a
@@ -105,7 +108,7 @@ impl Follower {
                     tracing::info!(replica = %self.replica_name, "no backup in the replica yet; waiting for one")
                 }
                 Err(e @ (Error::Replica(_) | Error::Corrupt { .. } | Error::Restore { .. })) => {
-                    self.status.error();
+                    self.status.failed(&e);
                     tracing::warn!(error = %e, "follow: cannot restore yet; retrying");
                 }
                 Err(e) => return Err(e),
@@ -115,40 +118,50 @@ impl Follower {
             }
         };
         tracing::info!(db = %self.opts.path.display(), generation = %live.cursor.generation, pos = %live.cursor.pos, "following");
-        let (mut idle, mut stuck) = (0u32, 0u32);
+        let mut pace = pace::Pace::new(self.opts.poll_interval);
+        let mut stuck = 0u32;
         let mut last_generation_check: Option<Instant> = None;
         while !cancel.is_cancelled() {
             if live.target.run(|t| t.written_by_others()).await? {
                 self.rebuild_written(&mut live, &cancel).await;
                 continue;
             }
+            let polled = Instant::now();
             let wait = match self.step(&mut live).await {
                 Ok(Step::Idle) => {
                     self.status.caught_up();
                     stuck = 0;
-                    if last_generation_check.is_none_or(|t| t.elapsed() >= GENERATION_CHECK_INTERVAL) {
+                    let every =
+                        if pace.backed_off() { IDLE_GENERATION_CHECK_INTERVAL } else { GENERATION_CHECK_INTERVAL };
+                    if last_generation_check.is_none_or(|t| t.elapsed() >= every) {
                         last_generation_check = Some(Instant::now());
                         if let Err(e) = self.check_generations(&mut live, false).await {
-                            self.status.error();
+                            self.status.failed(&e);
                             tracing::warn!(error = %e, "follow: looking for a new generation failed");
                         }
                     }
-                    idle = (idle + 1).min(MAX_IDLE_FACTOR);
-                    if events { self.opts.poll_interval } else { self.opts.poll_interval * idle }
+                    let wait = pace.empty(polled);
+                    if events { self.opts.poll_interval } else { wait }
                 }
-                Ok(Step::Applied { any, error: None, .. }) => {
-                    (idle, stuck) = (0, 0);
-                    if any { Duration::ZERO } else { self.opts.poll_interval }
+                Ok(Step::Applied { drained, error: None, .. }) => {
+                    stuck = 0;
+                    if !drained {
+                        self.status.still_behind();
+                        continue;
+                    }
+                    self.status.caught_up();
+                    let wait = pace.found(polled);
+                    if events { self.opts.poll_interval } else { wait }
                 }
                 Ok(Step::Applied { any, error: Some(e), .. }) => {
-                    idle = 0;
                     stuck = if any { 1 } else { stuck + 1 };
                     if stuck >= STUCK_POLLS {
-                        self.status.error();
+                        self.status.stuck(&e);
                         tracing::error!(error = %e, "follow: cannot apply the replica's next segment; the copy stays at its last good state");
                         stuck = 0;
                         // The writer may have started over in a new generation, past the damage.
                         if let Err(e) = self.check_generations(&mut live, true).await {
+                            self.status.failed(&e);
                             tracing::warn!(error = %e, "follow: looking for a new generation failed");
                         }
                     }
@@ -160,10 +173,9 @@ impl Follower {
                 }
                 Err(e) if is_fatal(&e) => return Err(e),
                 Err(e) => {
-                    self.status.error();
+                    self.status.failed(&e);
                     tracing::warn!(error = %e, "follow: reading the replica failed; the copy stays as it is");
-                    idle = (idle + 1).min(MAX_IDLE_FACTOR);
-                    self.opts.poll_interval * idle
+                    pace.empty(polled).max(self.opts.poll_interval)
                 }
             };
             if wait.is_zero() {
@@ -186,7 +198,7 @@ impl Follower {
             "the follower's database was written by another process; rebuilding it from the replica"
         );
         if let Err(e) = self.rebuild(live, None).await {
-            self.status.error();
+            self.status.failed(&e);
             tracing::error!(error = %e, "follow: rebuilding the copy failed; retrying");
             sleep_or_cancel(self.opts.poll_interval, cancel).await;
         }
@@ -203,14 +215,18 @@ impl Follower {
         std::fs::create_dir(&scratch).at(&scratch)?;
         let cursor_file = CursorFile::for_db(path);
         if path.exists() {
-            let Some(cursor) = cursor_file.load() else {
-                return Err(Error::Io {
-                    path: path.clone(),
-                    source: std::io::Error::other(format!(
-                        "exists but is not a follower's copy ({} is missing); remove it or follow into another path",
-                        cursor_file.path().display()
-                    )),
-                });
+            let saved = match cursor_file.load() {
+                Saved::Missing => {
+                    return Err(Error::Io {
+                        path: path.clone(),
+                        source: std::io::Error::other(format!(
+                            "exists but is not a follower's copy ({} is missing); remove it or follow into another path",
+                            cursor_file.path().display()
+                        )),
+                    });
+                }
+                Saved::Unreadable => None,
+                Saved::Cursor(c) => Some(c),
             };
             let target = Shared::new(
                 blocking(path, {
@@ -219,15 +235,18 @@ impl Follower {
                 })
                 .await?,
             );
-            let fingerprint = target.run(|t| t.fingerprint()).await?;
-            let mut live = Live { target, cursor, newest: SystemTime::UNIX_EPOCH, known: BTreeSet::new() };
-            if fingerprint == (live.cursor.db_pages, live.cursor.page1_hash) {
-                tracing::info!(db = %path.display(), "resuming from the copy's last applied position");
-                return Ok(Some(live));
+            if let Some(cursor) = saved {
+                let fingerprint = target.run(|t| t.fingerprint()).await?;
+                if fingerprint == (cursor.db_pages, cursor.page1_hash) {
+                    tracing::info!(db = %path.display(), "resuming from the copy's last applied position");
+                    return Ok(Some(Live { target, cursor, newest: SystemTime::UNIX_EPOCH, known: BTreeSet::new() }));
+                }
             }
             tracing::warn!(db = %path.display(), "the copy is not what the follower last left; rebuilding it from the replica");
-            self.rebuild(&mut live, None).await?;
-            return Ok(Some(live));
+            let Some((cursor, newest)) = self.replace(&target, None).await? else {
+                return Err(Error::NoBackups(self.replica_name.clone()));
+            };
+            return Ok(Some(Live { target, cursor, newest, known: BTreeSet::new() }));
         }
         let Some((next, cursor, newest)) = self.build(None).await? else {
             return Ok(None);
@@ -380,20 +399,29 @@ impl Follower {
     /// Replace the copy's content with a fresh restore of `generation` (default: the latest), in one transaction.
     async fn rebuild(&self, live: &mut Live, generation: Option<Generation>) -> Result<()> {
         let rebuilding = generation.is_none();
-        let Some((next, mut cursor, newest)) = self.build(generation).await? else {
+        let Some((cursor, newest)) = self.replace(&live.target, generation).await? else {
             return Err(Error::NoBackups(self.replica_name.clone()));
         };
-        let source = next.clone();
-        let replaced = live.target.run(move |t| t.replace_with(&source)).await;
-        remove_db_files(&next);
-        (cursor.db_pages, cursor.page1_hash) = replaced?;
-        CursorFile::for_db(&self.opts.path).save(&cursor)?;
         live.cursor = cursor;
         live.newest = newest;
         if rebuilding {
             self.status.rebuilt();
         }
         Ok(())
+    }
+
+    /// Restore `generation` privately and write it over `target`, in one transaction; the cursor after it. `None`
+    /// when the replica has no backup of it.
+    async fn replace(&self, target: &Shared, generation: Option<Generation>) -> Result<Option<(Cursor, SystemTime)>> {
+        let Some((next, mut cursor, newest)) = self.build(generation).await? else {
+            return Ok(None);
+        };
+        let source = next.clone();
+        let replaced = target.run(move |t| t.replace_with(&source)).await;
+        remove_db_files(&next);
+        (cursor.db_pages, cursor.page1_hash) = replaced?;
+        CursorFile::for_db(&self.opts.path).save(&cursor)?;
+        Ok(Some((cursor, newest)))
     }
 }
 

@@ -15,8 +15,8 @@ use crate::compress::lz4_reader;
 use crate::error::{Error, IoContext, Result};
 use crate::layout;
 
-/// Segments fetched at once.
-const PARALLEL_FETCHES: usize = 4;
+/// Segments fetched at once: a GET of a small segment is mostly waiting.
+const PARALLEL_FETCHES: usize = 8;
 
 /// Fetch and decompress `segments`, in order.
 pub async fn fetch(replica: &Replica, scratch: &Path, segments: &[SegmentInfo]) -> Result<Vec<Decoded>> {
