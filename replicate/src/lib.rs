@@ -14,6 +14,7 @@ pub mod object;
 pub mod replicator;
 pub mod restore;
 pub mod retention;
+pub mod sftp;
 pub mod shipper;
 pub mod spool;
 pub mod state;
