@@ -134,7 +134,14 @@ pub async fn restore(args: RestoreArgs) -> Result<RestoreOutcome> {
         if args.if_replica_exists {
             return Ok(RestoreOutcome::Skipped("no matching backups found, skipping"));
         }
-        bail!(litecar_replicate::Error::NoBackups(args.target.clone()));
+        // Name where was looked, so a wrong path or an empty directory on the replica is plain to see.
+        let looked: Vec<String> = replicas.iter().map(|r| r.describe()).collect();
+        let what = if replicas::is_url(&args.target) {
+            args.target.clone()
+        } else {
+            format!("{} in {}", args.target, looked.join(", "))
+        };
+        bail!(litecar_replicate::Error::NoBackups(what));
     };
     tracing::info!(
         replica = %replica.describe(), generation = %plan.generation, snapshot = format!("{:08x}", plan.snapshot.index),

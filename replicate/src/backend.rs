@@ -11,6 +11,7 @@ use crate::client::Replica;
 use crate::error::ReplicaError;
 use crate::file::FileClient;
 use crate::object::ObjectStoreClient;
+use crate::sftp::{SftpClient, SftpSettings};
 
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct S3Settings {
@@ -50,6 +51,7 @@ pub enum Backend {
     S3(S3Settings),
     Abs(AbsSettings),
     Gcs(GcsSettings),
+    Sftp(SftpSettings),
 }
 
 // Hand-written so that credentials never reach a log line through `{:?}`.
@@ -70,6 +72,7 @@ impl Backend {
                 None => format!("abs://{}/{}", a.container, a.path.trim_start_matches('/')),
             },
             Backend::Gcs(g) => format!("gcs://{}/{}", g.bucket, g.path.trim_start_matches('/')),
+            Backend::Sftp(s) => s.url(),
         }
     }
 
@@ -79,6 +82,7 @@ impl Backend {
             Backend::S3(_) => "s3",
             Backend::Abs(_) => "abs",
             Backend::Gcs(_) => "gcs",
+            Backend::Sftp(_) => "sftp",
         }
     }
 }
@@ -118,6 +122,7 @@ pub fn connect(name: &str, backend: &Backend) -> Result<Replica, ReplicaError> {
     };
     let (store, root): (Arc<dyn object_store::ObjectStore>, &str) = match backend {
         Backend::File { path } => return Ok(Replica::new(name, Arc::new(FileClient::new(path.clone())))),
+        Backend::Sftp(s) => return Ok(Replica::new(name, Arc::new(SftpClient::new(s.clone())))),
         Backend::S3(s) => {
             let mut b = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(&s.bucket)

@@ -22,6 +22,7 @@ mod object;
 pub mod replicator;
 pub mod restore;
 mod retention;
+pub mod sftp;
 mod shipper;
 mod spool;
 mod state;

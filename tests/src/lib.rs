@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 pub mod bank;
+pub mod contract;
 pub mod emulators;
 pub mod fakekube;
+pub mod sshd;
 pub mod workload;
 
 /// Path of the `litecar` binary under test.

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod redact;
 mod resolve;
 mod s3;
+mod sftp;
 mod tree;
 mod types;
 

@@ -14,7 +14,7 @@ use super::{GoDuration, s3};
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_RETENTION_CHECK: Duration = Duration::from_secs(3600);
-const REPLICA_TYPES: &str = "file, s3, abs, gcs";
+const REPLICA_TYPES: &str = "file, s3, abs, gcs, sftp";
 
 /// A check that failed: the key at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct Problem {
     pub message: String,
 }
 
-fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
+pub(super) fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
     Problem { key: key.into(), message: message.into() }
 }
 
@@ -267,12 +267,6 @@ pub fn resolve_replica(
         (None, None) => return Err(problem(key, "needs a url, or a type with a path")),
     };
     let kind = if kind == "gs" { "gcs".to_owned() } else { kind };
-    if kind == "sftp" {
-        return Err(problem(
-            if r.url.is_some() { k("url") } else { k("type") },
-            "replica type sftp is not supported by litecar yet (file, s3, abs, gcs)",
-        ));
-    }
     let age = match &r.age {
         Some(a) => {
             let keys = AgeKeys::parse(&a.identities, &a.recipients).map_err(|m| problem(k("age"), m))?;
@@ -354,6 +348,7 @@ pub fn resolve_replica(
             }
             Backend::Gcs(GcsSettings { bucket, path, service_account_path: env("GOOGLE_APPLICATION_CREDENTIALS") })
         }
+        "sftp" => Backend::Sftp(super::sftp::settings(r, key)?),
         other => {
             let field = if r.url.is_some() { "url" } else { "type" };
             return Err(problem(k(field), format!("unknown replica type {other:?} ({REPLICA_TYPES})")));

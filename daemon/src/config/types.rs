@@ -305,6 +305,12 @@ pub struct ReplicaConfig {
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_path: Option<String>,
+    /// litecar: the SFTP server's public key (`ssh-ed25519 AAAA...`), checked on every connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
+    /// litecar: an OpenSSH known_hosts file the SFTP server's key must be listed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age: Option<AgeConfig>,
 }
