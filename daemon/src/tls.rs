@@ -37,7 +37,7 @@ pub fn acceptor(files: &RestTls) -> Result<TlsAcceptor> {
 }
 
 /// Reads a certificate chain and its private key from PEM files and checks that they belong together.
-pub fn load(files: &RestTls, provider: &rustls::crypto::CryptoProvider) -> Result<CertifiedKey> {
+fn load(files: &RestTls, provider: &rustls::crypto::CryptoProvider) -> Result<CertifiedKey> {
     let (cert_file, key_file) = (&files.cert_file, &files.key_file);
     let certs = CertificateDer::pem_file_iter(cert_file)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
