@@ -1,4 +1,5 @@
-//! The daemon's own HTTP endpoints on `addr`: `/metrics`, `/healthz` (alive) and `/readyz` (replicating).
+//! The daemon's HTTP serving: its own endpoints on `addr` (`/metrics`, `/healthz` alive, `/readyz` replicating),
+//! and the one way both listeners, the metrics one and the REST one (plain or TLS), are bound and served.
 
 use std::net::SocketAddr;
 
@@ -9,8 +10,11 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::RestTls;
 use crate::metrics::Metrics;
 
 pub fn app(metrics: Metrics) -> Router {
@@ -38,11 +42,50 @@ pub fn parse_addr(addr: &str) -> Result<SocketAddr> {
     full.parse().with_context(|| format!("addr {addr:?} is not HOST:PORT or :PORT"))
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, cancel: CancellationToken) -> Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
-        .context("HTTP server")
+/// A bound listener: plain TCP, or TLS over it.
+pub enum Listener {
+    Plain(TcpListener),
+    Tls(crate::tls::TlsListener),
+}
+
+/// Binds `addr`, with TLS when `tls` names a certificate and key (checked here, so that a bad file fails start-up).
+pub async fn bind(addr: SocketAddr, tls: Option<&RestTls>) -> Result<Listener> {
+    let acceptor = tls.map(crate::tls::acceptor).transpose()?;
+    let tcp = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+    Ok(match acceptor {
+        Some(acceptor) => Listener::Tls(crate::tls::TlsListener::new(tcp, acceptor)),
+        None => Listener::Plain(tcp),
+    })
+}
+
+impl axum::serve::Listener for Listener {
+    type Io = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self {
+            Listener::Plain(l) => {
+                let (io, addr) = axum::serve::Listener::accept(l).await;
+                (Either::Left(io), addr)
+            }
+            Listener::Tls(l) => {
+                let (io, addr) = axum::serve::Listener::accept(l).await;
+                (Either::Right(io), addr)
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        match self {
+            Listener::Plain(l) => l.local_addr(),
+            Listener::Tls(l) => axum::serve::Listener::local_addr(l),
+        }
+    }
+}
+
+/// Serves `app` until `cancel`; then stops accepting and returns once the requests in flight are answered.
+pub async fn serve(listener: Listener, app: Router, cancel: CancellationToken) -> Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned()).await.context("HTTP server")
 }
 
 #[cfg(test)]

@@ -11,5 +11,7 @@ pub mod logging;
 pub mod metrics;
 pub mod replicas;
 pub mod rest;
+pub mod services;
 pub mod supervisor;
+pub mod tls;
 pub mod watchcache;

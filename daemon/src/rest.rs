@@ -5,14 +5,15 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use litecar_rest::{AuthConfig, JwtOptions, KeySource, RestMetrics, RestOptions, RestState, RolePolicy};
-use tokio_util::sync::CancellationToken;
 
-use crate::config::{JwtKey, RestAuth, RestSettings};
+use crate::config::{JwtKey, RestAuth, RestSettings, RestTls};
 
 pub struct RestPlan {
     pub addr: SocketAddr,
     pub options: RestOptions,
     pub auth: AuthConfig,
+    /// HTTPS with this certificate and key (`rest.tls`).
+    pub tls: Option<RestTls>,
 }
 
 /// The REST plan of resolved settings: the JWT key is read from its file or variable here.
@@ -71,17 +72,12 @@ pub fn plan(rest: &RestSettings) -> Result<RestPlan> {
             AuthConfig::Jwt(options)
         }
     };
-    Ok(RestPlan { addr, options, auth })
+    Ok(RestPlan { addr, options, auth, tls: rest.tls.clone() })
 }
 
-/// Serve the table API until `cancel`; in-flight requests are drained.
-/// `extra` routes (the watch-cache's `/k8s`) are served on the same listener, behind the same auth layer.
-pub async fn run(
-    plan: RestPlan,
-    extra: Option<axum::Router>,
-    registry: &prometheus::Registry,
-    cancel: CancellationToken,
-) -> Result<()> {
+/// The REST listener's router: the table API and `extra` routes (the watch-cache's `/k8s` and Kubernetes API),
+/// all behind the one auth layer, with metrics in `registry`.
+pub fn app(plan: RestPlan, extra: Option<axum::Router>, registry: &prometheus::Registry) -> Result<axum::Router> {
     litecar_rest::check_auth_allowed(&plan.addr, &plan.auth)?;
     if let AuthConfig::Jwt(jwt) = &plan.auth
         && jwt.roles.is_empty()
@@ -99,10 +95,5 @@ pub async fn run(
     if let Some(extra) = extra {
         app = app.merge(extra);
     }
-    let app = app.layer(layer);
-    let listener =
-        tokio::net::TcpListener::bind(plan.addr).await.with_context(|| format!("rest: listening on {}", plan.addr))?;
-    tracing::info!(addr = %plan.addr, "serving the REST table API");
-    litecar_rest::serve(listener, app, cancel).await.context("rest: serving")?;
-    Ok(())
+    Ok(app.layer(layer))
 }

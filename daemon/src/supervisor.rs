@@ -2,94 +2,48 @@
 //! or SIGINT (or when the child exits) every replicator makes a final sync and uploads what it can before the
 //! shutdown timeout; the process then exits 0, or with the child's exit code.
 
+use std::net::SocketAddr;
 use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use litecar_replicate::follow::{FollowOptions, Follower};
 use litecar_replicate::replicator::{DbOptions, DbReplicator, ReplicaOptions};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio_util::sync::CancellationToken;
 
 use crate::exec::split_words;
 use crate::metrics::{DbHandle, Metrics};
+use crate::services::{Phase, Services};
 
 pub struct Plan {
     pub dbs: Vec<(DbOptions, Vec<ReplicaOptions>)>,
     /// Read replicas to keep up to date (`litecar follow`).
-    pub follows: Vec<litecar_replicate::follow::FollowOptions>,
+    pub follows: Vec<FollowOptions>,
     pub exec: Option<String>,
     pub shutdown_timeout: Duration,
     /// Where to serve /metrics, /healthz and /readyz (Litestream's `addr`).
-    pub addr: Option<std::net::SocketAddr>,
+    pub addr: Option<SocketAddr>,
     pub metrics: Metrics,
     pub rest: Option<crate::rest::RestPlan>,
     pub watchcache: Option<crate::watchcache::WatchPlan>,
 }
 
-/// Run until a signal, the child's exit, or a fatal replicator error; returns the process exit code.
+/// Run until a signal, the child's exit, or a fatal service error; returns the process exit code.
 pub async fn run(plan: Plan) -> Result<i32> {
-    let cancel = CancellationToken::new();
-    let mut replicators = tokio::task::JoinSet::new();
-    for (db, replicas) in plan.dbs {
-        let names: Vec<String> = replicas.iter().map(|r| r.replica.describe()).collect();
-        tracing::info!(db = %db.path.display(), replicas = ?names, "replicating");
-        let path = db.path.clone();
-        let token = cancel.clone();
-        let replicas = replicas
-            .into_iter()
-            .map(|mut r| {
-                plan.metrics.ops.init(r.replica.client.kind());
-                r.replica = r.replica.with_observer(plan.metrics.ops.clone());
-                r
-            })
-            .collect();
-        let replicator = DbReplicator::new(db, replicas);
-        plan.metrics.add_db(DbHandle { path: path.clone(), status: replicator.status() });
-        replicators.spawn(async move { (path, replicator.run(token).await) });
-    }
-    for mut f in plan.follows {
-        tracing::info!(db = %f.path.display(), replica = %f.replica.describe(), "following");
-        plan.metrics.ops.init(f.replica.client.kind());
-        f.replica = f.replica.with_observer(plan.metrics.ops.clone());
-        let path = f.path.clone();
-        let follower = litecar_replicate::follow::Follower::new(f);
-        plan.metrics.add_follower(path.clone(), follower.status());
-        let token = cancel.clone();
-        replicators.spawn(async move { (path, follower.run(token).await) });
-    }
-    let server_stop = CancellationToken::new();
-    let rest_stop = CancellationToken::new();
-    let mut rest = tokio::task::JoinSet::new();
-    let ingest_stop = CancellationToken::new();
-    let mut k8s_routes = None;
-    if let Some(wc) = plan.watchcache {
-        let running = crate::watchcache::start(wc, ingest_stop.clone()).await?;
-        let api = running.api.clone();
-        plan.metrics.add_readiness_check(std::sync::Arc::new(move || api.warming()));
-        k8s_routes = Some(litecar_watchcache::router(running.api));
-        rest.spawn(async move { running.task.await.context("watch-cache task")? });
-    }
-    if let Some(rest_plan) = plan.rest {
-        let (registry, stop) = (plan.metrics.registry.clone(), rest_stop.clone());
-        rest.spawn(async move { crate::rest::run(rest_plan, k8s_routes, &registry, stop).await });
-    }
-    let server = match plan.addr {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
-            tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-            Some(tokio::spawn(crate::http::serve(
-                listener,
-                crate::http::app(plan.metrics.clone()),
-                server_stop.clone(),
-            )))
-        }
-        None => None,
+    let mut services = Services::default();
+    spawn_replication(&mut services, plan.dbs, plan.follows, &plan.metrics);
+    let started = async {
+        spawn_servers(&mut services, plan.watchcache, plan.rest, plan.addr, &plan.metrics).await?;
+        plan.exec.as_deref().map(spawn_child).transpose()
     };
-
-    let mut child = match &plan.exec {
-        Some(cmd) => Some(spawn_child(cmd)?),
-        None => None,
+    let mut child = match started.await {
+        Ok(child) => child,
+        Err(e) => {
+            // what did start still gets its orderly stop (the replicators' final sync)
+            services.shutdown(plan.shutdown_timeout).await;
+            return Err(e);
+        }
     };
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -109,52 +63,90 @@ pub async fn run(plan: Plan) -> Result<i32> {
             code = exit_code(status);
             tracing::info!(code, "child process exited, shutting down");
         }
-        Some(joined) = rest.join_next() => {
-            match joined {
-                Ok(Err(e)) => fatal = Some(e),
-                Ok(Ok(())) => tracing::warn!("REST API or watch-cache stopped"),
-                Err(e) => fatal = Some(anyhow::Error::new(e).context("REST API task failed")),
-            }
-            if let Some(c) = child.as_mut() { code = forward_and_wait(c, nix::sys::signal::Signal::SIGTERM).await; }
-        }
-        Some(joined) = replicators.join_next() => {
-            match joined {
-                Ok((path, Err(e))) => fatal = Some(anyhow::Error::new(e).context(format!("replicating {}", path.display()))),
-                Ok((path, Ok(()))) => tracing::warn!(db = %path.display(), "replicator stopped"),
-                Err(e) => fatal = Some(anyhow::Error::new(e).context("replicator task failed")),
+        exit = services.first_exit() => {
+            match exit.result {
+                Ok(()) => tracing::warn!(service = %exit.name, "stopped on its own, shutting down"),
+                Err(e) => fatal = Some(e),
             }
             if let Some(c) = child.as_mut() { code = forward_and_wait(c, nix::sys::signal::Signal::SIGTERM).await; }
         }
     }
-
-    // Stop the REST API and the ingester first (draining requests), so that their last writes are in the final sync.
-    rest_stop.cancel();
-    ingest_stop.cancel();
-    let _ = tokio::time::timeout(plan.shutdown_timeout, async { while rest.join_next().await.is_some() {} }).await;
-    cancel.cancel();
-    // Each replicator bounds its own drain by the shutdown timeout; the margin covers the final sync itself.
-    let drained = tokio::time::timeout(plan.shutdown_timeout + Duration::from_secs(5), async {
-        while let Some(joined) = replicators.join_next().await {
-            if let Ok((path, Err(e))) = joined {
-                tracing::error!(db = %path.display(), error = %e, "replicator failed during shutdown");
-            }
-        }
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("shutdown timeout reached; exiting with work pending (the spool keeps it for the next start)");
-    }
-    // Metrics stay up through the final sync, so a last scrape can see it.
-    server_stop.cancel();
-    if let Some(server) = server
-        && let Ok(Err(e)) = server.await
-    {
-        tracing::warn!(error = %e, "metrics server");
-    }
+    services.shutdown(plan.shutdown_timeout).await;
     match fatal {
         Some(e) => Err(e),
         None => Ok(code),
     }
+}
+
+fn spawn_replication(
+    services: &mut Services,
+    dbs: Vec<(DbOptions, Vec<ReplicaOptions>)>,
+    follows: Vec<FollowOptions>,
+    metrics: &Metrics,
+) {
+    for (db, replicas) in dbs {
+        let names: Vec<String> = replicas.iter().map(|r| r.replica.describe()).collect();
+        tracing::info!(db = %db.path.display(), replicas = ?names, "replicating");
+        let path = db.path.clone();
+        let replicas = replicas
+            .into_iter()
+            .map(|mut r| {
+                metrics.ops.init(r.replica.client.kind());
+                r.replica = r.replica.with_observer(metrics.ops.clone());
+                r
+            })
+            .collect();
+        let replicator = DbReplicator::new(db, replicas);
+        metrics.add_db(DbHandle { path: path.clone(), status: replicator.status() });
+        services.spawn(format!("replicator {}", path.display()), Phase::Replication, |token| async move {
+            replicator.run(token).await.with_context(|| format!("replicating {}", path.display()))
+        });
+    }
+    for mut f in follows {
+        tracing::info!(db = %f.path.display(), replica = %f.replica.describe(), "following");
+        metrics.ops.init(f.replica.client.kind());
+        f.replica = f.replica.with_observer(metrics.ops.clone());
+        let path = f.path.clone();
+        let follower = Follower::new(f);
+        metrics.add_follower(path.clone(), follower.status());
+        services.spawn(format!("follower {}", path.display()), Phase::Replication, |token| async move {
+            follower.run(token).await.with_context(|| format!("replicating {}", path.display()))
+        });
+    }
+}
+
+/// The watch-cache's ingest, and the REST and metrics listeners (bound here, so that a taken port fails start-up).
+async fn spawn_servers(
+    services: &mut Services,
+    watchcache: Option<crate::watchcache::WatchPlan>,
+    rest: Option<crate::rest::RestPlan>,
+    addr: Option<SocketAddr>,
+    metrics: &Metrics,
+) -> Result<()> {
+    let mut k8s_routes = None;
+    if let Some(wc) = watchcache {
+        let running = crate::watchcache::start(wc, services.token(Phase::Front)).await?;
+        let api = running.api.clone();
+        metrics.add_readiness_check(std::sync::Arc::new(move || api.warming()));
+        k8s_routes = Some(litecar_watchcache::router(running.api));
+        services.spawn("watch-cache", Phase::Front, |_| running.ingest);
+    }
+    if let Some(rest) = rest {
+        let (addr, tls) = (rest.addr, rest.tls.clone());
+        let app = crate::rest::app(rest, k8s_routes, &metrics.registry)?;
+        let listener = crate::http::bind(addr, tls.as_ref()).await.context("rest")?;
+        tracing::info!(%addr, tls = tls.is_some(), "serving the REST table API");
+        services.spawn("REST API", Phase::Front, |token| async move {
+            crate::http::serve(listener, app, token).await.context("rest: serving")
+        });
+    }
+    if let Some(addr) = addr {
+        let listener = crate::http::bind(addr, None).await?;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        let app = crate::http::app(metrics.clone());
+        services.spawn("metrics server", Phase::Observability, |token| crate::http::serve(listener, app, token));
+    }
+    Ok(())
 }
 
 fn spawn_child(cmd: &str) -> Result<Child> {

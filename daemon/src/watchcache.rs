@@ -30,10 +30,10 @@ pub fn plan(cfg: &WatchcacheConfig) -> WatchPlan {
     WatchPlan { db: cfg.db.clone(), kubeconfig: cfg.kubeconfig.clone(), specs }
 }
 
-/// A started watch-cache: the routes to serve and the ingest task.
+/// A started watch-cache: the routes to serve and the ingest, for the supervisor to run.
 pub struct Running {
     pub api: K8sApi,
-    pub task: tokio::task::JoinHandle<Result<()>>,
+    pub ingest: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>,
 }
 
 pub async fn start(plan: WatchPlan, cancel: CancellationToken) -> Result<Running> {
@@ -54,10 +54,10 @@ pub async fn start(plan: WatchPlan, cancel: CancellationToken) -> Result<Running
     }
     let client = client(plan.kubeconfig.as_deref()).await?;
     tracing::info!(db = %plan.db, resources = plan.specs.len(), "watching the Kubernetes API");
-    let task = tokio::spawn(async move {
+    let ingest = Box::pin(async move {
         litecar_watchcache::ingest(client, plan.specs, db, cancel).await.context("watch-cache ingest")
     });
-    Ok(Running { api, task })
+    Ok(Running { api, ingest })
 }
 
 async fn client(kubeconfig: Option<&str>) -> Result<kube::Client> {

@@ -191,6 +191,13 @@ pub fn litecar_with_env(args: &[&str], cwd: &Path, envs: &[(String, String)]) ->
         .expect("run litecar")
 }
 
+/// `restore -config CFG -o OUT DB`: the database `db` restored into `out` from the replicas `cfg` gives it, as
+/// arguments for litecar or Litestream (both take them the same way).
+pub fn restore_args<'a>(cfg: &'a Path, out: &'a Path, db: &'a Path) -> [&'a str; 6] {
+    let utf8 = |p: &'a Path| p.to_str().expect("utf-8 path");
+    ["restore", "-config", utf8(cfg), "-o", utf8(out), utf8(db)]
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

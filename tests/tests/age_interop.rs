@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use litecar_e2e::workload::{self, Options, Workload};
-use litecar_e2e::{Proc, digest, emulators, eventually, litecar, litecar_bin, litestream_bin, stderr};
+use litecar_e2e::{Proc, digest, emulators, eventually, litecar, litecar_bin, litestream_bin, restore_args, stderr};
 
 use age::secrecy::ExposeSecret;
 
@@ -96,14 +96,7 @@ fn encrypted_replicas_round_trip_with_litestream_both_ways() {
         }
         let out = dir.join("by-litestream.db");
         let o = std::process::Command::new(litestream_bin())
-            .args([
-                "restore",
-                "-config",
-                cfg.to_str().expect("utf8"),
-                "-o",
-                out.to_str().expect("utf8"),
-                db.to_str().expect("utf8"),
-            ])
+            .args(restore_args(&cfg, &out, &db))
             .output()
             .expect("litestream");
         assert!(o.status.success(), "litestream restore: {}", stderr(&o));
@@ -138,17 +131,7 @@ fn encrypted_replicas_round_trip_with_litestream_both_ways() {
             }
         });
         let out2 = dir.join("by-litecar.db");
-        let o = litecar(
-            &[
-                "restore",
-                "-config",
-                cfg2.to_str().expect("utf8"),
-                "-o",
-                out2.to_str().expect("utf8"),
-                db2.to_str().expect("utf8"),
-            ],
-            &dir,
-        );
+        let o = litecar(&restore_args(&cfg2, &out2, &db2), &dir);
         assert!(o.status.success(), "litecar restore: {}", stderr(&o));
         assert_eq!(digest(&out2), digest(&db2));
 
@@ -158,17 +141,7 @@ fn encrypted_replicas_round_trip_with_litestream_both_ways() {
         for (ids, needle) in cases {
             let bad = write_config(&dir, "bad.yml", &db2, &store2.replica_yaml(&ids, &[]));
             let out3 = dir.join("never.db");
-            let o = litecar(
-                &[
-                    "restore",
-                    "-config",
-                    bad.to_str().expect("utf8"),
-                    "-o",
-                    out3.to_str().expect("utf8"),
-                    db2.to_str().expect("utf8"),
-                ],
-                &dir,
-            );
+            let o = litecar(&restore_args(&bad, &out3, &db2), &dir);
             assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
             assert!(stderr(&o).contains(needle) && stderr(&o).contains("age-encrypted"), "{}", stderr(&o));
             if !ids.is_empty() {

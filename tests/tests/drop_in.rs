@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use litecar_e2e::workload::{self, Options, Workload};
-use litecar_e2e::{Proc, digest, emulators, eventually, litecar_bin, litecar_with_env, litestream_bin, stderr};
+use litecar_e2e::{
+    Proc, digest, emulators, eventually, litecar_bin, litecar_with_env, litestream_bin, restore_args, stderr,
+};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -154,18 +156,7 @@ fn bucket_region_is_looked_up() {
     });
     assert!(lc.terminate().success(), "{}", lc.log_text());
     assert!(lc.log_text().contains("eu-west-2"), "{}", lc.log_text());
-    let o = litecar_with_env(
-        &[
-            "restore",
-            "-config",
-            cfg.to_str().expect("utf8"),
-            "-o",
-            out.to_str().expect("utf8"),
-            db.to_str().expect("utf8"),
-        ],
-        dir.path(),
-        &vars,
-    );
+    let o = litecar_with_env(&restore_args(&cfg, &out, &db), dir.path(), &vars);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(digest(&out), digest(&db));
 

@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, Visitor};
 use super::tree::{Node, Value};
 use super::types::{
     AgeConfig, Config, DbConfig, FollowerConfig, JwtConfig, LoggingConfig, ReplicaConfig, RestConfig, RoleConfig,
-    SnapshotConfig, WatchResource, WatchcacheConfig,
+    SnapshotConfig, TlsConfig, WatchResource, WatchcacheConfig,
 };
 
 /// A section of the file whose keys are a struct's fields. A new section is one variant here, its type in
@@ -25,6 +25,7 @@ enum Section {
     Replica,
     Age,
     Rest,
+    Tls,
     Auth,
     /// `roles:`, a map from any role name to a `Role`.
     Roles,
@@ -44,6 +45,7 @@ fn fields(s: Section) -> &'static [&'static str] {
         Section::Replica => fields_of::<ReplicaConfig>(),
         Section::Age => fields_of::<AgeConfig>(),
         Section::Rest => fields_of::<RestConfig>(),
+        Section::Tls => fields_of::<TlsConfig>(),
         Section::Auth => fields_of::<JwtConfig>(),
         Section::Roles => &[],
         Section::Role => fields_of::<RoleConfig>(),
@@ -72,6 +74,7 @@ fn child(s: Section, key: &str) -> Option<Section> {
         (Section::Root, "follow") => Section::Follow,
         (Section::Replica | Section::Follow, "age") => Section::Age,
         (Section::Rest, "auth") => Section::Auth,
+        (Section::Rest, "tls") => Section::Tls,
         (Section::Auth, "roles") => Section::Roles,
         (Section::Roles, _) => Section::Role,
         (Section::Watchcache, "resources") => Section::Resource,

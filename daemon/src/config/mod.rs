@@ -20,7 +20,7 @@ pub use env::{expand_env, expand_home, expand_with};
 pub use keys::UnknownKey;
 pub use resolve::{
     DEFAULT_SHUTDOWN_TIMEOUT, DbSettings, FollowSettings, Inherited, JwtKey, Problem, ReplicaSettings, RestAuth,
-    RestSettings, Settings, resolve_replica,
+    RestSettings, RestTls, Settings, resolve_replica,
 };
 pub use types::*;
 

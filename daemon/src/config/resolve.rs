@@ -84,6 +84,14 @@ pub struct RestSettings {
     /// Writes answer 405: `rest.read-only`, or the database is a follower's copy.
     pub read_only: bool,
     pub auth: RestAuth,
+    pub tls: Option<RestTls>,
+}
+
+/// `rest.tls`: HTTPS with this certificate chain and key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -501,7 +509,16 @@ fn resolve_rest(
         max_rows: r.max_rows,
         read_only,
         auth,
+        tls: r.tls.as_ref().map(resolve_tls).transpose()?,
     })
+}
+
+fn resolve_tls(t: &super::types::TlsConfig) -> Result<RestTls, Problem> {
+    let file = |value: &Option<String>, key: &str| match value.as_deref().map(str::trim) {
+        Some(p) if !p.is_empty() => Ok(expand_home(p)),
+        _ => Err(problem(format!("rest.tls.{key}"), "required: the path of a PEM file")),
+    };
+    Ok(RestTls { cert_file: file(&t.cert_file, "cert-file")?, key_file: file(&t.key_file, "key-file")? })
 }
 
 /// The `follow:` list: each entry a database path and the replica it follows, written with the replica keys of

@@ -201,3 +201,18 @@ fn credentials_never_appear_in_errors_or_warnings() {
     let e = err("dbs:\n  - path: /a.db\n    replicas:\n      - url: \"sftp://me:Sup3rS3cretValue@host:99999/p\"\n");
     assert!(e.contains("sftp URL") && !e.contains(secret), "{e}");
 }
+
+#[test]
+fn rest_tls_needs_both_files_and_its_keys_are_known() {
+    let base = "rest:\n  db: /a.db\n  addr: 127.0.0.1:8443\n  auth: none\n";
+    let l = load(&format!("{base}  tls:\n    cert-file: /tls/tls.crt\n    key-file: /tls/tls.key\n")).expect("tls");
+    let tls = l.settings.rest.expect("rest").tls.expect("tls");
+    assert_eq!(tls, RestTls { cert_file: "/tls/tls.crt".into(), key_file: "/tls/tls.key".into() });
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let e = err(&format!("{base}  tls:\n    cert-file: /tls/tls.crt\n"));
+    assert!(e.contains("rest.tls.key-file") && e.contains("required"), "{e}");
+    let e = err(&format!("{base}  tls:\n    key-file: /tls/tls.key\n"));
+    assert!(e.contains("rest.tls.cert-file") && e.contains("required"), "{e}");
+    let l = load(&format!("{base}  tls:\n    cert-file: /c\n    key-file: /k\n    certFile: /x\n")).expect("typo");
+    assert!(l.warnings.join("").contains("unknown key `certFile` in rest.tls"), "{:?}", l.warnings);
+}

@@ -135,6 +135,20 @@ pub struct RestConfig {
     /// `none` (loopback only) or a JWT mapping; required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSetting>,
+    /// Serve HTTPS with this certificate and key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first; read again when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
