@@ -1,15 +1,13 @@
 //! The event log: every committed change of a store, in commit order, with its resource version.
 //!
-//! `list_since` / `watch` serve watchers; `state_at` answers "what did this object (or the whole list) look like
+//! `list_since` and the watch fan-out (`watch.rs`) serve watchers; `state_at` answers "what did this object (or the whole list) look like
 //! at revision N" (rancher/vai's versioned indexer). Compaction keeps, for every key, the last event at or below
 //! the compaction point (unless it is a delete), so `state_at` stays exact for every revision not older than it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::SqlContext;
 use crate::event::{EventType, WatchEvent};
@@ -83,7 +81,7 @@ impl Store {
     }
 
     /// At most `limit` events after sequence number `seq`.
-    fn events_after_seq(&self, seq: i64, limit: i64) -> Result<Vec<WatchEvent>> {
+    pub(crate) fn events_after_seq(&self, seq: i64, limit: i64) -> Result<Vec<WatchEvent>> {
         self.read(|c, n| {
             let (crv, cseq) = self.compacted(c)?;
             if seq < cseq {
@@ -226,23 +224,9 @@ impl Store {
         Ok((items, rv))
     }
 
-    /// Every event after revision `rv`, then live events as they commit, until `cancel` or the session is
-    /// dropped. Fails at once with `Expired` if `rv` is compacted away (or before the log starts) and `TooNew`
-    /// if it is newer than the store. A watcher more than [`Store::set_watch_lag_limit`] events behind is cut
-    /// off (`TooSlow`, after the events it was sent), so a slow reader neither holds memory nor slows the others:
-    /// each session holds at most `WATCH_BUFFER` events queued and `WATCH_CHUNK` read.
-    pub fn watch(&self, rv: u64, cancel: CancellationToken) -> Result<WatchSession> {
-        let notified = self.inner.notify.subscribe();
-        let start = self.read(|c, n| self.start_seq(c, n, rv))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
-        let cut = Arc::new(Mutex::new(None));
-        tokio::spawn(follow(self.clone(), start, notified, tx, cut.clone(), cancel));
-        Ok(WatchSession { rx, cut })
-    }
-
     /// The sequence number after which the events newer than `rv` start (revisions grow with it past the
     /// compaction point).
-    fn start_seq(&self, c: &rusqlite::Connection, n: &Names, rv: u64) -> Result<i64> {
+    pub(crate) fn start_seq(&self, c: &rusqlite::Connection, n: &Names, rv: u64) -> Result<i64> {
         let (crv, cseq) = self.compacted(c)?;
         if rv < crv {
             return Err(self.expired(rv, crv));
@@ -257,97 +241,5 @@ impl Store {
             })
             .ctx(|| format!("{}: watch start", self.name()))?;
         Ok(seq.max(cseq))
-    }
-
-    /// How far (in events) a watcher may fall behind the log's head before it is cut off.
-    pub fn set_watch_lag_limit(&self, events: usize) {
-        self.inner.watch_lag_limit.store(events, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Events queued for one watcher.
-const WATCH_BUFFER: usize = 16;
-/// Events read from the log at once for one watcher.
-const WATCH_CHUNK: i64 = 64;
-
-/// Feed one watcher from the log after `last_seq`: read a chunk, hand it over, repeat; wait for commits.
-async fn follow(
-    store: Store,
-    mut last_seq: i64,
-    mut notified: tokio::sync::watch::Receiver<i64>,
-    tx: tokio::sync::mpsc::Sender<Result<WatchEvent>>,
-    cut: Arc<Mutex<Option<Error>>>,
-    cancel: CancellationToken,
-) {
-    let limit = store.inner.watch_lag_limit.load(std::sync::atomic::Ordering::Relaxed) as i64;
-    let end = |e: Error| *cut.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-    loop {
-        let head = *notified.borrow_and_update();
-        if head <= last_seq {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tx.closed() => return,
-                changed = notified.changed() => if changed.is_err() { return },
-            }
-            continue;
-        }
-        let s = store.clone();
-        let from = last_seq;
-        let evs = match tokio::task::spawn_blocking(move || s.events_after_seq(from, WATCH_CHUNK)).await {
-            Ok(Ok(evs)) => evs,
-            Ok(Err(e)) => return end(e),
-            Err(e) => return end(Error::Join(e.to_string())),
-        };
-        if evs.is_empty() {
-            // compaction removed superseded events past our position; nothing is left to send below the head
-            last_seq = head;
-            continue;
-        }
-        for e in evs {
-            let seq = e.seq;
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    permit = tx.reserve() => match permit {
-                        Ok(p) => {
-                            p.send(Ok(e));
-                            break;
-                        }
-                        Err(_) => return,
-                    },
-                    changed = notified.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        let behind = *notified.borrow_and_update() - last_seq;
-                        if behind > limit {
-                            let resource = store.name().to_owned();
-                            return end(Error::TooSlow { resource, behind: behind as u64 });
-                        }
-                    }
-                }
-            }
-            last_seq = seq;
-        }
-    }
-}
-
-/// Events of one watcher; ends on cancellation. An `Err` (Expired after compaction overtook a slow reader,
-/// TooSlow when it fell too far behind) is the last item.
-pub struct WatchSession {
-    rx: tokio::sync::mpsc::Receiver<Result<WatchEvent>>,
-    cut: Arc<Mutex<Option<Error>>>,
-}
-
-impl WatchSession {
-    pub async fn next(&mut self) -> Option<Result<WatchEvent>> {
-        match self.rx.recv().await {
-            Some(e) => Some(e),
-            None => self.cut.lock().unwrap_or_else(|p| p.into_inner()).take().map(Err),
-        }
-    }
-
-    pub fn into_stream(self) -> impl futures::Stream<Item = Result<WatchEvent>> + Send + 'static {
-        futures::stream::unfold(self, |mut s| async move { s.next().await.map(|e| (e, s)) })
     }
 }

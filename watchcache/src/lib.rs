@@ -25,11 +25,12 @@ mod raw;
 mod repository;
 mod resource;
 mod store;
+mod watch;
 
 pub use error::{Error, Result};
 pub use event::{EventType, WatchEvent};
-pub use events::WatchSession;
 pub use ingest::{IngestOptions, ResourceSpec, ingest};
+pub use watch::WatchSession;
 
 pub use path::FieldPath;
 pub use query::{Filter, FilterOp, ListOptions, ListResult, SortKey};

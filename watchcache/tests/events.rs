@@ -205,7 +205,8 @@ async fn a_slow_watcher_is_cut_off_and_the_others_see_everything() {
         let e = tokio::time::timeout(Duration::from_secs(10), fast.next()).await.unwrap().unwrap().unwrap();
         assert_eq!(e.rv, i);
     }
-    // the slow one gets what was queued for it, in order, then the cut-off instead of the rest
+    // the slow one gets at most what the shared ring still held for it, in order, then the cut-off instead of
+    // the rest
     let mut got = Vec::new();
     let end = loop {
         match tokio::time::timeout(Duration::from_secs(10), slow.next()).await.unwrap() {
@@ -217,5 +218,5 @@ async fn a_slow_watcher_is_cut_off_and_the_others_see_everything() {
     assert!(matches!(end, Error::TooSlow { .. }), "{end}");
     assert!(end.to_string().contains("behind"), "{end}");
     assert!(got.len() < 199, "a slow watcher was sent everything: {}", got.len());
-    assert!(got.windows(2).all(|w| w[0] + 1 == w[1]) && got.first() == Some(&2), "{got:?}");
+    assert!(got.windows(2).all(|w| w[0] + 1 == w[1]) && got.first().is_none_or(|f| *f == 2), "{got:?}");
 }

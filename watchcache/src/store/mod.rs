@@ -214,6 +214,7 @@ impl Database {
                 staging: AtomicU64::new(0),
                 warming: AtomicBool::new(false),
                 watch_lag_limit: AtomicUsize::new(WATCH_LAG_LIMIT),
+                fanout: Default::default(),
             }),
         };
         store.add_fields(fields)?;
@@ -244,6 +245,8 @@ pub(crate) struct Inner {
     warming: AtomicBool,
     /// Events a watcher may fall behind before it is cut off.
     pub(crate) watch_lag_limit: AtomicUsize,
+    /// The ring watchers follow (see `crate::watch`).
+    pub(crate) fanout: crate::watch::Fanout,
 }
 
 fn now_ms() -> i64 {
