@@ -2,7 +2,7 @@
 //! the state (no resourceVersion, "0", or `sendInitialEvents=true`), then the BOOKMARK annotated
 //! `k8s.io/initial-events-end` (streaming lists with bookmarks allowed), then changes in commit order. A
 //! revision older than the log is one ERROR event with code 410 in a 200 stream; a revision newer than the
-//! store waits for it (a plain watch starts there; a streaming list waits up to 3 s, then a 504 ERROR event);
+//! store is waited for up to 3 s, then refused with a 504 ERROR event (starting anywhere else could lose a change);
 //! a watcher too slow to keep up is closed, as the API server closes it, and resumes from its last revision.
 
 use std::time::Duration;
@@ -83,28 +83,24 @@ pub(crate) async fn watch(store: Store, selection: Selection, o: Options, render
     };
     let streaming_list = o.send_initial_events == Some(true);
     let initial = o.send_initial_events.unwrap_or(requested.is_none());
-    let current = match last_rv(&store).await {
-        Ok(rv) => rv,
-        Err(e) => return error_response(e),
-    };
-    let mut head = Vec::new();
-    // events at or below this revision are not sent: a watch from a revision the store has not reached
-    let mut skip_upto = 0;
-    let from = if initial {
-        if let Some(n) = requested.filter(|n| *n > current && streaming_list) {
-            let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
-            loop {
-                match last_rv(&store).await {
-                    Ok(rv) if rv >= n => break,
-                    Ok(rv) if tokio::time::Instant::now() >= deadline => {
-                        let msg = format!("Too large resource version: {n}, current: {rv}");
-                        return stream_response(futures::stream::iter([error_event(504, "Timeout", msg)]).boxed());
-                    }
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                    Err(e) => return error_response(e),
+    // a revision the store has not reached: wait for it a little, as the API server's watch cache does, then
+    // refuse rather than start anywhere else (a change between the store's and the asked revision would be lost)
+    if let Some(n) = requested {
+        let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+        loop {
+            match last_rv(&store).await {
+                Ok(rv) if rv >= n => break,
+                Ok(rv) if tokio::time::Instant::now() >= deadline => {
+                    let msg = format!("Too large resource version: {n}, current: {rv}");
+                    return stream_response(futures::stream::iter([error_event(504, "Timeout", msg)]).boxed());
                 }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => return error_response(e),
             }
         }
+    }
+    let mut head = Vec::new();
+    let from = if initial {
         let s = store.clone();
         let (items, rv) = match blocking(move || s.snapshot()).await {
             Ok(snap) => snap,
@@ -119,12 +115,11 @@ pub(crate) async fn watch(store: Store, selection: Selection, o: Options, render
         rv
     } else {
         match requested {
-            None => current,
-            Some(n) if n > current => {
-                skip_upto = n;
-                current
-            }
             Some(n) => n,
+            None => match last_rv(&store).await {
+                Ok(rv) => rv,
+                Err(e) => return error_response(e),
+            },
         }
     };
     let s = store.clone();
@@ -133,9 +128,7 @@ pub(crate) async fn watch(store: Store, selection: Selection, o: Options, render
         Ok(session) => session
             .into_stream()
             .map(move |e: crate::Result<WatchEvent>| match e {
-                Ok(e) if e.rv > skip_upto && selection.matches(&e.object) => {
-                    Some(Some(event_line(&s, e.kind.as_str(), e.object, render)))
-                }
+                Ok(e) if selection.matches(&e.object) => Some(Some(event_line(&s, e.kind.as_str(), e.object, render))),
                 Ok(_) => Some(None),
                 Err(e) => store_error_event(&e).map(Some),
             })
