@@ -22,8 +22,12 @@ fn pod(ns: &str, name: &str, app: &str) -> serde_json::Value {
                       "containerStatuses": [{"name": "c", "ready": true, "restartCount": 0, "state": {"running": {}}}]}})
 }
 
-/// litecar caching `fake`'s pods, configmaps and namespaces, serving the read API on 127.0.0.1; its URL.
-async fn litecar(fake: &FakeKube, cancel: &CancellationToken) -> String {
+/// Paths litecar was asked for.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// litecar caching `fake`'s pods, configmaps and namespaces, serving the read API on 127.0.0.1; its URL and
+/// the log of request paths.
+async fn litecar(fake: &FakeKube, cancel: &CancellationToken) -> (String, Log) {
     let db = Database::open(":memory:").unwrap();
     let mut api = K8sApi::default();
     let mut specs = Vec::new();
@@ -44,9 +48,14 @@ async fn litecar(fake: &FakeKube, cancel: &CancellationToken) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = cancel.clone();
-    let app = router(api);
+    let log = Log::default();
+    let l = log.clone();
+    let app = router(api).layer(axum::middleware::map_request(move |req: axum::extract::Request| {
+        l.lock().unwrap().push(req.uri().path().to_owned());
+        async move { req }
+    }));
     tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await });
-    format!("http://{addr}")
+    (format!("http://{addr}"), log)
 }
 
 /// kubectl arguments for a server: its own kubeconfig and discovery cache.
@@ -108,7 +117,7 @@ async fn kubectl_prints_the_same_against_litecar_and_the_api_server() {
     fake.create(CONFIGMAPS, json!({"metadata": {"namespace": "a", "name": "cfg"}, "data": {"k": "v", "l": "w"}}))
         .unwrap();
     let cancel = CancellationToken::new();
-    let url = litecar(&fake, &cancel).await;
+    let (url, log) = litecar(&fake, &cancel).await;
     let dir = tempfile::tempdir().unwrap();
     let (lc, up) = (setup(dir.path(), "litecar", &url), setup(dir.path(), "fake", &fake.url()));
 
@@ -153,6 +162,11 @@ async fn kubectl_prints_the_same_against_litecar_and_the_api_server() {
             assert!(l.status.success() && !lo.trim().is_empty(), "{what} printed nothing");
         }
     }
+    // kubectl read the aggregated discovery documents from both and needed no per-version document
+    let paths = log.lock().unwrap().clone();
+    assert!(paths.iter().any(|p| p == "/api") && paths.iter().any(|p| p == "/apis"), "{paths:?}");
+    assert!(!paths.iter().any(|p| p == "/api/v1"), "kubectl fell back to plain discovery: {paths:?}");
+    assert!(!fake.requests().iter().any(|r| r.path == "/api/v1"), "kubectl fell back to plain discovery on the fake");
     // human output carries the pod printer's columns, wide output its priority-1 columns
     let wide = String::from_utf8_lossy(&run(&lc, &["get", "pods", "-A", "-o", "wide"]).await.stdout).into_owned();
     let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
@@ -222,7 +236,7 @@ async fn kubectl_watch_prints_the_same_events_from_litecar_and_the_api_server() 
     fake.create(PODS, pod("a", "first", "web")).unwrap();
     fake.create(PODS, pod("b", "other", "web")).unwrap();
     let cancel = CancellationToken::new();
-    let url = litecar(&fake, &cancel).await;
+    let (url, _) = litecar(&fake, &cancel).await;
     let dir = tempfile::tempdir().unwrap();
     let mut outputs = Vec::new();
     let mut children = Vec::new();
