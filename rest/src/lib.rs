@@ -78,7 +78,7 @@ mod routes;
 mod serve;
 mod sql;
 mod state;
-mod sync;
+pub mod sync;
 pub mod values;
 
 pub use auth::{
@@ -87,6 +87,7 @@ pub use auth::{
 pub use error::RestError;
 pub use metrics::RestMetrics;
 pub use options::RestOptions;
+pub use query::parse_pairs;
 pub use routes::router;
 pub use serve::serve;
 pub use state::RestState;

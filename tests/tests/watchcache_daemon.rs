@@ -84,6 +84,12 @@ async fn ingest_serves_filtered_sorted_pages_behind_jwt() {
     let (status, body) = get(port, "/api/v1/namespaces/apps/pods?fieldSelector=spec.nodeName%3Dnode-a", &token);
     assert_eq!((status, body["kind"].as_str()), (200, Some("PodList")), "{body}");
     assert_eq!(body["items"].as_array().expect("items").len(), 9, "{body}");
+    // discovery too, listing what the daemon caches
+    for p in ["/api", "/apis", "/api/v1"] {
+        assert_eq!(http_get(port, p).0, 401, "{p} must require a token");
+    }
+    let (status, body) = get(port, "/api/v1", &token);
+    assert_eq!((status, &body["resources"][0]["name"]), (200, &json!("pods")), "{body}");
     let (status, body) = get(port, "/k8s/core/v1/pods?filter=status.phase=Running", &token);
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("status.phase"), "the error must name the term: {body}");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, ListParams, VersionMatch, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use litecar_e2e::fakekube::{FakeKube, PODS};
 use litecar_watchcache::{Database, K8sApi, ResourceSpec, ResourceType, StoreConfig, ingest, router};
@@ -34,7 +34,7 @@ fn fake_keys(fake: &FakeKube) -> BTreeSet<String> {
 }
 
 /// litecar's cache of `fake`'s pods, served over HTTP; a kube client for it.
-async fn litecar(fake: &FakeKube, cancel: &CancellationToken) -> (kube::Client, litecar_watchcache::Store) {
+async fn litecar(fake: &FakeKube, cancel: &CancellationToken) -> (kube::Client, litecar_watchcache::Store, u16) {
     let db = Database::open(":memory:").unwrap();
     let store = db.store(ResourceType::new("", "v1", "Pod"), StoreConfig::default()).unwrap();
     store.await_first_list();
@@ -46,7 +46,7 @@ async fn litecar(fake: &FakeKube, cancel: &CancellationToken) -> (kube::Client, 
     let stop = cancel.clone();
     tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await });
     let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-    (kube::Client::try_from(config).unwrap(), store)
+    (kube::Client::try_from(config).unwrap(), store, addr.port())
 }
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -64,7 +64,7 @@ async fn lists_gets_and_refuses_writes_like_the_api_server() {
         fake.create(PODS, pod(ns, name, app)).unwrap();
     }
     let cancel = CancellationToken::new();
-    let (client, store) = litecar(&fake, &cancel).await;
+    let (client, store, _) = litecar(&fake, &cancel).await;
     eventually("first list", || store.is_ready().unwrap()).await;
     let lc: Api<Pod> = Api::all(client.clone());
     let up: Api<Pod> = Api::all(fake.client());
@@ -109,7 +109,7 @@ async fn kube_rs_reflector_follows_litecar_and_a_stale_revision_gets_an_error_ev
     fake.create(PODS, pod("a", "p1", "web")).unwrap();
     fake.create(PODS, pod("a", "p2", "web")).unwrap();
     let cancel = CancellationToken::new();
-    let (client, store) = litecar(&fake, &cancel).await;
+    let (client, store, _) = litecar(&fake, &cancel).await;
     eventually("first list", || store.is_ready().unwrap()).await;
     let lc: Api<Pod> = Api::all(client.clone());
     let start = store.last_resource_version().unwrap();
@@ -144,5 +144,193 @@ async fn kube_rs_reflector_follows_litecar_and_a_stale_revision_gets_an_error_ev
     })
     .await;
     task.abort();
+    cancel.cancel();
+}
+
+/// GET `path` with `accept`: status, Content-Type and the JSON body.
+async fn get(client: &kube::Client, path: &str, accept: &str) -> (u16, String, serde_json::Value) {
+    let req = axum::http::Request::get(path).header("accept", accept).body(kube::client::Body::empty()).unwrap();
+    let res = client.send(req).await.unwrap();
+    let status = res.status().as_u16();
+    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let body = res.into_body().collect_bytes().await.unwrap();
+    (status, ct, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+}
+
+const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_lists_only_the_cached_resources_as_the_api_server_words_them() {
+    let fake = FakeKube::start().await;
+    let cancel = CancellationToken::new();
+    let (client, store, _) = litecar(&fake, &cancel).await;
+    eventually("first list", || store.is_ready().unwrap()).await;
+    // aggregated, as kubectl asks first: only when the Content-Type names it does kubectl use it
+    let (code, ct, doc) = get(&client, "/api", AGGREGATED).await;
+    assert_eq!((code, ct.as_str()), (200, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"));
+    let resources = &doc["items"][0]["versions"][0]["resources"];
+    assert_eq!(resources.as_array().unwrap().len(), 1, "{doc}");
+    let pods = &resources[0];
+    assert_eq!(pods["resource"], "pods");
+    assert_eq!(pods["verbs"], json!(["get", "list", "watch"]));
+    // the fake API server describes the same resource the same way (its verbs include writes)
+    let (_, fct, fdoc) = get(&fake.client(), "/api", AGGREGATED).await;
+    assert_eq!(fct, ct);
+    let fpods = fdoc["items"][0]["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "pods")
+        .unwrap()
+        .clone();
+    for k in ["responseKind", "scope", "singularResource", "shortNames"] {
+        assert_eq!(pods[k], fpods[k], "{k}");
+    }
+    assert_eq!(doc["items"][0]["versions"][0]["version"], fdoc["items"][0]["versions"][0]["version"]);
+    let (_, _, apis) = get(&client, "/apis", AGGREGATED).await;
+    assert_eq!(apis["items"], json!([]));
+    // the plain documents kubectl falls back to
+    let (_, ct, api) = get(&client, "/api", "application/json").await;
+    assert_eq!((ct.as_str(), &api["versions"]), ("application/json", &json!(["v1"])));
+    let (_, _, v1) = get(&client, "/api/v1", "application/json").await;
+    let (_, _, fv1) = get(&fake.client(), "/api/v1", "application/json").await;
+    assert_eq!(v1["resources"].as_array().unwrap().len(), 1);
+    let fpods = fv1["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap().clone();
+    for k in ["name", "singularName", "namespaced", "kind", "shortNames"] {
+        assert_eq!(v1["resources"][0][k], fpods[k], "{k}");
+    }
+    assert_eq!(v1["resources"][0]["verbs"], json!(["get", "list", "watch"]));
+    let (_, _, groups) = get(&client, "/apis", "application/json").await;
+    assert_eq!((groups["kind"].as_str(), &groups["groups"]), (Some("APIGroupList"), &json!([])));
+    for path in ["/apis/apps/v1", "/apis/apps", "/api/v2"] {
+        assert_eq!(get(&client, path, "application/json").await.0, 404, "{path}");
+    }
+    cancel.cancel();
+}
+
+async fn api_error(client: &kube::Client, path: &str) -> kube::core::Status {
+    let req = axum::http::Request::get(path).body(Vec::new()).unwrap();
+    match client.request::<serde_json::Value>(req).await {
+        Err(kube::Error::Api(s)) => *s,
+        other => panic!("{path}: expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_version_match_and_streaming_lists_follow_the_api_server() {
+    let fake = FakeKube::start().await;
+    for i in 0..4 {
+        fake.create(PODS, pod("a", &format!("p{i}"), "web")).unwrap();
+    }
+    let cancel = CancellationToken::new();
+    let (client, store, port) = litecar(&fake, &cancel).await;
+    eventually("first list", || store.is_ready().unwrap()).await;
+    let lc: Api<Pod> = Api::all(client.clone());
+    let before = lc.list(&ListParams::default()).await.unwrap();
+    let rv1 = before.metadata.resource_version.clone().unwrap();
+    let old = keys(before.items);
+    fake.delete(PODS, Some("a"), "p0").unwrap();
+    fake.create(PODS, pod("b", "new", "db")).unwrap();
+    eventually("litecar saw the changes", || {
+        store.get_by_key("b/new").unwrap().is_some() && store.get_by_key("a/p0").unwrap().is_none()
+    })
+    .await;
+
+    // Exact: the state at that revision, read from the event log, paged by key at that revision
+    let exact = ListParams::default().at(&rv1).matching(VersionMatch::Exact);
+    assert_eq!(keys(lc.list(&exact).await.unwrap().items), old);
+    let (mut got, mut lp) = (Vec::new(), exact.clone().limit(1));
+    loop {
+        let page = lc.list(&lp).await.unwrap();
+        assert_eq!(page.metadata.resource_version.as_deref(), Some(rv1.as_str()));
+        assert!(page.items.len() <= 1);
+        got.extend(page.items);
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = ListParams::default().limit(1).continue_token(&c),
+            _ => break,
+        }
+    }
+    assert_eq!(keys(got), old);
+    // a token is bound to its query
+    let page = lc.list(&exact.clone().limit(1)).await.unwrap();
+    let token = page.metadata.continue_.unwrap();
+    let other = format!("/api/v1/pods?limit=1&labelSelector=app%3Ddb&continue={token}");
+    assert_eq!(api_error(&client, &other).await.code, 400);
+    // NotOlderThan: the current state
+    let newer = ListParams::default().at(&rv1).matching(VersionMatch::NotOlderThan);
+    assert_eq!(keys(lc.list(&newer).await.unwrap().items), fake_keys(&fake));
+    // the API server's refusals: forbidden combinations are 422 Invalid, a future revision 504, a compacted 410
+    for q in [
+        "resourceVersionMatch=Exact",
+        "resourceVersion=0&resourceVersionMatch=Exact",
+        "resourceVersion=1&resourceVersionMatch=Latest",
+        "sendInitialEvents=true",
+        "watch=true&sendInitialEvents=true",
+        "watch=true&resourceVersion=1&resourceVersionMatch=NotOlderThan",
+    ] {
+        let s = api_error(&client, &format!("/api/v1/pods?{q}")).await;
+        assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"), "{q}: {}", s.message);
+        assert!(s.message.starts_with("ListOptions.meta.k8s.io \"\" is invalid: "), "{}", s.message);
+    }
+    // kube-rs retries a 504, so this one goes over plain HTTP
+    let future = store.last_resource_version().unwrap() + 1000;
+    let path = format!("/api/v1/pods?resourceVersion={future}&resourceVersionMatch=Exact");
+    let (code, body) = tokio::task::spawn_blocking(move || litecar_e2e::http_get(port, &path)).await.unwrap();
+    assert_eq!(code, 504, "{body}");
+    assert!(body.contains("\"reason\":\"Timeout\""), "{body}");
+    // a watch from a revision the cache has not reached waits for it, then ends with a 504 ERROR event
+    let path = format!("/api/v1/pods?watch=true&resourceVersion={future}");
+    let (code, body) = tokio::task::spawn_blocking(move || litecar_e2e::http_get(port, &path)).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"type\":\"ERROR\"") && body.contains("\"code\":504"), "{body}");
+    assert_eq!(api_error(&client, "/api/v1/pods?resourceVersion=5&continue=abc").await.code, 400);
+
+    // a streaming list: the state as ADDED events, the bookmark that ends them, then changes
+    let mut s = lc.watch(&WatchParams::streaming_lists().timeout(20), "0").await.unwrap().boxed();
+    let mut initial = Vec::new();
+    loop {
+        match s.next().await {
+            Some(Ok(WatchEvent::Added(p))) => initial.push(p),
+            Some(Ok(WatchEvent::Bookmark(b))) => {
+                assert_eq!(b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str), Some("true"));
+                break;
+            }
+            other => panic!("expected ADDED events then the initial-events-end bookmark, got {other:?}"),
+        }
+    }
+    assert_eq!(keys(initial), fake_keys(&fake));
+    fake.create(PODS, pod("c", "later", "x")).unwrap();
+    loop {
+        match s.next().await {
+            Some(Ok(WatchEvent::Added(p))) => {
+                assert_eq!(p.metadata.name.as_deref(), Some("later"));
+                break;
+            }
+            Some(Ok(WatchEvent::Bookmark(_))) => continue,
+            other => panic!("expected the new pod, got {other:?}"),
+        }
+    }
+    drop(s);
+
+    // kube-rs' watcher in streaming-list mode converges on the source
+    let (reader, writer) = reflector::store();
+    let rf = reflector(writer, watcher(lc.clone(), watcher::Config::default().streaming_lists())).applied_objects();
+    let task = tokio::spawn(rf.for_each(|_| futures::future::ready(())));
+    eventually("streaming reflector saw the state", || {
+        keys(reader.state().iter().map(|p| (**p).clone())) == fake_keys(&fake)
+    })
+    .await;
+    fake.delete(PODS, Some("a"), "p1").unwrap();
+    fake.create(PODS, pod("c", "last", "x")).unwrap();
+    eventually("streaming reflector followed the changes", || {
+        keys(reader.state().iter().map(|p| (**p).clone())) == fake_keys(&fake)
+    })
+    .await;
+    task.abort();
+
+    // once the log is compacted past a revision, an Exact list of it is 410 Expired
+    store.compact(store.last_resource_version().unwrap()).unwrap();
+    let s = api_error(&client, &format!("/api/v1/pods?resourceVersion={rv1}&resourceVersionMatch=Exact")).await;
+    assert_eq!((s.code, s.reason.as_str()), (410, "Expired"));
     cancel.cancel();
 }

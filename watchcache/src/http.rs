@@ -32,6 +32,11 @@ impl K8sApi {
 }
 
 impl K8sApi {
+    /// Every served store by (group, with the core group as `core`; version; plural).
+    pub(crate) fn served(&self) -> impl Iterator<Item = (&(String, String, String), &Store)> {
+        self.stores.iter()
+    }
+
     pub(crate) fn store(&self, group: &str, version: &str, resource: &str) -> Option<Store> {
         self.stores.get(&(group.to_owned(), version.to_owned(), resource.to_owned())).cloned()
     }

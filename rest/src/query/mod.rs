@@ -7,6 +7,8 @@ mod lex;
 pub mod select;
 mod urlencoded;
 
+pub use urlencoded::parse_pairs;
+
 pub use filter::{Condition, IsValue, Junction, Op, Operand, Predicate, Quantifier};
 pub use select::{Embed, Nulls, OrderTerm, SelectItem};
 

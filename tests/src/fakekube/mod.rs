@@ -4,19 +4,21 @@
 //! streams with bookmarks and `410 Expired` for compacted revisions. Fault knobs drop watch streams, force a 410,
 //! fail requests with 500 and add latency. Every request is logged so tests can assert what a client did.
 
+mod discovery;
 mod selector;
 mod writes;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use litecar_rest::sync::lock;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -121,10 +123,6 @@ struct Shared {
     events: broadcast::Sender<Event>,
     faults: Mutex<Faults>,
     log: Mutex<Vec<RequestRecord>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A Kubernetes API error as a Status object.
@@ -415,33 +413,7 @@ fn parse_target(path: &str) -> Option<Target> {
 }
 
 fn query_map(q: Option<&str>) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for kv in q.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        out.insert(decode(k), decode(v));
-    }
-    out
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() + 1 && s.get(i + 1..i + 3).is_some() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(c) => out.push(c),
-                    Err(_) => out.push(b'%'),
-                }
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    litecar_rest::parse_pairs(q.unwrap_or("")).into_iter().collect()
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -456,15 +428,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             )
             .into_response();
         }
-        "/api" => {
-            return axum::Json(json!({"kind": "APIVersions", "versions": ["v1"],
-                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}))
-            .into_response();
-        }
-        "/apis" => return axum::Json(api_groups(&shared)).into_response(),
+        "/api" | "/apis" => return discovery::root(&shared, &path, req.headers()),
         _ => {}
     }
-    if let Some(list) = resource_list(&shared, &path) {
+    if let Some(list) = discovery::resource_list(&shared, &path) {
         return axum::Json(list).into_response();
     }
     let Some(target) = parse_target(&path) else {
@@ -483,6 +450,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     if fail {
         return ApiError::new(500, "InternalError", "injected fault").into_response();
     }
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let table = match litecar_watchcache::IncludeObject::parse(query.get("includeObject").map(String::as_str)) {
+        Ok(include) => litecar_watchcache::wants_table(accept).then_some(include),
+        Err(e) => return ApiError::new(400, "BadRequest", e).into_response(),
+    };
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let body = axum::body::to_bytes(req.into_body(), 16 << 20).await.unwrap_or_default();
     if let Some(result) = writes::route(&shared, &method, &target, &query, &content_type, &body) {
@@ -493,12 +465,21 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
     let result = match (&method, &target.name) {
         (&Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            return watch(shared, target, query);
+            return watch(shared, target, query, table);
         }
         (&Method::GET, None) => {
-            return match list(&shared, &target, &query) {
-                Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-                Err(e) => e.into_response(),
+            return match (list(&shared, &target, &query), table) {
+                (Ok(body), None) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                (Ok(body), Some(include)) => {
+                    let list: Value = serde_json::from_str(&body).unwrap_or_default();
+                    let items = list["items"].as_array().cloned().unwrap_or_default();
+                    let def = resource_def(&lock(&shared.db), &target.resource);
+                    match def {
+                        Ok(d) => axum::Json(as_table(&d, &items, include, list["metadata"].clone())).into_response(),
+                        Err(e) => e.into_response(),
+                    }
+                }
+                (Err(e), _) => e.into_response(),
             };
         }
         (&Method::GET, Some(name)) => {
@@ -510,6 +491,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                     .and_then(|m| m.get(&key))
                     .cloned()
                     .ok_or_else(|| ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", def.plural)))
+                    .map(|o| match table {
+                        Some(include) => {
+                            let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"]});
+                            as_table(&def, &[o], include, meta)
+                        }
+                        None => o,
+                    })
             })
         }
         (&Method::POST, None) => match serde_json::from_slice(&body) {
@@ -527,50 +515,6 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Ok(v) => axum::Json(v).into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-fn api_groups(shared: &Shared) -> Value {
-    let db = lock(&shared.db);
-    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for d in db.resources.values().filter(|d| !d.group.is_empty()) {
-        let vs = groups.entry(d.group.clone()).or_default();
-        if !vs.contains(&d.version) {
-            vs.push(d.version.clone());
-        }
-    }
-    let groups: Vec<Value> = groups
-        .into_iter()
-        .map(|(g, vs)| {
-            let versions: Vec<Value> =
-                vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
-            json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
-        })
-        .collect();
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
-}
-
-/// `/api/v1` or `/apis/{group}/{version}`: an APIResourceList.
-fn resource_list(shared: &Shared, path: &str) -> Option<Value> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let gv = match segs.as_slice() {
-        ["api", v] => v.to_string(),
-        ["apis", g, v] => format!("{g}/{v}"),
-        _ => return None,
-    };
-    let db = lock(&shared.db);
-    let resources: Vec<Value> = db
-        .resources
-        .values()
-        .filter(|d| d.api_version() == gv)
-        .map(|d| {
-            json!({"name": d.plural, "singularName": d.kind.to_lowercase(), "namespaced": d.namespaced,
-                   "kind": d.kind, "verbs": ["create", "delete", "get", "list", "update", "watch"]})
-        })
-        .collect();
-    if resources.is_empty() {
-        return None;
-    }
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
 }
 
 struct Filters {
@@ -767,7 +711,18 @@ fn dropped(shared: &Shared, sent: usize) -> bool {
     lock(&shared.faults).drop_watch_after.is_some_and(|n| sent >= n)
 }
 
-fn watch(shared: Arc<Shared>, target: Target, q: BTreeMap<String, String>) -> Response {
+/// A Table as the API server renders it for kubectl (the printers are litecar's, checked against the API
+/// server's in their own tests; this fake checks what carries them: lists, pages, gets and watch events).
+fn as_table(def: &ResourceDef, items: &[Value], include: litecar_watchcache::IncludeObject, meta: Value) -> Value {
+    litecar_watchcache::to_table(&def.group, &def.kind, items, include, meta)
+}
+
+fn watch(
+    shared: Arc<Shared>,
+    target: Target,
+    q: BTreeMap<String, String>,
+    table: Option<litecar_watchcache::IncludeObject>,
+) -> Response {
     let filters = match Filters::parse(&target, &q) {
         Ok(f) => f,
         Err(e) => return e.into_response(),
@@ -816,6 +771,17 @@ fn watch(shared: Arc<Shared>, target: Target, q: BTreeMap<String, String>) -> Re
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
     let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let tdef = def.clone();
+    let event = move |kind: &str, object: Value| -> Result<Bytes, Infallible> {
+        let object = match table {
+            Some(include) => {
+                let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+                as_table(&tdef, &[object], include, meta)
+            }
+            None => object,
+        };
+        line(&json!({"type": kind, "object": object}))
+    };
     tokio::spawn(async move {
         let backlog = match backlog {
             Ok(b) => b,
@@ -834,7 +800,7 @@ fn watch(shared: Arc<Shared>, target: Target, q: BTreeMap<String, String>) -> Re
             if dropped(&shared, sent) {
                 return;
             }
-            if tx.send(line(&json!({"type": e.kind, "object": e.object}))).await.is_err() {
+            if tx.send(event(e.kind, e.object)).await.is_err() {
                 return;
             }
             sent += 1;
@@ -855,7 +821,7 @@ fn watch(shared: Arc<Shared>, target: Target, q: BTreeMap<String, String>) -> Re
                     Ok(e) => {
                         last_rv = last_rv.max(e.rv);
                         if e.rv <= start || e.resource != target.resource || !filters.matches(&e.object) { continue }
-                        if tx.send(line(&json!({"type": e.kind, "object": e.object}))).await.is_err() { return }
+                        if tx.send(event(e.kind, e.object)).await.is_err() { return }
                         sent += 1;
                         if dropped(&shared, sent) { return }
                     }
