@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use litecar_replicate::ReplicaError;
-use litecar_replicate::client::ObjectClient;
+use litecar_replicate::ObjectClient;
 
 /// Larger than the S3 multipart part size (8 MiB), so stores that split uploads do so.
 pub const LARGE: usize = 9 << 20;

@@ -8,8 +8,8 @@ use litecar_e2e::contract;
 use litecar_e2e::emulators;
 use litecar_e2e::sshd::Sshd;
 use litecar_replicate::backend::{self, AbsSettings, Backend, GcsSettings, S3Settings};
-use litecar_replicate::client::ObjectClient;
-use litecar_replicate::faults::{FaultConfig, FaultyClient};
+use litecar_replicate::ObjectClient;
+use litecar_replicate::test_utils::{FaultConfig, FaultyClient};
 use litecar_replicate::sftp::{HostKeyCheck, SftpSettings};
 
 fn unique(prefix: &str) -> String {

@@ -5,6 +5,7 @@
 //! store is waited for up to 3 s, then refused with a 504 ERROR event (starting anywhere else could lose a change);
 //! a watcher too slow to keep up is closed, as the API server closes it, and resumes from its last revision.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -127,8 +128,11 @@ pub(crate) async fn watch(store: Store, selection: Selection, o: Options, render
     let events = match store.watch(from, CancellationToken::new()) {
         Ok(session) => session
             .into_stream()
-            .map(move |e: crate::Result<WatchEvent>| match e {
-                Ok(e) if selection.matches(&e.object) => Some(Some(event_line(&s, e.kind.as_str(), e.object, render))),
+            .map(move |e: crate::Result<Arc<WatchEvent>>| match e {
+                // events are shared by every watcher: this one's copy is made only when it is sent
+                Ok(e) if selection.matches(&e.object) => {
+                    Some(Some(event_line(&s, e.kind.as_str(), e.object.clone(), render)))
+                }
                 Ok(_) => Some(None),
                 Err(e) => store_error_event(&e).map(Some),
             })
