@@ -1,8 +1,10 @@
 //! The daemon's routers as the supervisor builds them, driven with `oneshot`: the metrics listener's endpoints, and
-//! the REST listener's table API and mounted routes behind the auth layer.
+//! the REST listener's table API and mounted routes behind the auth layer; and the serve function both listeners
+//! run, draining requests in flight on shutdown.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -10,6 +12,8 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use litecar::config::{self, LoadOptions};
 use litecar::metrics::Metrics;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tower::ServiceExt;
 
 async fn get(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, Option<String>, String) {
@@ -44,13 +48,16 @@ async fn metrics_listener_serves_health_readiness_and_metrics() {
     assert_eq!(get(&app, "/nope", None).await.0, StatusCode::NOT_FOUND);
 }
 
-/// The REST listener's router for a `rest:` section, over a database with one table, with `/extra` mounted
+/// The REST listener's router for a `rest:` section, over a database with table `t`, with `/extra` mounted
 /// beside the table API as the watch-cache's routes are.
 fn rest_app(dir: &Path, auth: &str) -> (Router, Metrics) {
+    rest_app_with(dir, auth, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t (v) VALUES ('a');")
+}
+
+fn rest_app_with(dir: &Path, auth: &str, schema: &str) -> (Router, Metrics) {
     let db = dir.join("app.db");
     let conn = rusqlite::Connection::open(&db).expect("db");
-    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t (v) VALUES ('a');")
-        .expect("schema");
+    conn.execute_batch(schema).expect("schema");
     std::fs::write(dir.join("jwt"), "app-test-secret-0123456789abcdef").expect("secret");
     let text = format!("rest:\n  addr: 127.0.0.1:0\n  db: {}\n  allowed-tables: [t]\n  auth: {auth}\n", db.display());
     let loaded = config::parse(&dir.join("litecar.yml"), &text, LoadOptions::default()).expect("config");
@@ -92,4 +99,70 @@ async fn rest_auth_none_is_refused_off_loopback() {
     let metrics = Metrics::new().expect("metrics");
     let e = litecar::rest::app(plan, None, &metrics.registry).expect_err("auth none on every interface");
     assert!(e.to_string().contains("without authentication"), "{e}");
+}
+
+/// `http::serve`, as both listeners run it: on cancel it stops accepting and returns once the requests in flight
+/// have been answered in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_drains_the_requests_in_flight_then_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+        INSERT INTO t SELECT i, printf('row-%d', i) FROM n;";
+    let (app, _) = rest_app_with(dir.path(), "none", rows);
+    let listener = litecar::http::bind("127.0.0.1:0".parse().expect("addr"), None).await.expect("bind");
+    let addr = axum::serve::Listener::local_addr(&listener).expect("address");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(litecar::http::serve(listener, app, cancel.clone()));
+
+    // a slow request: 20 patterns over 100k rows, then every row returned
+    let terms: Vec<String> = (0..20).map(|i| format!("v.like.*zz{i}*")).chain(["v.like.row-*".to_owned()]).collect();
+    let request =
+        format!("GET /t?select=id&or=({}) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", terms.join(","));
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    // a first, quick request on the same connection proves it was accepted before the shutdown begins
+    stream.write_all(b"GET /t?select=id&id=eq.1 HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("send");
+    let first = read_one_response(&mut stream).await;
+    assert!(first.starts_with("HTTP/1.1 200") && first.ends_with("[{\"id\":1}]"), "{first}");
+    stream.write_all(request.as_bytes()).await.expect("send request");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cancel.cancel();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!server.is_finished(), "the server waits for the request in flight");
+
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut response)).await;
+    read.expect("response before the time limit").expect("read response");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{}", &response[..response.len().min(200)]);
+    assert!(response.trim_end().ends_with("{\"id\":100000}]"), "the whole body arrived");
+
+    let stopped = tokio::time::timeout(Duration::from_secs(30), server).await.expect("server stops");
+    stopped.expect("server task").expect("serve result");
+    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+}
+
+/// Reads exactly one response with a Content-Length body from a kept-alive connection.
+async fn read_one_response(stream: &mut TcpStream) -> String {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buffer).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("content-length");
+            if buffer.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(n > 0, "connection closed early");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
 }

@@ -1,8 +1,8 @@
 //! PostgREST-style table API over SQLite.
 //!
 //! [`router`] serves `GET/HEAD/POST/PATCH/PUT/DELETE /{table}` for the tables in
-//! [`RestOptions::allowed_tables`] and `GET /openapi.json`; [`auth_layer`] authenticates requests with JWTs;
-//! [`serve`] runs a router with graceful shutdown.
+//! [`RestOptions::allowed_tables`] and `GET /openapi.json`; [`auth_layer`] authenticates requests with JWTs. The
+//! daemon serves the router (plain or TLS, with graceful shutdown) beside its other listener.
 //!
 //! # Query syntax
 //! Filters `col=[not.]op.value` with `eq neq gt gte(ge) lt lte(le) like ilike in is isdistinct`, quantified
@@ -75,7 +75,6 @@ mod options;
 mod query;
 mod render;
 mod routes;
-mod serve;
 mod sql;
 mod state;
 pub mod sync;
@@ -89,5 +88,4 @@ pub use metrics::RestMetrics;
 pub use options::RestOptions;
 pub use query::parse_pairs;
 pub use routes::router;
-pub use serve::serve;
 pub use state::RestState;
