@@ -285,32 +285,36 @@ async fn resource_version_match_and_streaming_lists_follow_the_api_server() {
     assert!(body.contains("\"type\":\"ERROR\"") && body.contains("\"code\":504"), "{body}");
     assert_eq!(api_error(&client, "/api/v1/pods?resourceVersion=5&continue=abc").await.code, 400);
 
-    // a streaming list: the state as ADDED events, the bookmark that ends them, then changes
-    let mut s = lc.watch(&WatchParams::streaming_lists().timeout(20), "0").await.unwrap().boxed();
-    let mut initial = Vec::new();
-    loop {
-        match s.next().await {
-            Some(Ok(WatchEvent::Added(p))) => initial.push(p),
-            Some(Ok(WatchEvent::Bookmark(b))) => {
-                assert_eq!(b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str), Some("true"));
-                break;
+    // a streaming list: the state as ADDED events, the bookmark that ends them, then changes; the same from
+    // the fake API server
+    for (who, api, later) in [("litecar", lc.clone(), "later"), ("the fake", Api::<Pod>::all(fake.client()), "later2")]
+    {
+        let mut s = api.watch(&WatchParams::streaming_lists().timeout(20), "0").await.unwrap().boxed();
+        let mut initial = Vec::new();
+        loop {
+            match s.next().await {
+                Some(Ok(WatchEvent::Added(p))) => initial.push(p),
+                Some(Ok(WatchEvent::Bookmark(b))) => {
+                    let end = b.metadata.annotations.get("k8s.io/initial-events-end");
+                    assert_eq!(end.map(String::as_str), Some("true"), "{who}");
+                    break;
+                }
+                other => panic!("{who}: expected ADDED events then the initial-events-end bookmark, got {other:?}"),
             }
-            other => panic!("expected ADDED events then the initial-events-end bookmark, got {other:?}"),
+        }
+        assert_eq!(keys(initial), fake_keys(&fake), "{who}");
+        fake.create(PODS, pod("c", later, "x")).unwrap();
+        loop {
+            match s.next().await {
+                Some(Ok(WatchEvent::Added(p))) => {
+                    assert_eq!(p.metadata.name.as_deref(), Some(later), "{who}");
+                    break;
+                }
+                Some(Ok(WatchEvent::Bookmark(_))) => continue,
+                other => panic!("{who}: expected the new pod, got {other:?}"),
+            }
         }
     }
-    assert_eq!(keys(initial), fake_keys(&fake));
-    fake.create(PODS, pod("c", "later", "x")).unwrap();
-    loop {
-        match s.next().await {
-            Some(Ok(WatchEvent::Added(p))) => {
-                assert_eq!(p.metadata.name.as_deref(), Some("later"));
-                break;
-            }
-            Some(Ok(WatchEvent::Bookmark(_))) => continue,
-            other => panic!("expected the new pod, got {other:?}"),
-        }
-    }
-    drop(s);
 
     // kube-rs' watcher in streaming-list mode converges on the source
     let (reader, writer) = reflector::store();

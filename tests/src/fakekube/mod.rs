@@ -1,7 +1,8 @@
 //! A fake Kubernetes API server for tests: an in-process axum app on 127.0.0.1 (random port) that speaks enough
-//! of the real API for kube-rs and kubectl: discovery, list (resourceVersion "0"/exact/not-older-than, `limit` +
-//! `continue`, label and field selectors), get/create/update/delete, and chunked newline-delimited watch
-//! streams with bookmarks and `410 Expired` for compacted revisions. Fault knobs drop watch streams, force a 410,
+//! of the real API for kube-rs and kubectl: discovery (plain and aggregated), list (resourceVersion
+//! "0"/exact/not-older-than, `limit` + `continue`, label and field selectors), Tables, get/create/update/delete,
+//! and chunked newline-delimited watch streams with bookmarks, streaming lists (`sendInitialEvents`) and
+//! `410 Expired` for compacted revisions. Fault knobs drop watch streams, force a 410,
 //! fail requests with 500 and add latency. Every request is logged so tests can assert what a client did.
 
 mod discovery;
@@ -727,6 +728,7 @@ fn watch(
         Ok(f) => f,
         Err(e) => return e.into_response(),
     };
+    let streaming = q.get("sendInitialEvents").is_some_and(|v| v == "true");
     let (def, backlog, mut rx, start) = {
         let db = lock(&shared.db);
         let def = match resource_def(&db, &target.resource) {
@@ -737,7 +739,9 @@ fn watch(
         let rx = shared.events.subscribe();
         let rv_param = q.get("resourceVersion").map(String::as_str).unwrap_or("");
         let forced = std::mem::take(&mut lock(&shared.faults).force_gone_next_watch);
-        let backlog: Result<Vec<Event>, ApiError> = match rv_param {
+        // a streaming list (sendInitialEvents=true) starts with the current state whatever the revision
+        let initial = if streaming { "" } else { rv_param };
+        let backlog: Result<Vec<Event>, ApiError> = match initial {
             // "" / "0": synthetic ADDED for the current state, then changes
             "" | "0" => Ok(db
                 .objects
@@ -804,6 +808,13 @@ fn watch(
                 return;
             }
             sent += 1;
+        }
+        if streaming && bookmarks {
+            let end = json!({"type": "BOOKMARK", "object": {"kind": def.kind, "apiVersion": def.api_version(),
+                "metadata": {"resourceVersion": start.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}}});
+            if tx.send(line(&end)).await.is_err() {
+                return;
+            }
         }
         loop {
             if dropped(&shared, sent) {

@@ -8,6 +8,7 @@
 mod age;
 mod discovery;
 mod options;
+mod printers;
 mod selection;
 pub mod table;
 mod watch;
