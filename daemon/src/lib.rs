@@ -12,4 +12,5 @@ pub mod metrics;
 pub mod replicas;
 pub mod rest;
 pub mod supervisor;
+pub mod validate;
 pub mod watchcache;

@@ -17,6 +17,7 @@ pub mod retention;
 pub mod sftp;
 pub mod shipper;
 pub mod spool;
+pub mod validate;
 pub mod state;
 pub mod wal;
 mod watch;
