@@ -17,8 +17,8 @@ pub mod retention;
 pub mod sftp;
 pub mod shipper;
 pub mod spool;
-pub mod validate;
 pub mod state;
+pub mod validate;
 pub mod wal;
 mod watch;
 

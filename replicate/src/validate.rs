@@ -39,7 +39,8 @@ pub fn content_digest(path: &Path) -> Result<u64> {
             conn.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name").db(path)?;
         let mut rows = stmt.query([]).db(path)?;
         while let Some(r) = rows.next().db(path)? {
-            let (kind, name, sql): (String, String, Option<String>) = (r.get(0).db(path)?, r.get(1).db(path)?, r.get(3).db(path)?);
+            let (kind, name, sql): (String, String, Option<String>) =
+                (r.get(0).db(path)?, r.get(1).db(path)?, r.get(3).db(path)?);
             (&kind, &name, r.get::<_, String>(2).db(path)?, &sql).hash(&mut h);
             let virtual_table = sql.as_deref().is_some_and(|s| s.to_ascii_uppercase().starts_with("CREATE VIRTUAL"));
             if kind == "table" && !virtual_table {

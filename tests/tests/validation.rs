@@ -65,13 +65,16 @@ fn a_good_replica_validates_and_a_corrupted_one_is_reported() {
     // Before the first validation (5 s after the start).
     corrupt_snapshots(&bad);
 
-    let series = |name: &str, status: &str| {
-        let (_, page) = http_get(port, "/metrics");
-        value(&page, "litecar_replica_validation_total", &format!("name=\"{name}\",status=\"{status}\""))
-            .zip(value(&page, "litestream_replica_validation_total", &format!("name=\"{name}\",status=\"{status}\"")))
-    };
+    let series =
+        |name: &str, status: &str| {
+            let (_, page) = http_get(port, "/metrics");
+            value(&page, "litecar_replica_validation_total", &format!("name=\"{name}\",status=\"{status}\"")).zip(
+                value(&page, "litestream_replica_validation_total", &format!("name=\"{name}\",status=\"{status}\"")),
+            )
+        };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !(series("good", "ok").is_some_and(|(a, _)| a >= 1.0) && series("bad", "error").is_some_and(|(a, _)| a >= 1.0))
+    while !(series("good", "ok").is_some_and(|(a, _)| a >= 1.0)
+        && series("bad", "error").is_some_and(|(a, _)| a >= 1.0))
     {
         assert!(std::time::Instant::now() < deadline, "no validation results in 60s; log:\n{}", lc.log_text());
         std::thread::sleep(Duration::from_millis(200));
