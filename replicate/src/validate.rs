@@ -99,6 +99,17 @@ fn remove_db(path: &Path) {
     }
 }
 
+/// Scratch files and restore directories of a validation that was cut short (litecar stopped during it).
+fn remove_leftovers(dir: &Path, marker: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().contains(marker) {
+            let p = e.path();
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
+}
+
 /// Restore the replica's latest state next to `scratch` and digest it; `None` when the replica holds nothing yet.
 async fn restored_digest(replica: &Replica, scratch: &Path) -> Result<Option<u64>> {
     let Some(plan) = restore::plan(replica, &Target::default()).await? else { return Ok(None) };
@@ -123,7 +134,12 @@ async fn restored_digest(replica: &Replica, scratch: &Path) -> Result<Option<u64
 pub async fn validate(db: &Path, replica: &Replica, settle: Duration) -> Result<Verdict> {
     let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_owned);
-    let scratch = dir.join(format!(".{name}-litecar-validate-{:08x}.db", rand::random::<u32>()));
+    // Per replica: validations of a database's replicas run side by side and must not clear each other's files.
+    let who: String =
+        replica.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let marker = format!("{name}-litecar-validate-{who}.");
+    remove_leftovers(&dir, &marker);
+    let scratch = dir.join(format!(".{marker}{:08x}.db", rand::random::<u32>()));
     let deadline = Instant::now() + settle;
     let mut before = live_digest(db).await?;
     loop {
