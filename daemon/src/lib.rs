@@ -14,4 +14,5 @@ pub mod rest;
 pub mod services;
 pub mod supervisor;
 pub mod tls;
+pub mod validate;
 pub mod watchcache;

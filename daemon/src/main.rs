@@ -153,7 +153,21 @@ async fn run_daemon(
         r.options.read_only = true;
     }
     let watchcache = settings.watchcache.as_ref().map(litecar::watchcache::plan);
-    supervisor::run(supervisor::Plan { dbs, follows, exec, shutdown_timeout, addr, metrics, rest, watchcache }).await
+    let validations = if replicate { litecar::validate::tasks(&settings).await? } else { vec![] };
+    let validation_stop = tokio_util::sync::CancellationToken::new();
+    let mut validating = tokio::task::JoinSet::new();
+    if !validations.is_empty() {
+        let counters = litecar::validate::Counters::register(&metrics.registry).context("setting up metrics")?;
+        for task in validations {
+            validating.spawn(litecar::validate::run(task, counters.clone(), validation_stop.clone()));
+        }
+    }
+    let code =
+        supervisor::run(supervisor::Plan { dbs, follows, exec, shutdown_timeout, addr, metrics, rest, watchcache })
+            .await;
+    validation_stop.cancel();
+    while validating.join_next().await.is_some() {}
+    code
 }
 
 /// `replicate DB_PATH REPLICA_URL...` without a config file.

@@ -1,8 +1,8 @@
 //! Replication core of litecar: WAL reading, the Litestream 0.3 replica layout, snapshots, retention and restore.
 //!
 //! The public API is what the daemon needs: [`replicator`] (one database's replication, its options and status),
-//! [`CheckpointPolicy`], [`restore`], [`follow`] (read replicas), the replica-client trait [`ObjectClient`] with
-//! [`Replica`] over it, and the constructors of clients ([`backend::connect`], [`FileClient`], [`AgeClient`]).
+//! [`CheckpointPolicy`], [`restore`], [`follow`] (read replicas), [`validate`] (replica validation), the replica-client trait [`ObjectClient`] with
+//! [`Replica`] over it, and the constructors of clients ([`backend::connect`], [`FileClient`], [`AgeClient`], [`sftp`]).
 //! Everything else is the crate's own; tests outside it reach some internals through `test_utils` (feature
 //! `test-utils`).
 
@@ -26,6 +26,7 @@ pub mod sftp;
 mod shipper;
 mod spool;
 mod state;
+pub mod validate;
 mod wal;
 mod watch;
 

@@ -152,7 +152,12 @@ impl ObjectClient for ObjectStoreClient {
             .await
             .map_err(|e| self.err("list", prefix, e))?;
         let depth = dir.parts().count() + 1;
-        Ok(objects.into_iter().filter(|o| o.location.parts().count() == depth).filter_map(object_info).collect())
+        // Not every store honours the offset (Azurite ignores Azure's `startFrom`): filter here as well.
+        Ok(objects
+            .into_iter()
+            .filter(|o| o.location.parts().count() == depth && o.location > offset)
+            .filter_map(object_info)
+            .collect())
     }
 
     async fn put_file(&self, key: &str, src: &Path, _created: SystemTime) -> Result<(), ReplicaError> {

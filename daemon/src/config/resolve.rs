@@ -69,6 +69,8 @@ pub struct ReplicaSettings {
     pub retention_check_interval: Duration,
     /// age keys: objects are encrypted when recipients are set, decrypted when identities are.
     pub age: Option<AgeKeys>,
+    /// Restore and compare with the database this often (`validation-interval`).
+    pub validation_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -251,12 +253,13 @@ fn secret_file(path: &Option<String>, key: &str) -> Result<Option<String>, Probl
 }
 
 /// A replica entry (or a replica URL given on the command line, as `url` alone) resolved to where it lives and how
-/// often it is written. `key` is where it sits in the file (`dbs[0].replicas[1]`).
+/// often it is written. `key` is where it sits in the file (`dbs[0].replicas[1]`); `_notes` takes what is worth
+/// telling the user about an entry that is accepted (every replica key is implemented at present).
 pub fn resolve_replica(
     r: &ReplicaConfig,
     key: &str,
     inherited: &Inherited,
-    notes: &mut Vec<String>,
+    _notes: &mut Vec<String>,
 ) -> Result<ReplicaSettings, Problem> {
     let k = |field: &str| format!("{key}.{field}");
     if r.url.is_some() && (r.path.is_some() || r.bucket.is_some() || r.host.is_some()) {
@@ -282,9 +285,6 @@ pub fn resolve_replica(
         }
         None => None,
     };
-    if r.validation_interval.is_some() {
-        notes.push(format!("{}: not implemented by litecar; no validation is run", k("validation-interval")));
-    }
     let url_parts = match &r.url {
         Some(url) => Some(split_url(url).map_err(|m| problem(k("url"), m))?),
         None => None,
@@ -372,6 +372,7 @@ pub fn resolve_replica(
         retention: Some(d(r.retention.or(inherited.retention)).unwrap_or(DEFAULT_RETENTION)).filter(|d| !d.is_zero()),
         retention_check_interval: d(r.retention_check_interval).unwrap_or(DEFAULT_RETENTION_CHECK),
         age,
+        validation_interval: d(r.validation_interval).filter(|d| !d.is_zero()),
     })
 }
 

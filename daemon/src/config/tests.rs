@@ -159,7 +159,8 @@ fn age_keys_and_unsupported_features() {
     assert!(e.contains("line 4: dbs[0].replicas[0].url") && e.contains("type sftp needs a user"), "{e}");
     let l = load("dbs:\n  - path: /a.db\n    replicas:\n      - url: file:///r\n        validation-interval: 1h\n")
         .expect("ok");
-    assert!(l.warnings.join("").contains("validation-interval: not implemented"), "{:?}", l.warnings);
+    assert!(!l.warnings.join("").contains("validation-interval"), "{:?}", l.warnings);
+    assert_eq!(l.settings.dbs[0].replicas[0].validation_interval, Some(Duration::from_secs(3600)));
 }
 
 /// Each credential key, next to each kind of problem the loader reports, never shows its value.
