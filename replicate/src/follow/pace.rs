@@ -2,7 +2,8 @@
 //!
 //! A busy writer uploads a round of segments about once per `sync-interval`. Polling at a fixed interval would add
 //! up to a whole interval of lag on top of the writer's, so a follower that keeps finding new segments learns how far
-//! apart they arrive and polls just before the next round is due, then briefly more often until it comes. A follower
+//! apart they arrive, and from three quarters of the way to the next round polls every eighth of the poll interval
+//! until it comes. A follower
 //! that finds nothing backs off to a fixed ceiling, so an idle replica costs a small, constant number of requests.
 
 use std::time::{Duration, Instant};
@@ -18,14 +19,16 @@ pub struct Pace {
     idle: u32,
     /// How far apart new segments have been arriving, while they keep coming.
     cadence: Option<Duration>,
+    /// About when the last round found arrived, and when the last poll found nothing.
     last_found: Option<Instant>,
+    last_empty: Option<Instant>,
     /// Until when the next round is expected: polls are fine-grained until then.
     expect_until: Option<Instant>,
 }
 
 impl Pace {
     pub fn new(poll: Duration) -> Self {
-        Self { poll, idle: 0, cadence: None, last_found: None, expect_until: None }
+        Self { poll, idle: 0, cadence: None, last_found: None, last_empty: None, expect_until: None }
     }
 
     fn fine(&self) -> Duration {
@@ -35,21 +38,31 @@ impl Pace {
     /// A poll at `now` found and applied everything that was new: the wait before the next one.
     pub fn found(&mut self, now: Instant) -> Duration {
         self.idle = 0;
-        let since = self.last_found.map(|t| now.saturating_duration_since(t));
+        // The round arrived between the last empty poll, when that was a fine one, and this one: reckoning from
+        // about when it arrived keeps a late poll from making the next one later still.
+        let arrival = match self.last_empty.take() {
+            Some(e) if now.saturating_duration_since(e) <= self.fine() => e + (now - e) / 2,
+            _ => now,
+        };
+        let since = self.last_found.map(|t| arrival.saturating_duration_since(t));
         // Only arrivals of one busy stretch say anything about the writer's rhythm.
         self.cadence = match (since, self.cadence) {
             (Some(d), Some(c)) if d <= self.poll * 4 => Some((c * 3 + d) / 4),
             (Some(d), None) if d <= self.poll * 4 => Some(d),
             _ => None,
         };
-        self.last_found = Some(now);
+        self.last_found = Some(arrival);
         let cadence = self.cadence.unwrap_or(self.poll).max(self.fine());
-        self.expect_until = Some(now + cadence + self.fine() * 2);
-        cadence.saturating_sub(self.fine()).max(self.fine())
+        // A loaded writer's rounds come late by a fraction of a round: keep looking for a whole round more before
+        // falling back to idle polls, which would add up to a poll interval of lag.
+        self.expect_until = Some(arrival + cadence * 2);
+        // From three quarters of a round on, not just before it is due: a round after a late one comes early.
+        (arrival + cadence * 3 / 4).saturating_duration_since(now).max(self.fine())
     }
 
     /// A poll at `now` found nothing: the wait before the next one.
     pub fn empty(&mut self, now: Instant) -> Duration {
+        self.last_empty = Some(now);
         if self.expect_until.is_some_and(|t| now < t) {
             return self.fine();
         }
@@ -89,13 +102,11 @@ mod tests {
         assert_eq!(pace.empty(now), P, "after the expected arrival passed, back to the poll interval");
     }
 
-    #[test]
-    fn a_steady_writer_is_polled_just_before_each_round_and_finely_until_it_comes() {
-        // Rounds arrive every 1 s, at a phase the follower does not know.
+    /// When each round is seen, for rounds arriving at `rounds` (from the first poll), and the polls made.
+    fn follow(rounds: &[Duration]) -> (Vec<Duration>, usize) {
         let mut pace = Pace::new(P);
-        let mut now = Instant::now();
-        let rounds: Vec<Duration> = (0..40).map(|k| Duration::from_millis(300 + 1000 * k)).collect();
-        let start = now;
+        let start = Instant::now();
+        let mut now = start;
         let mut next_round = 0;
         let mut delays = vec![];
         let mut polls = 0;
@@ -104,13 +115,34 @@ mod tests {
             let t = now - start;
             let wait = if rounds[next_round] <= t {
                 delays.push(t - rounds[next_round]);
-                next_round += 1;
+                while next_round < rounds.len() && rounds[next_round] <= t {
+                    next_round += 1;
+                }
                 pace.found(now)
             } else {
                 pace.empty(now)
             };
             now += wait;
         }
+        (delays, polls)
+    }
+
+    #[test]
+    fn rounds_that_come_late_are_still_seen_soon_after_they_arrive() {
+        // Every third round comes 300 ms late, as from a loaded writer.
+        let rounds: Vec<Duration> =
+            (0..40).map(|k| Duration::from_millis(300 + 1000 * k + if k % 3 == 0 { 300 } else { 0 })).collect();
+        let (delays, polls) = follow(&rounds);
+        let settled = &delays[5..];
+        assert!(settled.iter().all(|d| *d <= P / 4), "{settled:?}");
+        assert!(polls <= 40 * 5, "{polls} polls for 40 rounds");
+    }
+
+    #[test]
+    fn a_steady_writer_is_polled_just_before_each_round_and_finely_until_it_comes() {
+        // Rounds arrive every 1 s, at a phase the follower does not know.
+        let rounds: Vec<Duration> = (0..40).map(|k| Duration::from_millis(300 + 1000 * k)).collect();
+        let (delays, polls) = follow(&rounds);
         // Once in step, each round is seen within a fine interval of its arrival, at a few polls per round.
         let settled = &delays[5..];
         assert!(settled.iter().all(|d| *d <= P / FINE + Duration::from_millis(1)), "{settled:?}");
