@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use litecar_replicate::ReplicaError;
 use litecar_replicate::ObjectClient;
+use litecar_replicate::ReplicaError;
 
 /// Larger than the S3 multipart part size (8 MiB), so stores that split uploads do so.
 pub const LARGE: usize = 9 << 20;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use litecar_e2e::contract;
 use litecar_e2e::emulators;
 use litecar_e2e::sshd::Sshd;
-use litecar_replicate::backend::{self, AbsSettings, Backend, GcsSettings, S3Settings};
 use litecar_replicate::ObjectClient;
-use litecar_replicate::test_utils::{FaultConfig, FaultyClient};
+use litecar_replicate::backend::{self, AbsSettings, Backend, GcsSettings, S3Settings};
 use litecar_replicate::sftp::{HostKeyCheck, SftpSettings};
+use litecar_replicate::test_utils::{FaultConfig, FaultyClient};
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}{:08x}", rand::random::<u32>())

@@ -38,14 +38,20 @@ fn kubeconfig(dir: &Path, name: &str, port: u16, ca: &Path, token: &str) -> Stri
     path.display().to_string()
 }
 
-/// `kubectl --kubeconfig=KUBECONFIG get --raw PATH`, off the async workers (the fake API server runs on them).
-async fn kubectl_raw(dir: &Path, kubeconfig: &str, path: &str) -> Output {
+/// `kubectl --kubeconfig=KUBECONFIG ARGS...`, off the async workers (the fake API server runs on them).
+async fn kubectl(dir: &Path, kubeconfig: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()));
     cmd.arg(format!("--kubeconfig={kubeconfig}"))
         .arg(format!("--cache-dir={}", dir.join("kube-cache").display()))
-        .args(["--request-timeout=20s", "get", "--raw", path])
+        .arg("--request-timeout=20s")
+        .args(args)
         .stdin(Stdio::null());
     tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("kubectl")
+}
+
+/// `kubectl get --raw PATH`.
+async fn kubectl_raw(dir: &Path, kubeconfig: &str, path: &str) -> Output {
+    kubectl(dir, kubeconfig, &["get", "--raw", path]).await
 }
 
 fn names(list: &serde_json::Value) -> Vec<String> {
@@ -109,6 +115,27 @@ async fn kubectl_reads_the_kubernetes_api_over_https_with_a_bearer_token() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let pod: serde_json::Value = serde_json::from_slice(&out.stdout).expect("pod JSON");
     assert_eq!(pod["metadata"]["name"], "web-1");
+
+    // kubectl's own verbs: discovery, then a Table, all with the token over TLS
+    let out = kubectl(
+        d,
+        &with_token,
+        &["get", "pods", "-A", "--no-headers", "-o", "custom-columns=NS:.metadata.namespace,NAME:.metadata.name"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join("/"))
+        .collect();
+    rows.sort();
+    assert_eq!(rows, ["apps/web-0", "apps/web-1", "kube-system/dns-0"]);
+    let out = kubectl(d, &with_token, &["get", "pods", "-n", "apps"]).await;
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && table.starts_with("NAME") && table.contains("STATUS") && table.contains("web-0"),
+        "{table}"
+    );
 
     // a token litecar did not sign: the auth layer refuses, over the same TLS
     let forged = hs256_token("another-secret-0123456789abcdef0123", "reader");

@@ -30,8 +30,8 @@ mod watch;
 pub use error::{Error, Result};
 pub use event::{EventType, WatchEvent};
 pub use ingest::{IngestOptions, ResourceSpec, ingest};
-pub use watch::WatchSession;
 pub use kube_api::table::{IncludeObject, to_table, wants_table};
+pub use watch::WatchSession;
 
 pub use path::FieldPath;
 pub use query::{Filter, FilterOp, ListOptions, ListResult, SortKey};
