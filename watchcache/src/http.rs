@@ -139,11 +139,13 @@ async fn get(
             Err(e) => return error_response(e),
         };
         let body = session.into_stream().map(|e| {
-            let v = match e {
-                Ok(e) => e.to_wire(),
-                Err(e) => json!({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": e.to_string()}}),
-            };
-            Ok::<_, std::convert::Infallible>(Bytes::from(format!("{v}\n")))
+            Ok::<_, std::convert::Infallible>(match e {
+                Ok(e) => e.wire_line(),
+                Err(e) => {
+                    let v = json!({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": e.to_string()}});
+                    Bytes::from(format!("{v}\n"))
+                }
+            })
         });
         return ([(axum::http::header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response();
     }

@@ -289,7 +289,7 @@ async fn watch(store: Store, selection: Selection, rv: String, bookmarks: bool, 
             .into_stream()
             .filter_map(move |e| {
                 let out = match e {
-                    Ok(e) if selection.matches(&e.object) => Some(line(&e.to_wire())),
+                    Ok(e) if selection.matches(&e.object) => Some(e.wire_line()),
                     Ok(_) => None,
                     Err(e) => Some(line(&error_event(&e))),
                 };
