@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::query::serde_urlencoded_pairs;
+use crate::query::parse_pairs;
 use crate::{Error, ListOptions, Store};
 
 /// The stores served, by (group, version, plural resource name).
@@ -106,10 +106,7 @@ async fn get(
     if let Some(r) = warming(&store).await {
         return r;
     }
-    let mut pairs = match serde_urlencoded_pairs(q.as_deref().unwrap_or("")) {
-        Ok(p) => p,
-        Err(e) => return error_response(e),
-    };
+    let mut pairs = parse_pairs(q.as_deref().unwrap_or(""));
     let watch = pairs.iter().any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
     let rv = pairs.iter().find(|(k, _)| k == "resourceVersion").map(|(_, v)| v.clone());
     pairs.retain(|(k, _)| k != "watch" && k != "resourceVersion");
