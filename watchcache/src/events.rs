@@ -53,7 +53,7 @@ impl Store {
                     resource: self.name().to_owned(),
                     detail: format!("event {seq} ({key}) has no object"),
                 })?;
-                Ok(WatchEvent { seq, rv: rv as u64, kind, object: self.decode(&key, &obj)?, key })
+                Ok(WatchEvent::new(seq, rv as u64, kind, key.clone(), self.decode(&key, &obj)?))
             })
             .collect()
     }

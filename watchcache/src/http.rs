@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::query::serde_urlencoded_pairs;
+use crate::query::parse_pairs;
 use crate::{Error, ListOptions, Store};
 
 /// The stores served, by (group, version, plural resource name).
@@ -111,10 +111,7 @@ async fn get(
     if let Some(r) = warming(&store).await {
         return r;
     }
-    let mut pairs = match serde_urlencoded_pairs(q.as_deref().unwrap_or("")) {
-        Ok(p) => p,
-        Err(e) => return error_response(e),
-    };
+    let mut pairs = parse_pairs(q.as_deref().unwrap_or(""));
     let watch = pairs.iter().any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
     let rv = pairs.iter().find(|(k, _)| k == "resourceVersion").map(|(_, v)| v.clone());
     pairs.retain(|(k, _)| k != "watch" && k != "resourceVersion");
@@ -144,11 +141,13 @@ async fn get(
             Err(e) => return error_response(e),
         };
         let body = session.into_stream().map(|e| {
-            let v = match e {
-                Ok(e) => e.to_wire(),
-                Err(e) => json!({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": e.to_string()}}),
-            };
-            Ok::<_, std::convert::Infallible>(Bytes::from(format!("{v}\n")))
+            Ok::<_, std::convert::Infallible>(match e {
+                Ok(e) => e.wire_line(),
+                Err(e) => {
+                    let v = json!({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": e.to_string()}});
+                    Bytes::from(format!("{v}\n"))
+                }
+            })
         });
         return ([(axum::http::header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response();
     }

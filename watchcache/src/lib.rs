@@ -24,7 +24,9 @@ mod query;
 mod raw;
 mod repository;
 mod resource;
+pub mod selector;
 mod store;
+mod sync;
 mod watch;
 
 pub use error::{Error, Result};

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::WatchEvent;
 use crate::store::{Inner, Store};
+use crate::sync::lock;
 use crate::{Error, Result};
 
 /// Events a store's ring holds: about 10 MB of decoded 2 KB pods. A watcher further behind reads the log.
@@ -66,7 +67,7 @@ impl Store {
 
     /// A receiver of the ring, starting its publisher if nobody watches yet.
     fn subscribe(&self) -> broadcast::Receiver<Arc<WatchEvent>> {
-        let mut slot = self.inner.fanout.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.inner.fanout);
         if let Some(tx) = slot.as_ref() {
             return tx.subscribe();
         }
@@ -84,7 +85,7 @@ impl Store {
     /// Take the ring `tx` out of service (if it still is); with `idle`, only when nobody receives from it.
     /// Returns whether it was taken out.
     fn retire(&self, tx: &broadcast::Sender<Arc<WatchEvent>>, idle: bool) -> bool {
-        let mut slot = self.inner.fanout.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = lock(&self.inner.fanout);
         if idle && tx.receiver_count() > 0 {
             return false;
         }

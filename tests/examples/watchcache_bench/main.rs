@@ -6,9 +6,13 @@
 //! binary), so each peak RSS (VmHWM) is its own; the fake server lives in the parent.
 //!
 //!   cargo run --release -p litecar-e2e --example watchcache_bench [-- PODS [QUERIES]]
+//!   cargo run --release -p litecar-e2e --example watchcache_bench -- fanout [PODS [WATCHERS [EVENTS [PER_S]]]]
 //!
-//! Defaults: 100000 pods, 400 queries. Scratch files go to /tmp/litecar-bench-watchcache-* (removed at the end).
+//! Defaults: 100000 pods, 400 queries; `fanout` (see `fanout.rs`): 100000 pods, 1000 watchers, 200 changes at
+//! 20/s. Scratch files go to /tmp/litecar-bench-watchcache-* (removed at the end).
 #![allow(clippy::unwrap_used)]
+
+mod fanout;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -299,6 +303,8 @@ async fn main() {
             println!("RESULT {r}");
             return;
         }
+        Some("child-serve") => return fanout::child_serve(&args[1], &args[2]).await,
+        Some("fanout") => return fanout::run(&args[1..]).await,
         Some(m @ ("child-reflector-pod" | "child-reflector-dynamic")) => {
             let r = child_reflector(&args[1], args[2].parse().unwrap(), m.ends_with("dynamic")).await;
             println!("RESULT {r}");

@@ -21,7 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use crate::http::{K8sApi, error_response, status, warming};
-use crate::query::serde_urlencoded_pairs;
+use crate::query::parse_pairs;
 use crate::{Error, Result, Store};
 use options::{Match, Options};
 use selection::{Selection, bad};
@@ -129,10 +129,7 @@ async fn handle(
     if let Some(r) = warming(&store).await {
         return r;
     }
-    let pairs = match serde_urlencoded_pairs(q.as_deref().unwrap_or("")) {
-        Ok(p) => p,
-        Err(e) => return error_response(e),
-    };
+    let pairs = parse_pairs(q.as_deref().unwrap_or(""));
     let o = match Options::parse(&pairs) {
         Ok(o) => o,
         Err(r) => return r.into_response(),

@@ -129,10 +129,11 @@ pub(crate) async fn watch(store: Store, selection: Selection, o: Options, render
         Ok(session) => session
             .into_stream()
             .map(move |e: crate::Result<Arc<WatchEvent>>| match e {
-                // events are shared by every watcher: this one's copy is made only when it is sent
-                Ok(e) if selection.matches(&e.object) => {
-                    Some(Some(event_line(&s, e.kind.as_str(), e.object.clone(), render)))
-                }
+                Ok(e) if selection.matches(&e.object) => Some(Some(match render {
+                    // the line every watcher of this event shares, encoded once
+                    Render::Objects => e.wire_line(),
+                    Render::Table(_) => event_line(&s, e.kind.as_str(), e.object.clone(), render),
+                })),
                 Ok(_) => Some(None),
                 Err(e) => store_error_event(&e).map(Some),
             })

@@ -16,7 +16,7 @@ impl Store {
     /// Register index functions; existing objects are indexed at once. A name already registered is an error.
     pub fn add_indexers(&self, new: Indexers) -> Result<()> {
         {
-            let mut idx = self.inner.indexers.write().unwrap_or_else(|e| e.into_inner());
+            let mut idx = crate::sync::write(&self.inner.indexers);
             if let Some(dup) = new.keys().find(|k| idx.contains_key(*k)) {
                 return Err(Error::IndexerConflict { resource: self.name().to_owned(), index: dup.clone() });
             }
@@ -54,7 +54,7 @@ impl Store {
     }
 
     pub fn indexers(&self) -> Indexers {
-        self.inner.indexers.read().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::read(&self.inner.indexers).clone()
     }
 
     fn index_func(&self, index: &str) -> Result<IndexFunc> {

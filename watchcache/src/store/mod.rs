@@ -33,6 +33,7 @@ use crate::names::{
 use crate::path::FieldPath;
 use crate::raw::Prepared;
 use crate::resource::{ResourceType, object_key};
+use crate::sync::{self, lock};
 use crate::{Error, Result};
 
 pub(crate) use relist::Staging;
@@ -68,11 +69,6 @@ pub(crate) struct Conns {
     write: Mutex<Connection>,
     read: Vec<Mutex<Connection>>,
     next: AtomicUsize,
-}
-
-pub(crate) fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    // A panic while holding the lock leaves SQLite consistent (the transaction rolls back on drop).
-    conn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Conns {
@@ -151,7 +147,7 @@ impl Database {
     /// store does not index yet are added (filled from the stored objects), so the order in which parts of a
     /// program open a store does not decide which fields are queryable.
     pub fn store(&self, rt: ResourceType, config: StoreConfig) -> Result<Store> {
-        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stores = lock(&self.stores);
         let fields = config.fields.iter().map(|f| FieldPath::parse(f)).collect::<Result<Vec<_>>>()?;
         if let Some(s) = stores.get(&rt) {
             s.add_fields(fields)?;
@@ -263,7 +259,7 @@ impl Store {
     }
 
     pub(crate) fn fields(&self) -> Vec<FieldPath> {
-        self.inner.fields.read().unwrap_or_else(|e| e.into_inner()).clone()
+        sync::read(&self.inner.fields).clone()
     }
 
     /// Run `f` in one read transaction on a read connection, with the live generation's table names.
@@ -313,7 +309,7 @@ impl Store {
     /// Index `new` fields too (filling them from the stored objects); known ones are skipped.
     fn add_fields(&self, new: Vec<FieldPath>) -> Result<()> {
         let added: Vec<FieldPath> = {
-            let mut fields = self.inner.fields.write().unwrap_or_else(|e| e.into_inner());
+            let mut fields = sync::write(&self.inner.fields);
             let added: Vec<FieldPath> = new.into_iter().filter(|f| !fields.iter().any(|k| k.text == f.text)).collect();
             fields.extend(added.iter().cloned());
             added

@@ -81,7 +81,7 @@ impl Store {
                 {
                     m.insert("resourceVersion".into(), Value::String(a.rv.to_string()));
                 }
-                Some(WatchEvent { seq: a.seq, rv: a.rv, kind: a.kind, key: a.key, object })
+                Some(WatchEvent::new(a.seq, a.rv, a.kind, a.key, object))
             })
             .collect())
     }

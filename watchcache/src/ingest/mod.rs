@@ -12,27 +12,24 @@
 //! writer folds queued batches into one transaction.
 
 use futures::StreamExt;
-use std::borrow::Cow;
 
 use kube::api::{Api, ApiResource, GroupVersionKind, ListParams, WatchEvent, WatchParams};
-use kube::core::{DynamicResourceScope, ObjectMeta, Resource};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::path::FieldPath;
-use crate::raw::{Prepared, RawEntries};
 use crate::resource::ResourceType;
-use crate::store::{Database, RowOp, Staging, Store, StoreConfig};
+use crate::store::{Database, RowOp, Store, StoreConfig};
 use crate::{Error, Result};
 
+mod raw_object;
+mod writer;
+
+use raw_object::{Preparer, RawObject, api_for};
+use writer::{Cmd, WriterHandle};
+
+/// The store meta value that holds the revision to resume watching from.
 const RESUME_RV: &str = "resume_rv";
 /// Watch events taken from the stream at once.
 const BATCH: usize = 500;
-/// Objects per transaction at most when the writer folds queued batches together.
-const MAX_TX: usize = 5_000;
-/// Batches queued for the writer: enough to keep it busy while the next page is fetched and decoded, few enough
-/// that memory stays at a few pages.
-const QUEUE: usize = 8;
 
 /// One resource type to ingest.
 #[derive(Debug, Clone, Default)]
@@ -96,205 +93,6 @@ pub async fn ingest(
         }
     }
     first_err.map_or(Ok(()), Err)
-}
-
-/// An object as the API sent it: its top-level entries as JSON text and the metadata the store needs (see
-/// [`crate::raw`]), plus the few metadata fields kube-rs' watcher reads (the resourceVersion). No JSON tree is
-/// built: decoding every object into one, freeing it and encoding it again was most of the ingester's CPU.
-#[derive(Clone, Debug)]
-struct RawObject {
-    metadata: ObjectMeta,
-    raw: RawEntries,
-}
-
-impl<'de> serde::Deserialize<'de> for RawObject {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let raw = RawEntries::deserialize(d)?;
-        let metadata = ObjectMeta {
-            name: raw.name.clone(),
-            namespace: raw.namespace.clone(),
-            resource_version: raw.resource_version.clone(),
-            ..ObjectMeta::default()
-        };
-        Ok(Self { metadata, raw })
-    }
-}
-
-impl Resource for RawObject {
-    type DynamicType = ApiResource;
-    type Scope = DynamicResourceScope;
-
-    fn group(dt: &ApiResource) -> Cow<'_, str> {
-        dt.group.as_str().into()
-    }
-
-    fn version(dt: &ApiResource) -> Cow<'_, str> {
-        dt.version.as_str().into()
-    }
-
-    fn kind(dt: &ApiResource) -> Cow<'_, str> {
-        dt.kind.as_str().into()
-    }
-
-    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
-        dt.api_version.as_str().into()
-    }
-
-    fn plural(dt: &ApiResource) -> Cow<'_, str> {
-        dt.plural.as_str().into()
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
-fn api_for(client: kube::Client, spec: &ResourceSpec) -> Api<RawObject> {
-    let rt = &spec.resource;
-    let gvk = GroupVersionKind::gvk(&rt.group, &rt.version, &rt.kind);
-    let ar = match &spec.plural {
-        Some(p) => ApiResource::from_gvk_with_plural(&gvk, p),
-        None => ApiResource::from_gvk(&gvk),
-    };
-    match &spec.namespace {
-        Some(ns) => Api::namespaced_with(client, ns, &ar),
-        None => Api::all_with(client, &ar),
-    }
-}
-
-/// What the ingester needs to turn objects into rows, fixed for a resource's run.
-struct Preparer {
-    resource: String,
-    api_version: String,
-    kind: String,
-    /// Top-level entries not stored: a Secret's data unless configured otherwise.
-    drop: &'static [&'static str],
-    fields: Vec<FieldPath>,
-}
-
-impl Preparer {
-    fn new(spec: &ResourceSpec, fields: Vec<FieldPath>) -> Self {
-        let rt = &spec.resource;
-        let secret = rt.kind == "Secret" && rt.group.is_empty() && !spec.keep_secret_data;
-        Self {
-            resource: rt.to_string(),
-            api_version: rt.api_version(),
-            kind: rt.kind.clone(),
-            drop: if secret { &["data", "stringData"] } else { &[] },
-            fields,
-        }
-    }
-
-    /// The stored object: apiVersion/kind filled in (list items lack them), secrets stripped.
-    fn prepare(&self, obj: RawObject) -> Result<Prepared> {
-        obj.raw.prepare(&self.resource, &self.api_version, &self.kind, self.drop, &self.fields)
-    }
-
-    fn delete(&self, obj: RawObject) -> Result<RowOp> {
-        let p = self.prepare(obj)?;
-        Ok(RowOp::Delete { key: p.key.clone(), object: Some(p) })
-    }
-}
-
-/// Work for a resource's writer thread.
-enum Cmd {
-    Write { ops: Vec<RowOp>, resume: Option<u64> },
-    ListStart,
-    ListItems(Vec<Prepared>),
-    ListDone { list_rv: u64 },
-}
-
-/// The writer thread: applies commands in order, folding runs of queued writes (or list pages) into one
-/// transaction. Ends when every sender is gone (after the queue is drained) or on the first store error.
-fn writer(store: Store, mut rx: mpsc::Receiver<Cmd>) -> Result<()> {
-    let mut staging: Option<Staging> = None;
-    let mut next: Option<Cmd> = None;
-    loop {
-        let cmd = match next.take() {
-            Some(c) => c,
-            None => match rx.blocking_recv() {
-                Some(c) => c,
-                None => return Ok(()),
-            },
-        };
-        match cmd {
-            Cmd::Write { mut ops, mut resume } => {
-                while ops.len() < MAX_TX {
-                    match rx.try_recv() {
-                        Ok(Cmd::Write { ops: more, resume: r }) => {
-                            ops.extend(more);
-                            resume = resume.max(r);
-                        }
-                        Ok(other) => {
-                            next = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let resume = resume.map(|r| r.to_string());
-                store.write_ops(ops, resume.as_deref().map(|r| (RESUME_RV, r)))?;
-            }
-            Cmd::ListStart => staging = Some(store.stage_begin()?),
-            Cmd::ListItems(mut items) => {
-                while items.len() < MAX_TX {
-                    match rx.try_recv() {
-                        Ok(Cmd::ListItems(more)) => items.extend(more),
-                        Ok(other) => {
-                            next = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let st = match &mut staging {
-                    Some(st) => st,
-                    None => staging.insert(store.stage_begin()?),
-                };
-                store.stage_items(st, items)?;
-            }
-            Cmd::ListDone { list_rv } => {
-                let st = match staging.take() {
-                    Some(st) => st,
-                    None => store.stage_begin()?,
-                };
-                store.stage_commit(st, Some(list_rv), Some((RESUME_RV, &list_rv.to_string())))?;
-            }
-        }
-    }
-}
-
-/// The sending side of a writer; `send` fails once the writer stopped, and `finish` returns its result.
-struct WriterHandle {
-    tx: Option<mpsc::Sender<Cmd>>,
-    task: tokio::task::JoinHandle<Result<()>>,
-}
-
-impl WriterHandle {
-    fn start(store: Store) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        // a dedicated blocking thread for this resource's lifetime: SQLite calls block
-        let task = tokio::task::spawn_blocking(move || writer(store, rx));
-        Self { tx: Some(tx), task }
-    }
-
-    /// False when the writer has stopped (its error comes from `finish`).
-    async fn send(&self, cmd: Cmd) -> bool {
-        match &self.tx {
-            Some(tx) => tx.send(cmd).await.is_ok(),
-            None => false,
-        }
-    }
-
-    /// Let the writer drain its queue and stop; its result.
-    async fn finish(mut self) -> Result<()> {
-        self.tx = None;
-        (&mut self.task).await.map_err(|e| Error::Join(e.to_string()))?
-    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
