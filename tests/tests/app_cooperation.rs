@@ -314,7 +314,7 @@ fn application_without_busy_timeout_writes_beside_litecar_checkpoints() {
         "none",
     ]));
     assert_app_never_failed(&s);
-    assert!(count(&s, "writes") > 500, "{s}");
+    assert!(count(&s, "writes") > 200, "the application wrote too little to mean anything: {s}");
     assert!(env.metric("litestream_checkpoint_count") >= 3.0, "litecar did not checkpoint during the run");
     env.assert_replica_equals_source(lc);
     assert_eq!(env.generations(), 1, "following the application's restarts needs no new generation");
