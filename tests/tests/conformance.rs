@@ -176,6 +176,13 @@ fn retention(kind: Kind) {
     // first snapshot to go rather than for a fixed time.
     let min_index = || ctx.listing("snapshots").iter().filter_map(|r| r[2].parse::<u32>().ok()).min();
     eventually(Duration::from_secs(30), "snapshot 0 to fall out of the 2s retention", || min_index() > Some(0));
+    // A pass removes the snapshots first and then the WAL behind the oldest one left, so the WAL is checked while
+    // litecar runs: a shutdown may cut a pass short between the two (the next start finishes it).
+    let wal_behind = || {
+        let oldest = min_index().unwrap_or(0);
+        ctx.listing("wal").iter().any(|r| r[2].parse::<u32>().is_ok_and(|i| i < oldest))
+    };
+    eventually(Duration::from_secs(30), "the WAL segments older than the oldest snapshot to go", || !wal_behind());
     stop(&mut lc);
     let snapshots = ctx.listing("snapshots");
     let indexes: Vec<u32> = snapshots.iter().map(|r| r[2].parse().expect("index")).collect();
@@ -184,10 +191,6 @@ fn retention(kind: Kind) {
     };
     assert!(min_snapshot > 0, "snapshot 0 outlived a 2s retention: {snapshots:?}; log:\n{}", lc.log_text());
     let wal = ctx.listing("wal");
-    assert!(
-        wal.iter().all(|r| r[2].parse::<u32>().expect("index") >= min_snapshot),
-        "WAL segments older than the oldest snapshot were kept: {wal:?}"
-    );
     let restored = ctx.restore("restored.db", &[]);
     assert_eq!(digest(&restored), digest(&ctx.db()), "snapshots: {snapshots:?}\nwal: {wal:?}\nlog:\n{}", lc.log_text());
 }
