@@ -34,6 +34,17 @@ impl Env {
         )
     }
     /// `litecar replicate` of app.db to the file replica, and to S3 when `s3`.
+    /// The application's database with the bank workload committing and a writer replicating it (to S3 too when
+    /// `s3`), once the first commits are in.
+    fn start_bank(&self, s3: bool, options: bank::Options) -> (PathBuf, Proc, Bank) {
+        let db = self.path("app.db");
+        bank::create(&db);
+        let writer = self.start_writer(s3);
+        let bank = Bank::start(&db, options);
+        eventually(Duration::from_secs(30), "the first commits", || bank.committed() > 20);
+        (db, writer, bank)
+    }
+
     fn start_writer(&self, s3: bool) -> Proc {
         let cfg = self.path("writer.yml");
         let mut text = format!(
@@ -156,11 +167,7 @@ fn followers_track_the_writer_through_generations_and_kills_without_readers_seei
     let mut env = Env::new();
     env.bucket = format!("follow-{:08x}", rand::random::<u32>());
     emulators::create_s3_bucket(&env.bucket);
-    let db = env.path("app.db");
-    bank::create(&db);
-    let mut writer = env.start_writer(true);
-    let bank = Bank::start(&db, bank::Options::default());
-    eventually(Duration::from_secs(30), "the first commits", || bank.committed() > 20);
+    let (db, mut writer, bank) = env.start_bank(true, bank::Options::default());
 
     let url = env.file_url();
     let mut from_file = env.follow("file-copy.db", &[&url]);
@@ -250,11 +257,8 @@ fn a_copy_written_by_someone_else_is_rebuilt() {
 #[test]
 fn bad_input_names_the_object_or_path_and_keeps_the_last_good_copy() {
     let env = Env::new();
-    let db = env.path("app.db");
-    bank::create(&db);
-    let mut writer = env.start_writer(false);
-    let bank = Bank::start(&db, bank::Options { big_every: None, truncate_every: None, ..Default::default() });
-    eventually(Duration::from_secs(30), "the first commits", || bank.committed() > 20);
+    let (db, mut writer, bank) =
+        env.start_bank(false, bank::Options { big_every: None, truncate_every: None, ..Default::default() });
     let url = env.file_url();
 
     // Not writable: a file where the output's directory should be.
@@ -330,11 +334,8 @@ fn corrupt_next_segment(replica: &Path, mut write: impl FnMut()) -> (String, Pat
 #[test]
 fn readiness_turns_false_while_the_follower_is_stuck_and_true_once_caught_up() {
     let env = Env::new();
-    let db = env.path("app.db");
-    bank::create(&db);
-    let mut writer = env.start_writer(false);
-    let bank = Bank::start(&db, bank::Options { big_every: None, truncate_every: None, ..Default::default() });
-    eventually(Duration::from_secs(30), "the first commits", || bank.committed() > 20);
+    let (db, mut writer, bank) =
+        env.start_bank(false, bank::Options { big_every: None, truncate_every: None, ..Default::default() });
     bank.stop();
     let metrics_port = litecar_e2e::free_port();
     let (cfg, copy) = (env.path("follower.yml"), env.path("copy.db"));

@@ -49,6 +49,16 @@ impl Ctx {
         )
     }
 
+    /// litecar replicating three seconds of the default workload, stopped cleanly.
+    fn replicate_a_workload(&self, cfg: &Path) -> Proc {
+        let mut lc = self.replicate(cfg, "litecar.log");
+        let w = Workload::start(&self.db, Options::default());
+        std::thread::sleep(Duration::from_secs(3));
+        w.stop();
+        assert!(lc.terminate().success(), "log:\n{}", lc.log_text());
+        lc
+    }
+
     fn restore(&self, cfg: &Path, out: &str) -> (PathBuf, std::process::Output) {
         let out = self.path().join(out);
         let o = litecar(
@@ -80,11 +90,7 @@ fn round_trip_through_sftp() {
     let sshd = Sshd::start();
     let ctx = Ctx::new();
     let cfg = ctx.config(&sshd, "");
-    let mut lc = ctx.replicate(&cfg, "litecar.log");
-    let w = Workload::start(&ctx.db, Options::default());
-    std::thread::sleep(Duration::from_secs(3));
-    w.stop();
-    assert!(lc.terminate().success(), "log:\n{}", lc.log_text());
+    let lc = ctx.replicate_a_workload(&cfg);
     let log = lc.log_text();
     assert!(log.contains("SFTP host key not verified"), "no host-key warning:\n{log}");
 
@@ -227,11 +233,7 @@ fn litestream_restores_what_litecar_wrote_over_sftp() {
     let sshd = Sshd::start();
     let ctx = Ctx::new();
     let cfg = ctx.config(&sshd, "");
-    let mut lc = ctx.replicate(&cfg, "litecar.log");
-    let w = Workload::start(&ctx.db, Options::default());
-    std::thread::sleep(Duration::from_secs(3));
-    w.stop();
-    assert!(lc.terminate().success(), "log:\n{}", lc.log_text());
+    ctx.replicate_a_workload(&cfg);
 
     let out = ctx.path().join("by-litestream.db");
     let ls_cfg = litestream_config(&ctx, &sshd);
