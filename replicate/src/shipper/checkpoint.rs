@@ -104,7 +104,7 @@ impl Shipper {
                 .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .db(&self.db_path)?;
             report.checkpoint_seconds += started.elapsed().as_secs_f64();
-            tracing::debug!(db = %self.db_path.display(), busy, log, done, "passive checkpoint without the write lock");
+            tracing::debug!(busy, log, done, "passive checkpoint without the write lock");
             if busy != 0 || !self.ship_matching(report)? {
                 return Ok(false);
             }
@@ -173,7 +173,7 @@ impl Shipper {
         let timeout = if urgent { self.policy.lock_timeout * 5 } else { self.policy.lock_timeout };
         self.prepared = None;
         if !self.try_write_lock(timeout)? {
-            tracing::debug!(db = %self.db_path.display(), "checkpoint skipped: the application holds the write lock");
+            tracing::debug!("checkpoint skipped: the application holds the write lock");
             return Ok(false);
         }
         let started = Instant::now();
@@ -293,7 +293,7 @@ impl Shipper {
             std::thread::sleep(Duration::from_millis(2));
         };
         self.index_backfilled = true;
-        tracing::debug!(db = %self.db_path.display(), busy, log, done, "passive checkpoint");
+        tracing::debug!(busy, log, done, "passive checkpoint");
         Ok(Some(busy == 0 && log == done))
     }
 }

@@ -23,15 +23,18 @@ impl Checkpointer {
         let running = Arc::new(AtomicBool::new(false));
         let flag = running.clone();
         let name = format!("litecar-ckpt-{}", db.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        // The database's span is the caller's (the shipper thread's): its events need no `db` field of their own.
+        let span = tracing::Span::current();
         let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let _span = span.entered();
             while rx.recv().is_ok() {
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(db = %db.display(), error = %e, "background checkpoint failed");
+                    tracing::warn!(error = %e, "background checkpoint failed");
                 }
                 flag.store(false, Ordering::Release);
             }
             if let Err((_, e)) = conn.close() {
-                tracing::warn!(db = %db.display(), error = %e, "closing the checkpoint connection failed");
+                tracing::warn!(error = %e, "closing the checkpoint connection failed");
             }
         })?;
         Ok(Self { requests: Some(tx), running, thread: Some(thread) })

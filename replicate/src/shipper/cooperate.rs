@@ -48,7 +48,7 @@ impl Shipper {
         }
         let Some(pid) = self.app.checkpointer_with_write_lock()? else {
             if seen {
-                tracing::debug!(db = %self.db_path.display(), "the checkpoint that held the write lock is over");
+                tracing::debug!("the checkpoint that held the write lock is over");
             }
             return Ok(false);
         };
@@ -67,7 +67,7 @@ impl Shipper {
             Ok(true) => (true, self.copy_is_whole(pid, tail.as_ref())?),
             Ok(false) => (false, false),
             Err(e) => {
-                tracing::warn!(db = %self.db_path.display(), error = %e, "copying the WAL before the application's checkpoint failed");
+                tracing::warn!(error = %e, "copying the WAL before the application's checkpoint failed");
                 (false, false)
             }
         };
@@ -80,7 +80,7 @@ impl Shipper {
             && match self.handover_pin() {
                 Ok(()) => true,
                 Err(e) => {
-                    tracing::warn!(db = %self.db_path.display(), error = %e, "moving the read lock for the application's checkpoint failed");
+                    tracing::warn!(error = %e, "moving the read lock for the application's checkpoint failed");
                     false
                 }
             };
@@ -108,9 +108,14 @@ impl Shipper {
         }
         report.app_waits.push(released.as_secs_f64());
         tracing::info!(
-            db = %self.db_path.display(), pid, sealed, whole, successor_proven = self.successor_of.is_some(),
-            copied_bytes = report.bytes - bytes_before, released_after_ms = released.as_secs_f64() * 1e3,
-            checkpoint_ms = finished.as_secs_f64() * 1e3, "stepped aside for the application's checkpoint"
+            pid,
+            sealed,
+            whole,
+            successor_proven = self.successor_of.is_some(),
+            copied_bytes = report.bytes - bytes_before,
+            released_after_ms = released.as_secs_f64() * 1e3,
+            checkpoint_ms = finished.as_secs_f64() * 1e3,
+            "stepped aside for the application's checkpoint"
         );
         report.position = self.position.as_ref().map(|p| (p.generation.clone(), p.pos, p.snapshot_at));
         Ok(true)
@@ -207,7 +212,7 @@ impl Shipper {
                             }
                         }
                         Err(e) => {
-                            tracing::debug!(db = %self.db_path.display(), error = %e, "moving the read lock failed");
+                            tracing::debug!(error = %e, "moving the read lock failed");
                         }
                     }
                 }
@@ -231,7 +236,7 @@ impl Shipper {
                 && let Ok(Some(view)) = self.app.index_view()
             {
                 if view.salt == salt_bytes(&seal.header) && u64::from(view.max_frame) > frames(&seal.header, seal.end) {
-                    tracing::debug!(db = %self.db_path.display(), "frames were appended to the WAL after it was copied; it is not sealed");
+                    tracing::debug!("frames were appended to the WAL after it was copied; it is not sealed");
                     self.seal = None;
                 } else if restarted_once(&seal.header, &view) {
                     break;

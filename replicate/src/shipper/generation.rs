@@ -83,7 +83,7 @@ impl Shipper {
             let committed =
                 wal::scan(&mut BufReader::with_capacity(1 << 20, f), &old, start, seed).at(&self.wal_path)?;
             if committed.end > start {
-                tracing::debug!(db = %self.db_path.display(), bytes = committed.end - start, "copied the end of a restarted WAL");
+                tracing::debug!(bytes = committed.end - start, "copied the end of a restarted WAL");
                 self.stage_segment(&old, start, seed, committed, report)?;
             }
         }
@@ -104,7 +104,7 @@ impl Shipper {
     }
 
     pub(super) fn start_generation(&mut self, reason: &str, report: &mut SyncReport) -> Result<()> {
-        tracing::info!(db = %self.db_path.display(), reason, "starting a new generation");
+        tracing::info!(reason, "starting a new generation");
         // The generation starts with a WAL that holds a frame and that no one else can restart from here on.
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.try_write_lock(self.policy.lock_timeout.max(Duration::from_millis(500)))? {
@@ -187,7 +187,7 @@ impl Shipper {
         report.snapshots += 1;
         report.snapshot_bytes += size;
         report.snapshot_seconds += started.elapsed().as_secs_f64();
-        tracing::info!(db = %self.db_path.display(), %generation, index, size, "snapshot staged");
+        tracing::info!(%generation, index, size, "snapshot staged");
         Ok(true)
     }
 }

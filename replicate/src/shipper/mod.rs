@@ -267,7 +267,7 @@ impl Shipper {
             p.header = h;
             p.checksum = h.checksum;
             self.save()?;
-            tracing::info!(db = %self.db_path.display(), index = p_index(&self.position), "continuing the generation after a clean shutdown");
+            tracing::info!(index = p_index(&self.position), "continuing the generation after a clean shutdown");
         }
         let header = self.read_wal_header()?;
         let unchanged = matches!((&self.position, header), (Some(p), Some(h)) if h == p.header);
@@ -298,7 +298,7 @@ impl Shipper {
         };
         if let Some(reason) = reason {
             tracing::debug!(
-                db = %self.db_path.display(), reason, position = ?self.position.as_ref().map(|p| (p.header, p.pos)),
+                reason, position = ?self.position.as_ref().map(|p| (p.header, p.pos)),
                 wal = ?header, seal = ?self.seal, successor_of = ?self.successor_of, "the WAL cannot be followed"
             );
             self.start_generation(reason, &mut report)?;
@@ -327,7 +327,7 @@ impl Shipper {
         if self.index_backfilled || p.snapshot_index == index {
             self.checkpoint(false, &mut report)?;
             if self.index_backfilled || p_index(&self.position) == index {
-                tracing::debug!(db = %self.db_path.display(), "snapshot postponed: the WAL could not be restarted yet");
+                tracing::debug!("snapshot postponed: the WAL could not be restarted yet");
                 return Ok(report);
             }
         }
@@ -391,7 +391,7 @@ impl Shipper {
                 match self.ship(&mut SyncReport::default()) {
                     Ok(()) | Err(ShipError::Mismatch) => {}
                     Err(ShipError::Other(e)) => {
-                        tracing::warn!(db = %self.db_path.display(), error = %e, "final copy failed")
+                        tracing::warn!(error = %e, "final copy failed")
                     }
                 }
             }
