@@ -22,8 +22,7 @@ pub fn is_url(s: &str) -> bool {
 /// A replica given as a URL on the command line, resolved as a config entry with only `url` would be.
 pub fn from_url(url: &str) -> Result<ReplicaSettings> {
     let cfg = ReplicaConfig { url: Some(url.to_owned()), ..Default::default() };
-    let mut notes = vec![];
-    config::resolve_replica(&cfg, "url", &Inherited::default(), &mut notes)
+    config::resolve_replica(&cfg, "url", &Inherited::default())
         .map_err(|p| anyhow::anyhow!("replica URL {url:?}: {}", p.message))
 }
 
@@ -136,7 +135,7 @@ mod tests {
             endpoint: Some("http://127.0.0.1:9".into()),
             ..Default::default()
         };
-        let r = config::resolve_replica(&cfg, "r", &Inherited::default(), &mut vec![]).expect("resolves");
+        let r = config::resolve_replica(&cfg, "r", &Inherited::default()).expect("resolves");
         let text = format!("{r:?} {}", r.backend.url());
         assert!(!text.contains("SECRETVALUE") && !text.contains("verysecretkey"), "{text}");
         let replica = connect(&r).await.expect("replica");

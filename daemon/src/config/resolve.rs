@@ -151,7 +151,7 @@ pub fn resolve(c: &Config) -> Result<Settings, Problem> {
         }
         dbs.push(resolved);
     }
-    let follow = resolve_follow(c, &dbs, &inherited, &mut notes)?;
+    let follow = resolve_follow(c, &dbs, &inherited)?;
     if c.dbs.is_empty() && c.follow.is_empty() && c.rest.is_none() && c.watchcache.is_none() {
         notes.push("dbs: no databases are configured; nothing will be replicated".into());
     }
@@ -208,7 +208,7 @@ fn resolve_db(db: &DbConfig, key: &str, inherited: &Inherited, notes: &mut Vec<S
     let mut replicas: Vec<ReplicaSettings> = vec![];
     for (j, r) in configs.iter().enumerate() {
         let rkey = if db.replica.is_some() { list_key.clone() } else { format!("{list_key}[{j}]") };
-        let mut resolved = resolve_replica(r, &rkey, inherited, notes)?;
+        let mut resolved = resolve_replica(r, &rkey, inherited)?;
         if replicas.iter().any(|x| x.name == resolved.name) {
             if r.name.is_some() {
                 return Err(problem(
@@ -253,14 +253,8 @@ fn secret_file(path: &Option<String>, key: &str) -> Result<Option<String>, Probl
 }
 
 /// A replica entry (or a replica URL given on the command line, as `url` alone) resolved to where it lives and how
-/// often it is written. `key` is where it sits in the file (`dbs[0].replicas[1]`); `_notes` takes what is worth
-/// telling the user about an entry that is accepted (every replica key is implemented at present).
-pub fn resolve_replica(
-    r: &ReplicaConfig,
-    key: &str,
-    inherited: &Inherited,
-    _notes: &mut Vec<String>,
-) -> Result<ReplicaSettings, Problem> {
+/// often it is written. `key` is where it sits in the file (`dbs[0].replicas[1]`).
+pub fn resolve_replica(r: &ReplicaConfig, key: &str, inherited: &Inherited) -> Result<ReplicaSettings, Problem> {
     let k = |field: &str| format!("{key}.{field}");
     if r.url.is_some() && (r.path.is_some() || r.bucket.is_some() || r.host.is_some()) {
         return Err(problem(key, "set either url, or type with path/bucket, not both"));
@@ -524,12 +518,7 @@ fn resolve_tls(t: &super::types::TlsConfig) -> Result<RestTls, Problem> {
 
 /// The `follow:` list: each entry a database path and the replica it follows, written with the replica keys of
 /// `dbs[].replicas` (and `replica-path` for replicas given by `type`).
-fn resolve_follow(
-    c: &Config,
-    dbs: &[DbSettings],
-    inherited: &Inherited,
-    notes: &mut Vec<String>,
-) -> Result<Vec<FollowSettings>, Problem> {
+fn resolve_follow(c: &Config, dbs: &[DbSettings], inherited: &Inherited) -> Result<Vec<FollowSettings>, Problem> {
     let mut out: Vec<FollowSettings> = vec![];
     for (i, f) in c.follow.iter().enumerate() {
         let key = format!("follow[{i}]");
@@ -558,7 +547,7 @@ fn resolve_follow(
         if f.follower.poll_interval.is_some_and(|p| p.0.is_zero()) {
             return Err(problem(k("poll-interval"), "must be more than 0"));
         }
-        let replica = resolve_replica(&r, &key, inherited, notes)?;
+        let replica = resolve_replica(&r, &key, inherited)?;
         out.push(FollowSettings { path, replica, poll_interval: f.follower.poll_interval.map(|g| g.0) });
     }
     Ok(out)
