@@ -11,6 +11,35 @@ use crate::error::{Result, SqlContext};
 use crate::layout::{MAX_INDEX, Pos};
 use crate::wal::WAL_HEADER_SIZE;
 
+#[derive(Debug, Clone)]
+pub struct CheckpointPolicy {
+    /// PASSIVE checkpoint once the current WAL holds this many frames.
+    pub min_page_count: u64,
+    /// Past this many frames in the WAL file, also restart and shrink the WAL (never by blocking the application).
+    pub max_page_count: u64,
+    /// PASSIVE checkpoint at least this often while there are new frames.
+    pub interval: Duration,
+    /// How long a checkpoint may wait for the application's write transaction to finish. Our own hold on the write
+    /// lock lasts only for the final copy of a few frames and a PASSIVE checkpoint of them.
+    pub lock_timeout: Duration,
+    /// Whether a due checkpoint below `max_page_count` takes the write lock to restart the WAL itself. By default it
+    /// never does, so that an application without a busy timeout never meets litecar's write lock: the application's
+    /// next writer restarts a fully checkpointed WAL instead.
+    pub write_lock_below_max: bool,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        Self {
+            min_page_count: 1000,
+            max_page_count: 10_000,
+            interval: Duration::from_secs(60),
+            lock_timeout: Duration::from_millis(200),
+            write_lock_below_max: false,
+        }
+    }
+}
+
 /// Where [`Shipper::prepare_checkpoint`] left the read lock, and how many times in a row it did.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Prepared {

@@ -5,7 +5,7 @@ use std::io::{self, BufReader, BufWriter, Seek, SeekFrom};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::copy::{ShipError, frame_before_matches, overwritten_extent, shipping_start};
-use super::{Shipper, SyncReport, with_parent};
+use super::{Shipper, SyncReport, p_index, with_parent};
 use crate::compress::Lz4Writer;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::write_atomically;
@@ -14,12 +14,59 @@ use crate::spool::SpoolKey;
 use crate::state::Position;
 use crate::wal::{self, WalHeader};
 
+/// A snapshot is due once the WAL shipped since the last one exceeds this many times the database's size.
+pub const SNAPSHOT_WAL_FACTOR: u64 = 4;
+
 pub(super) enum Restart {
     Followed,
     Lost(&'static str),
 }
 
 impl Shipper {
+    /// Take a snapshot at the current WAL index (after copying everything committed so far).
+    pub fn snapshot(&mut self) -> Result<SyncReport> {
+        let mut report = self.sync()?;
+        let Some(p) = &self.position else {
+            return Ok(report);
+        };
+        let index = p.pos.index;
+        if p.snapshot_index == index && p.wal_bytes_since_snapshot == 0 {
+            // Nothing was written since this index's snapshot: it still stands.
+            return Ok(report);
+        }
+        // A snapshot is filed under a WAL index whose database file is exactly the state the index starts from. Start
+        // a fresh index first when frames of this one may be in the file, or when this index already has its snapshot
+        // (the same bytes again, under the same key, would not shorten a restore by a single frame).
+        if self.index_backfilled || p.snapshot_index == index {
+            self.checkpoint(false, &mut report)?;
+            if self.index_backfilled || p_index(&self.position) == index {
+                tracing::debug!("snapshot postponed: the WAL could not be restarted yet");
+                return Ok(report);
+            }
+        }
+        let Some(p) = &self.position else {
+            return Ok(report);
+        };
+        let (generation, index, header) = (p.generation.clone(), p.pos.index, p.header);
+        if self.stage_snapshot(&generation, index, &mut report)? && self.read_wal_header()? == Some(header) {
+            let p = self.position_mut()?;
+            p.snapshot_index = index;
+            p.snapshot_at = SystemTime::now();
+            p.wal_bytes_since_snapshot = 0;
+            report.position = Some((p.generation.clone(), p.pos, p.snapshot_at));
+            self.save()?;
+        }
+        Ok(report)
+    }
+
+    /// Whether the WAL shipped since the last snapshot has grown past [`SNAPSHOT_WAL_FACTOR`] times the database, so
+    /// a restore would replay more than that. A snapshot copies the whole database: at one database's worth of WAL,
+    /// a database that mostly grows would have every byte it writes compressed and uploaded twice.
+    pub fn snapshot_due_by_size(&self) -> bool {
+        let db_size = std::fs::metadata(&self.db_path).map(|m| m.len()).unwrap_or(0);
+        self.position.as_ref().is_some_and(|p| p.wal_bytes_since_snapshot > SNAPSHOT_WAL_FACTOR * db_size.max(4 << 20))
+    }
+
     /// The WAL was restarted once since we last read it. Under the write lock, recover the old WAL's committed tail
     /// if the new WAL has not overwritten it, then continue with the next index.
     pub(super) fn follow_restart(&mut self, new: WalHeader, report: &mut SyncReport) -> Result<Option<Restart>> {
