@@ -319,3 +319,34 @@ fn application_without_busy_timeout_writes_beside_litecar_checkpoints() {
     env.assert_replica_equals_source(lc);
     assert_eq!(env.generations(), 1, "following the application's restarts needs no new generation");
 }
+
+/// Past `max-checkpoint-page-count` frames litecar must have the WAL restarted, and an application without a busy
+/// timeout that writes every 2 ms still never meets litecar's write lock: the checkpoint runs in rounds without it,
+/// each copying the few frames written during the last, until one ends between two commits; the application's own
+/// writer then restarts the WAL. Thousands of frames pass through a WAL limited to 200.
+#[test]
+fn application_without_busy_timeout_writing_past_the_wal_limit_never_fails() {
+    let env = Env::new();
+    let lc = env.start_litecar_with(
+        "    min-checkpoint-page-count: 50\n    max-checkpoint-page-count: 200\n    checkpoint-interval: 1s\n",
+    );
+    let s = finish(env.app(&[
+        "--seconds",
+        "5",
+        "--busy-ms",
+        "0",
+        "--writers",
+        "1",
+        "--every-ms",
+        "2",
+        "--checkpoint",
+        "none",
+    ]));
+    assert_app_never_failed(&s);
+    assert!(count(&s, "writes") > 600, "the application wrote too little to pass the WAL limit: {s}");
+    let wal = std::fs::metadata(env.path("app.db-wal")).map_or(0, |m| m.len());
+    assert!(wal <= 32 + 400 * (4096 + 24), "the WAL file grew to {wal} bytes");
+    assert!(env.metric("litestream_checkpoint_count") >= 3.0, "litecar did not checkpoint during the run");
+    env.assert_replica_equals_source(lc);
+    assert_eq!(env.generations(), 1, "following the application's restarts needs no new generation");
+}

@@ -4,6 +4,7 @@
 use std::io::{self, BufReader, BufWriter, Seek, SeekFrom};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::cooperate::salt_bytes;
 use super::copy::{ShipError, frame_before_matches, overwritten_extent, shipping_start};
 use super::{Shipper, SyncReport, p_index, with_parent};
 use crate::compress::Lz4Writer;
@@ -23,8 +24,19 @@ pub(super) enum Restart {
 }
 
 impl Shipper {
-    /// Take a snapshot at the current WAL index (after copying everything committed so far).
+    /// Take a snapshot at the current WAL index (after copying everything committed so far), restarting the WAL under
+    /// the write lock first if need be.
     pub fn snapshot(&mut self) -> Result<SyncReport> {
+        self.snapshot_at_index_start(true)
+    }
+
+    /// [`Shipper::snapshot`] when one is due by size: by default without ever taking the write lock (postponed until
+    /// the application next restarts the WAL), since it is tried again after every sync until it succeeds.
+    pub fn snapshot_by_size(&mut self) -> Result<SyncReport> {
+        self.snapshot_at_index_start(self.policy.write_lock_below_max)
+    }
+
+    fn snapshot_at_index_start(&mut self, may_lock: bool) -> Result<SyncReport> {
         let mut report = self.sync()?;
         let Some(p) = &self.position else {
             return Ok(report);
@@ -37,7 +49,12 @@ impl Shipper {
         // A snapshot is filed under a WAL index whose database file is exactly the state the index starts from. Start
         // a fresh index first when frames of this one may be in the file, or when this index already has its snapshot
         // (the same bytes again, under the same key, would not shorten a restore by a single frame).
-        if self.index_backfilled || p.snapshot_index == index {
+        let untouched = self.index_backfilled && self.index_untouched()?;
+        if (self.index_backfilled && !untouched) || p.snapshot_index == index {
+            if !may_lock {
+                tracing::debug!("snapshot postponed until the WAL restarts");
+                return Ok(report);
+            }
             self.checkpoint(false, &mut report)?;
             if self.index_backfilled || p_index(&self.position) == index {
                 tracing::debug!("snapshot postponed: the WAL could not be restarted yet");
@@ -48,7 +65,8 @@ impl Shipper {
             return Ok(report);
         };
         let (generation, index, header) = (p.generation.clone(), p.pos.index, p.header);
-        if self.stage_snapshot(&generation, index, &mut report)? && self.read_wal_header()? == Some(header) {
+        let recheck = self.index_backfilled;
+        if self.stage_snapshot(&generation, index, recheck, &mut report)? && self.read_wal_header()? == Some(header) {
             let p = self.position_mut()?;
             p.snapshot_index = index;
             p.snapshot_at = SystemTime::now();
@@ -143,6 +161,8 @@ impl Shipper {
     fn advance_to(&mut self, new: WalHeader) -> Result<()> {
         self.seal = None;
         self.successor_of = None;
+        // A checkpoint under way was for the old WAL.
+        self.rounds = None;
         let p = self.position_mut()?;
         p.pos = Pos { index: p.pos.index + 1, offset: 0 };
         p.header = new;
@@ -165,12 +185,13 @@ impl Shipper {
             }
         }
         self.touch_pinned()?;
+        self.rounds = None;
         let header = self.read_wal_header()?.ok_or_else(|| Error::Wal {
             path: self.wal_path.clone(),
             message: "no valid WAL header after a write".into(),
         })?;
         let generation = Generation::random();
-        if !self.stage_snapshot(&generation, 0, report)? {
+        if !self.stage_snapshot(&generation, 0, false, report)? {
             return Err(Error::Wal {
                 path: self.db_path.clone(),
                 message: "the WAL restarted while the first snapshot was taken".into(),
@@ -199,13 +220,23 @@ impl Shipper {
         }
     }
 
+    /// No checkpoint has started copying frames of the current WAL into the database file, so the file is still the
+    /// database as of the start of this WAL index, even if our read lock has moved since.
+    fn index_untouched(&self) -> Result<bool> {
+        let Some(p) = &self.position else { return Ok(false) };
+        let salt = salt_bytes(&p.header);
+        Ok(self.app.index_view()?.is_some_and(|v| v.salt == salt && v.backfill_attempted == 0))
+    }
+
     /// Stream the database file into the spool as a snapshot. Must be called while pinned: the pages a checkpoint
     /// may write meanwhile all come from the current WAL, which a restore replays on top. Returns false (and stages
-    /// nothing) if the WAL restarted during the copy.
+    /// nothing) if the WAL restarted during the copy, or, with `untouched`, if a checkpoint started copying frames of
+    /// the current WAL into the file before the copy was over.
     pub(super) fn stage_snapshot(
         &mut self,
         generation: &Generation,
         index: u32,
+        untouched: bool,
         report: &mut SyncReport,
     ) -> Result<bool> {
         let started = Instant::now();
@@ -225,7 +256,7 @@ impl Shipper {
             Ok(())
         })
         .at(&path)?;
-        if self.read_wal_header()? != before {
+        if self.read_wal_header()? != before || (untouched && !self.index_untouched()?) {
             let _ = std::fs::remove_file(&path);
             return Ok(false);
         }

@@ -16,6 +16,7 @@ mod cooperate;
 mod copy;
 mod generation;
 mod lock;
+mod rounds;
 
 use std::fs::File;
 use std::io;
@@ -32,6 +33,7 @@ use self::checkpointer::Checkpointer;
 use self::cooperate::Seal;
 use self::copy::ShipError;
 use self::generation::Restart;
+use self::rounds::Rounds;
 use crate::error::{Error, IoContext, Result, SqlContext};
 use crate::layout::{Generation, Pos};
 use crate::spool::{Loss, Spool};
@@ -100,6 +102,10 @@ pub struct Shipper {
     unstaged: Option<(copy::Tail, bool)>,
     /// After a checkpoint without the write lock that left the WAL behind, the WAL's size at which to try again.
     unlocked_retry_frames: u64,
+    /// The checkpoint without the write lock under way.
+    rounds: Option<Rounds>,
+    /// Where the last checkpoint without the write lock sealed the WAL: nothing to do until the application writes.
+    sealed_at: Option<Pos>,
     /// Taking the write lock gave up because another process's checkpoint held it.
     checkpointer_waiting: bool,
     /// The lock table in the `-shm` file. Declared last, like `db_file`, and for the same reason.
@@ -197,6 +203,8 @@ impl Shipper {
             successor_of: None,
             unstaged: None,
             unlocked_retry_frames: 0,
+            rounds: None,
+            sealed_at: None,
             checkpointer_waiting: false,
             app,
         })
