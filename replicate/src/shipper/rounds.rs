@@ -42,7 +42,7 @@ impl Shipper {
             None => 0,
             Some(r) => {
                 if self.seal_checkpointed()? {
-                    self.rounds_over(true, report);
+                    self.rounds_over(true);
                     if oversized {
                         // Our restart, not the application's, truncates the file to `journal_size_limit`.
                         self.restart_wal(report)?;
@@ -57,23 +57,28 @@ impl Shipper {
             return self.checkpoint(true, report);
         }
         if count >= MAX_ROUNDS && !urgent {
-            self.rounds_over(false, report);
+            self.rounds_over(false);
             return Ok(false);
         }
         self.start_round(count + 1, report)?;
         Ok(false)
     }
 
-    /// Between syncs: whether the last round's background checkpoint left the WAL fully checkpointed, in which case
-    /// the WAL is sealed now, before the application writes again.
+    /// Between syncs (every millisecond while the application writes): once the last round's background checkpoint
+    /// is over, seal the WAL if it left it fully checkpointed, before the application commits again, or else start
+    /// the next round at once rather than at the next sync. Whether to take the write lock at last is left to syncs.
     pub(super) fn poll_rounds(&mut self, report: &mut SyncReport) -> Result<bool> {
-        if self.rounds.is_none() || self.background.is_running() || !self.pinned {
+        let Some(r) = self.rounds else { return Ok(false) };
+        if self.background.is_running() || !self.pinned {
             return Ok(false);
         }
-        if !self.seal_checkpointed()? {
+        if self.seal_checkpointed()? {
+            self.rounds_over(true);
+        } else if r.count < MAX_ROUNDS {
+            self.start_round(r.count + 1, report)?;
+        } else {
             return Ok(false);
         }
-        self.rounds_over(true, report);
         report.position = self.position.as_ref().map(|p| (p.generation.clone(), p.pos, p.snapshot_at));
         Ok(true)
     }
@@ -96,6 +101,7 @@ impl Shipper {
             return Ok(());
         }
         self.background.request();
+        report.checkpointed = Some("passive");
         tracing::debug!(round = count, "checkpoint round without the write lock");
         self.rounds = Some(Rounds { count });
         Ok(())
@@ -103,12 +109,11 @@ impl Shipper {
 
     /// The checkpoint is over, with the WAL sealed or not. One that left the WAL behind (the application wrote
     /// throughout) is tried again once the WAL has grown by as much again, or after the interval.
-    fn rounds_over(&mut self, sealed: bool, report: &mut SyncReport) {
+    fn rounds_over(&mut self, sealed: bool) {
         tracing::debug!(sealed, rounds = self.rounds.map_or(0, |r| r.count), "checkpoint without the write lock over");
         self.rounds = None;
         self.sealed_at = if sealed { self.position.as_ref().map(|p| p.pos) } else { None };
         self.last_checkpoint = std::time::Instant::now();
-        report.checkpointed = Some("passive");
         let frames =
             self.position.as_ref().map_or(0, |p| p.pos.offset.saturating_sub(WAL_HEADER_SIZE) / p.header.frame_size());
         self.unlocked_retry_frames = if sealed { 0 } else { frames + self.policy.min_page_count };
