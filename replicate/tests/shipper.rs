@@ -222,6 +222,34 @@ fn checkpoints_without_the_write_lock_let_the_application_restart_the_wal() {
     assert_eq!(restore_from_spool(dir.path()).len(), 200);
 }
 
+/// An application that commits between every two syncs never lets a round end with the WAL fully checkpointed. Once
+/// the WAL holds `max_page_count` frames, and a few rounds later, the checkpoint takes the write lock for what came
+/// since the last round and restarts the WAL itself, in the same generation, and every commit is in the spool.
+#[test]
+fn a_writer_that_never_pauses_meets_the_write_lock_only_past_the_wal_limit() {
+    let (dir, c, mut s) = setup_with(CheckpointPolicy { min_page_count: 4, max_page_count: 24, ..Default::default() });
+    s.sync().expect("first sync");
+    let generation = s.position().expect("position").generation.clone();
+    let (mut rows, mut locked_at) = (0, None);
+    while locked_at.is_none() && rows < 300 {
+        c.execute("INSERT INTO t VALUES (randomblob(3000))", []).expect("insert");
+        rows += 1;
+        let frames_before = s.position().expect("position").pos.offset.saturating_sub(32) / (24 + 4096);
+        let report = s.sync().expect("sync");
+        assert_eq!(report.new_generation, None);
+        if report.checkpointed == Some("truncate") {
+            locked_at = Some(frames_before);
+        }
+        wait_for_background_checkpoint(&s);
+    }
+    let frames = locked_at.expect("no checkpoint took the write lock");
+    assert!(frames >= 24, "the write lock was taken with only {frames} frames in the WAL");
+    let p = s.position().expect("position");
+    assert_eq!(p.generation, generation);
+    assert!(p.pos.index >= 1, "the WAL was not restarted");
+    assert_eq!(restore_from_spool(dir.path()).len(), rows);
+}
+
 /// What the application's own PASSIVE checkpoint can copy: `(frames in the WAL, frames copied)`. It copies up to our
 /// read lock, so the two are equal exactly when the read lock sits at the end of the WAL.
 fn app_checkpoint(c: &Connection) -> (i64, i64) {
