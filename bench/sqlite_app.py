@@ -62,7 +62,13 @@ class Stats:
 
 
 def writer(args, wid, stop, stats, rng):
-    c = connect(args)
+    try:
+        c = connect(args)
+    except sqlite3.Error as e:
+        # A writer that cannot even start is an application error too, not a thread that silently writes nothing.
+        with stats.lock:
+            stats.write_errors.append(f"connect: {e}")
+        return
     seq = 0
     next_at = time.monotonic()
     while not stop.is_set():

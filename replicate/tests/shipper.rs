@@ -196,9 +196,10 @@ fn checkpoints_bound_the_wal_file() {
     assert_eq!(restore_from_spool(dir.path()).len(), rows);
 }
 
-/// By default a due checkpoint takes no write lock: it leaves the WAL fully checkpointed and sealed where it was
-/// copied, the application's next write restarts it (with the random salts SQLite gives a connection's first restart),
-/// and the shipper follows each restart in the same generation. The WAL file stops growing.
+/// By default a due checkpoint takes no write lock: run in the background, it leaves the WAL fully checkpointed, and
+/// the shipper, looking for that between the application's writes, seals the WAL where it was copied; the application's
+/// next write restarts it (with the random salts SQLite gives a connection's first restart), and the shipper follows
+/// each restart in the same generation. The WAL file stops growing.
 #[test]
 fn checkpoints_without_the_write_lock_let_the_application_restart_the_wal() {
     let (dir, c, mut s) = setup_with(CheckpointPolicy { min_page_count: 4, ..Default::default() });
@@ -209,6 +210,9 @@ fn checkpoints_without_the_write_lock_let_the_application_restart_the_wal() {
     for _ in 0..200 {
         c.execute("INSERT INTO t VALUES (randomblob(20000))", []).expect("insert");
         assert_eq!(s.sync().expect("sync").new_generation, None);
+        // What the replicator's thread does every millisecond between commands.
+        wait_for_background_checkpoint(&s);
+        s.cooperate().expect("cooperate");
         largest = largest.max(std::fs::metadata(&wal).expect("wal").len());
     }
     let p = s.position().expect("position");
@@ -216,6 +220,34 @@ fn checkpoints_without_the_write_lock_let_the_application_restart_the_wal() {
     assert!(p.pos.index >= 10, "the application restarted the WAL only {} times", p.pos.index);
     assert!(largest <= 32 + 32 * (24 + 4096), "the WAL grew to {largest} bytes");
     assert_eq!(restore_from_spool(dir.path()).len(), 200);
+}
+
+/// An application that commits between every two syncs never lets a round end with the WAL fully checkpointed. Once
+/// the WAL holds `max_page_count` frames, and a few rounds later, the checkpoint takes the write lock for what came
+/// since the last round and restarts the WAL itself, in the same generation, and every commit is in the spool.
+#[test]
+fn a_writer_that_never_pauses_meets_the_write_lock_only_past_the_wal_limit() {
+    let (dir, c, mut s) = setup_with(CheckpointPolicy { min_page_count: 4, max_page_count: 24, ..Default::default() });
+    s.sync().expect("first sync");
+    let generation = s.position().expect("position").generation.clone();
+    let (mut rows, mut locked_at) = (0, None);
+    while locked_at.is_none() && rows < 300 {
+        c.execute("INSERT INTO t VALUES (randomblob(3000))", []).expect("insert");
+        rows += 1;
+        let frames_before = s.position().expect("position").pos.offset.saturating_sub(32) / (24 + 4096);
+        let report = s.sync().expect("sync");
+        assert_eq!(report.new_generation, None);
+        if report.checkpointed == Some("truncate") {
+            locked_at = Some(frames_before);
+        }
+        wait_for_background_checkpoint(&s);
+    }
+    let frames = locked_at.expect("no checkpoint took the write lock");
+    assert!(frames >= 24, "the write lock was taken with only {frames} frames in the WAL");
+    let p = s.position().expect("position");
+    assert_eq!(p.generation, generation);
+    assert!(p.pos.index >= 1, "the WAL was not restarted");
+    assert_eq!(restore_from_spool(dir.path()).len(), rows);
 }
 
 /// What the application's own PASSIVE checkpoint can copy: `(frames in the WAL, frames copied)`. It copies up to our

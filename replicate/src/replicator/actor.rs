@@ -131,7 +131,7 @@ fn serve(
                 }
                 let mut result = if lost.is_empty() { shipper.sync() } else { shipper.objects_lost(&lost) };
                 if result.is_ok() && shipper.snapshot_due_by_size() {
-                    result = shipper.snapshot();
+                    result = shipper.snapshot_by_size();
                 }
                 let replaced = matches!(result, Err(Error::Replaced { .. }));
                 if wrote(&result) {

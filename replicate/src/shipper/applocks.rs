@@ -31,6 +31,7 @@ const HEADER_SIZE: usize = 48;
 const MX_FRAME: usize = 16;
 const SALT: usize = 32;
 const N_BACKFILL: usize = 96;
+const N_BACKFILL_ATTEMPTED: usize = 128;
 
 /// The WAL as SQLite's WAL-index describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub(super) struct IndexView {
     pub(super) max_frame: u32,
     /// Frames of the WAL already copied into the database file.
     pub(super) backfilled: u32,
+    /// Frames of the WAL a checkpoint has started to copy into the database file: set before the first page is
+    /// written, cleared only when the WAL restarts.
+    pub(super) backfill_attempted: u32,
     /// The WAL header's salts, as they appear in the file (bytes 16..24).
     pub(super) salt: [u8; 8],
 }
@@ -86,7 +90,7 @@ impl AppLocks {
 
     /// The WAL-index's view of the WAL; `None` while its two header copies differ (a writer is updating it).
     pub(super) fn index_view(&self) -> Result<Option<IndexView>> {
-        let mut buf = [0u8; N_BACKFILL + 4];
+        let mut buf = [0u8; N_BACKFILL_ATTEMPTED + 4];
         let mut n = 0;
         while n < buf.len() {
             match self.shm.read_at(&mut buf[n..], n as u64).at(&self.path)? {
@@ -101,6 +105,11 @@ impl AppLocks {
         let u32_at = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
         let mut salt = [0u8; 8];
         salt.copy_from_slice(&buf[SALT..SALT + 8]);
-        Ok(Some(IndexView { max_frame: u32_at(MX_FRAME), backfilled: u32_at(N_BACKFILL), salt }))
+        Ok(Some(IndexView {
+            max_frame: u32_at(MX_FRAME),
+            backfilled: u32_at(N_BACKFILL),
+            backfill_attempted: u32_at(N_BACKFILL_ATTEMPTED),
+            salt,
+        }))
     }
 }

@@ -1,15 +1,45 @@
-//! The checkpoint policy: when to move the read lock and let checkpoints copy what is shipped, and the lock-safe
-//! PASSIVE checkpoint under the write lock, followed by our own restart of the WAL. The PASSIVE checkpoints that run
-//! beside shipping live in `checkpointer`.
+//! The checkpoint policy: when a checkpoint is due, and the lock-safe PASSIVE checkpoint under the write lock,
+//! followed by our own restart of the WAL. By default a due checkpoint runs in rounds without the write lock (see
+//! `rounds`), and the write lock is taken only when those cannot keep the WAL below `max_page_count` frames; the
+//! PASSIVE checkpoints that run beside shipping live in `checkpointer`.
 
 use std::time::{Duration, Instant};
 
-use super::applocks::IndexView;
-use super::cooperate::{frames, salt_bytes};
 use super::{Shipper, SyncReport};
-use crate::error::{Result, SqlContext};
+use crate::error::{IoContext, Result, SqlContext};
 use crate::layout::{MAX_INDEX, Pos};
 use crate::wal::WAL_HEADER_SIZE;
+
+#[derive(Debug, Clone)]
+pub struct CheckpointPolicy {
+    /// PASSIVE checkpoint once the current WAL holds this many frames.
+    pub min_page_count: u64,
+    /// Once the WAL holds this many frames and checkpoints without the write lock still leave it behind (the
+    /// application never pauses long enough), the checkpoint takes the write lock for the few frames written since
+    /// its last round, and restarts the WAL. A WAL file this large is shrunk by our own restart.
+    pub max_page_count: u64,
+    /// PASSIVE checkpoint at least this often while there are new frames.
+    pub interval: Duration,
+    /// How long a checkpoint may wait for the application's write transaction to finish. Our own hold on the write
+    /// lock lasts only for the final copy of a few frames and a PASSIVE checkpoint of them.
+    pub lock_timeout: Duration,
+    /// Whether a due checkpoint below `max_page_count` takes the write lock to restart the WAL itself. By default it
+    /// never does, so that an application without a busy timeout never meets litecar's write lock: the application's
+    /// next writer restarts a fully checkpointed WAL instead.
+    pub write_lock_below_max: bool,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        Self {
+            min_page_count: 1000,
+            max_page_count: 10_000,
+            interval: Duration::from_secs(60),
+            lock_timeout: Duration::from_millis(200),
+            write_lock_below_max: false,
+        }
+    }
+}
 
 /// Where [`Shipper::prepare_checkpoint`] left the read lock, and how many times in a row it did.
 #[derive(Debug, Clone, Copy)]
@@ -24,13 +54,11 @@ pub(super) struct Prepared {
 const LOCKED_CHECKPOINT_BYTES: u64 = 1 << 20;
 /// …but not more often than this in a row, so that a writer faster than the disk still gets checkpointed.
 const MAX_PREPARE_ROUNDS: u32 = 8;
-/// PASSIVE checkpoints in a row within one checkpoint without the write lock.
-const UNLOCKED_ROUNDS: u32 = 2;
 /// How long a checkpoint under our write lock waits for another process's checkpoint to finish.
 const APP_CHECKPOINT_GRACE: Duration = Duration::from_millis(5);
 
 impl Shipper {
-    /// Prepare or complete a checkpoint when one is due; `true` if that copied the WAL under the write lock.
+    /// Run, go on with or complete a checkpoint when one is due; `true` if that copied the WAL under the write lock.
     pub(super) fn maybe_checkpoint(&mut self, report: &mut SyncReport) -> Result<bool> {
         let Some(p) = &self.position else {
             return Ok(false);
@@ -44,25 +72,28 @@ impl Shipper {
             // Only our own restart frame is in the WAL: nothing to checkpoint while the database is idle.
             return Ok(false);
         }
-        let urgent = file_frames >= self.policy.max_page_count;
         let due = frames >= self.policy.min_page_count.max(self.unlocked_retry_frames)
             || (frames > 0 && self.last_checkpoint.elapsed() >= self.policy.interval);
+        if self.background.is_running() && (self.prepared.is_some() || self.rounds.is_some()) {
+            return Ok(false);
+        }
+        if !self.policy.write_lock_below_max {
+            // The WAL itself, not its file (which keeps its size when the application restarts the WAL), decides
+            // whether the write lock is needed at last.
+            let urgent = frames >= self.policy.max_page_count;
+            if !(due || urgent || self.rounds.is_some()) || self.sealed_at == Some(p.pos) {
+                return Ok(false);
+            }
+            let oversized = file_frames >= self.policy.max_page_count;
+            return self.checkpoint_rounds(urgent, oversized, report);
+        }
+        let urgent = file_frames >= self.policy.max_page_count;
         let prepared = self.prepared;
-        if !(due || urgent) || (prepared.is_some() && self.background.is_running()) {
+        if !(due || urgent) {
             return Ok(false);
         }
         // Copy what is new outside the write lock, so that holding it covers only the last few frames.
         if !self.ship_matching(report)? {
-            return Ok(false);
-        }
-        if !urgent && prepared.is_none() && !self.policy.write_lock_below_max {
-            // Below the WAL size limit, checkpoints never take the write lock: an application without a busy timeout
-            // must never meet it. One that leaves the WAL behind (the application wrote meanwhile) is tried again once
-            // the WAL has grown by as much again, or after the interval.
-            let sealed = self.checkpoint_unlocked(report)?;
-            self.last_checkpoint = Instant::now();
-            report.checkpointed = Some("passive");
-            self.unlocked_retry_frames = if sealed { 0 } else { frames + self.policy.min_page_count };
             return Ok(false);
         }
         self.unlocked_retry_frames = 0;
@@ -77,57 +108,6 @@ impl Shipper {
                 }
             }
         }
-    }
-
-    /// A checkpoint that takes no write lock, so that an application that has no busy timeout never meets it: move the
-    /// read lock to the WAL's end (everything before it is shipped; see [`Shipper::handover_pin`]), copy what came
-    /// since, and run a PASSIVE checkpoint. When that leaves the WAL fully checkpointed and shipped, the read lock moves
-    /// onto the database file and the WAL is sealed at its end: the application's next writer restarts it, and the
-    /// next sync follows that restart in the same generation. `true` if the WAL was sealed.
-    pub(super) fn checkpoint_unlocked(&mut self, report: &mut SyncReport) -> Result<bool> {
-        if self.position.as_ref().is_some_and(|p| Some(p.pos) == self.idle_mark) {
-            return Ok(false);
-        }
-        // Each round copies what the application wrote during the last one, fewer frames each time, until one ends
-        // before the application writes again.
-        let mut rounds = 0;
-        loop {
-            rounds += 1;
-            self.handover_shipped()?;
-            self.index_backfilled = true;
-            if !self.ship_matching(report)? {
-                return Ok(false);
-            }
-            let started = Instant::now();
-            let (busy, log, done): (i64, i64, i64) = self
-                .ckpt
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .db(&self.db_path)?;
-            report.checkpoint_seconds += started.elapsed().as_secs_f64();
-            tracing::debug!(busy, log, done, "passive checkpoint without the write lock");
-            if busy != 0 || !self.ship_matching(report)? {
-                return Ok(false);
-            }
-            if log == done {
-                break;
-            }
-            if rounds >= UNLOCKED_ROUNDS {
-                return Ok(false);
-            }
-        }
-        let Some(p) = &self.position else { return Ok(false) };
-        let (header, end) = (p.header, p.pos.offset);
-        let checkpointed = |v: &IndexView| {
-            v.salt == salt_bytes(&header)
-                && u64::from(v.max_frame) == frames(&header, end)
-                && v.backfilled == v.max_frame
-        };
-        if !self.app.index_view()?.is_some_and(|v| checkpointed(&v)) {
-            return Ok(false);
-        }
-        self.handover_shipped()?;
-        // Looked at again with the new read lock held: the WAL still ends, fully checkpointed, where we copied it.
-        Ok(self.app.index_view()?.is_some_and(|v| checkpointed(&v)))
     }
 
     /// Move the read lock up to everything shipped, under the write lock so that nothing unshipped can be
@@ -172,14 +152,18 @@ impl Shipper {
     pub fn checkpoint(&mut self, urgent: bool, report: &mut SyncReport) -> Result<bool> {
         let timeout = if urgent { self.policy.lock_timeout * 5 } else { self.policy.lock_timeout };
         self.prepared = None;
+        self.rounds = None;
+        self.sync_before_locking()?;
         if !self.try_write_lock(timeout)? {
             tracing::debug!("checkpoint skipped: the application holds the write lock");
             return Ok(false);
         }
         let started = Instant::now();
         let result = self.checkpoint_locked(report);
-        report.checkpoint_seconds += started.elapsed().as_secs_f64();
+        let held = started.elapsed();
+        report.checkpoint_seconds += held.as_secs_f64();
         let unlocked = self.write_unlock();
+        tracing::debug!(held_ms = held.as_secs_f64() * 1e3, "checkpoint under the write lock");
         let outcome = match result {
             Ok(c) => c,
             Err(e) => {
@@ -200,6 +184,27 @@ impl Shipper {
         }
         self.pin()?;
         Ok(true)
+    }
+
+    /// Make the checkpoint under the write lock cheap: wait for a background checkpoint to finish (ours could not
+    /// run beside it), and sync the files (see [`Shipper::sync_files`]).
+    fn sync_before_locking(&mut self) -> Result<()> {
+        let deadline = Instant::now() + self.policy.lock_timeout;
+        while self.background.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.sync_files()
+    }
+
+    /// Sync the WAL and the database file before a checkpoint that may reach the end of the WAL. That checkpoint
+    /// syncs both again, and its syncs then write only the frames appended since and the pages of those frames, not
+    /// everything that the application's commits (with `synchronous` below FULL) and the checkpoints that stopped
+    /// short of the WAL's end (SQLite syncs the database file only at the end) left to the page cache.
+    pub(super) fn sync_files(&self) -> Result<()> {
+        if let Some(wal) = self.open_wal()? {
+            wal.sync_data().at(&self.wal_path)?;
+        }
+        self.db_file.sync_data().at(&self.db_path)
     }
 
     /// After a complete checkpoint (and with no read lock held): take the write lock, copy anything written since,
@@ -232,9 +237,10 @@ impl Shipper {
         self.seal = None;
         self.successor_of = None;
         let (Some(old), Some(new)) = (old, self.read_wal_header()?) else { return Ok(()) };
-        let p = self.position_mut()?;
-        if old.is_followed_by(&new) && p.pos.index < MAX_INDEX {
+        if old.is_followed_by(&new) && self.position_ref()?.pos.index < MAX_INDEX {
             // Our commit restarted the WAL, so the old one ended exactly where we stopped copying.
+            self.rounds = None;
+            let p = self.position_mut()?;
             p.pos = Pos { index: p.pos.index + 1, offset: 0 };
             p.header = new;
             p.checksum = new.checksum;
@@ -294,6 +300,12 @@ impl Shipper {
         };
         self.index_backfilled = true;
         tracing::debug!(busy, log, done, "passive checkpoint");
-        Ok(Some(busy == 0 && log == done))
+        let complete = busy == 0 && log == done;
+        if complete && matches!(self.unstaged, Some((_, true))) {
+            // Onto the database file: the WAL, copied whole, is sealed where the copy ends, and the application's next
+            // writer can restart it even if it comes before our own restart.
+            self.handover_pin()?;
+        }
+        Ok(Some(complete))
     }
 }

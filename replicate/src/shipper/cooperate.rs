@@ -34,10 +34,12 @@ pub(super) struct Seal {
 impl Shipper {
     /// If another process's checkpoint holds the write lock (and so waits for our read lock, or soon will), step aside
     /// for it: copy the WAL to its end, release the read lock, wait for the checkpoint to finish and take the read
-    /// lock again. `None` when there was nothing to step aside for.
+    /// lock again. Otherwise, seal the WAL if our own checkpoint without the write lock has just left it fully
+    /// checkpointed (see `rounds`). `None` when there was nothing to do.
     pub fn cooperate(&mut self) -> Result<Option<SyncReport>> {
         let mut report = SyncReport::default();
-        Ok(self.step_aside(&mut report)?.then_some(report))
+        let acted = self.step_aside(&mut report)? || self.poll_rounds(&mut report)?;
+        Ok(acted.then_some(report))
     }
 
     /// [`Shipper::cooperate`], adding to `report`; whether it stepped aside.

@@ -4,8 +4,9 @@
 use std::io::{self, BufReader, BufWriter, Seek, SeekFrom};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::cooperate::salt_bytes;
 use super::copy::{ShipError, frame_before_matches, overwritten_extent, shipping_start};
-use super::{Shipper, SyncReport, with_parent};
+use super::{Shipper, SyncReport, p_index, with_parent};
 use crate::compress::Lz4Writer;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::write_atomically;
@@ -14,12 +15,76 @@ use crate::spool::SpoolKey;
 use crate::state::Position;
 use crate::wal::{self, WalHeader};
 
+/// A snapshot is due once the WAL shipped since the last one exceeds this many times the database's size.
+pub const SNAPSHOT_WAL_FACTOR: u64 = 4;
+
 pub(super) enum Restart {
     Followed,
     Lost(&'static str),
 }
 
 impl Shipper {
+    /// Take a snapshot at the current WAL index (after copying everything committed so far), restarting the WAL under
+    /// the write lock first if need be.
+    pub fn snapshot(&mut self) -> Result<SyncReport> {
+        self.snapshot_at_index_start(true)
+    }
+
+    /// [`Shipper::snapshot`] when one is due by size: by default without ever taking the write lock (postponed until
+    /// the application next restarts the WAL), since it is tried again after every sync until it succeeds.
+    pub fn snapshot_by_size(&mut self) -> Result<SyncReport> {
+        self.snapshot_at_index_start(self.policy.write_lock_below_max)
+    }
+
+    fn snapshot_at_index_start(&mut self, may_lock: bool) -> Result<SyncReport> {
+        let mut report = self.sync()?;
+        let Some(p) = &self.position else {
+            return Ok(report);
+        };
+        let index = p.pos.index;
+        if p.snapshot_index == index && p.wal_bytes_since_snapshot == 0 {
+            // Nothing was written since this index's snapshot: it still stands.
+            return Ok(report);
+        }
+        // A snapshot is filed under a WAL index whose database file is exactly the state the index starts from. Start
+        // a fresh index first when frames of this one may be in the file, or when this index already has its snapshot
+        // (the same bytes again, under the same key, would not shorten a restore by a single frame).
+        let untouched = self.index_backfilled && self.index_untouched()?;
+        if (self.index_backfilled && !untouched) || p.snapshot_index == index {
+            if !may_lock {
+                tracing::debug!("snapshot postponed until the WAL restarts");
+                return Ok(report);
+            }
+            self.checkpoint(false, &mut report)?;
+            if self.index_backfilled || p_index(&self.position) == index {
+                tracing::debug!("snapshot postponed: the WAL could not be restarted yet");
+                return Ok(report);
+            }
+        }
+        let Some(p) = &self.position else {
+            return Ok(report);
+        };
+        let (generation, index, header) = (p.generation.clone(), p.pos.index, p.header);
+        let recheck = self.index_backfilled;
+        if self.stage_snapshot(&generation, index, recheck, &mut report)? && self.read_wal_header()? == Some(header) {
+            let p = self.position_mut()?;
+            p.snapshot_index = index;
+            p.snapshot_at = SystemTime::now();
+            p.wal_bytes_since_snapshot = 0;
+            report.position = Some((p.generation.clone(), p.pos, p.snapshot_at));
+            self.save()?;
+        }
+        Ok(report)
+    }
+
+    /// Whether the WAL shipped since the last snapshot has grown past [`SNAPSHOT_WAL_FACTOR`] times the database, so
+    /// a restore would replay more than that. A snapshot copies the whole database: at one database's worth of WAL,
+    /// a database that mostly grows would have every byte it writes compressed and uploaded twice.
+    pub fn snapshot_due_by_size(&self) -> bool {
+        let db_size = std::fs::metadata(&self.db_path).map(|m| m.len()).unwrap_or(0);
+        self.position.as_ref().is_some_and(|p| p.wal_bytes_since_snapshot > SNAPSHOT_WAL_FACTOR * db_size.max(4 << 20))
+    }
+
     /// The WAL was restarted once since we last read it. Under the write lock, recover the old WAL's committed tail
     /// if the new WAL has not overwritten it, then continue with the next index.
     pub(super) fn follow_restart(&mut self, new: WalHeader, report: &mut SyncReport) -> Result<Option<Restart>> {
@@ -96,6 +161,8 @@ impl Shipper {
     fn advance_to(&mut self, new: WalHeader) -> Result<()> {
         self.seal = None;
         self.successor_of = None;
+        // A checkpoint under way was for the old WAL.
+        self.rounds = None;
         let p = self.position_mut()?;
         p.pos = Pos { index: p.pos.index + 1, offset: 0 };
         p.header = new;
@@ -118,12 +185,13 @@ impl Shipper {
             }
         }
         self.touch_pinned()?;
+        self.rounds = None;
         let header = self.read_wal_header()?.ok_or_else(|| Error::Wal {
             path: self.wal_path.clone(),
             message: "no valid WAL header after a write".into(),
         })?;
         let generation = Generation::random();
-        if !self.stage_snapshot(&generation, 0, report)? {
+        if !self.stage_snapshot(&generation, 0, false, report)? {
             return Err(Error::Wal {
                 path: self.db_path.clone(),
                 message: "the WAL restarted while the first snapshot was taken".into(),
@@ -152,13 +220,23 @@ impl Shipper {
         }
     }
 
+    /// No checkpoint has started copying frames of the current WAL into the database file, so the file is still the
+    /// database as of the start of this WAL index, even if our read lock has moved since.
+    fn index_untouched(&self) -> Result<bool> {
+        let Some(p) = &self.position else { return Ok(false) };
+        let salt = salt_bytes(&p.header);
+        Ok(self.app.index_view()?.is_some_and(|v| v.salt == salt && v.backfill_attempted == 0))
+    }
+
     /// Stream the database file into the spool as a snapshot. Must be called while pinned: the pages a checkpoint
     /// may write meanwhile all come from the current WAL, which a restore replays on top. Returns false (and stages
-    /// nothing) if the WAL restarted during the copy.
+    /// nothing) if the WAL restarted during the copy, or, with `untouched`, if a checkpoint started copying frames of
+    /// the current WAL into the file before the copy was over.
     pub(super) fn stage_snapshot(
         &mut self,
         generation: &Generation,
         index: u32,
+        untouched: bool,
         report: &mut SyncReport,
     ) -> Result<bool> {
         let started = Instant::now();
@@ -178,7 +256,7 @@ impl Shipper {
             Ok(())
         })
         .at(&path)?;
-        if self.read_wal_header()? != before {
+        if self.read_wal_header()? != before || (untouched && !self.index_untouched()?) {
             let _ = std::fs::remove_file(&path);
             return Ok(false);
         }

@@ -16,6 +16,7 @@ mod cooperate;
 mod copy;
 mod generation;
 mod lock;
+mod rounds;
 
 use std::fs::File;
 use std::io;
@@ -26,11 +27,13 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use self::applocks::AppLocks;
+pub use self::checkpoint::CheckpointPolicy;
 use self::checkpoint::Prepared;
 use self::checkpointer::Checkpointer;
 use self::cooperate::Seal;
 use self::copy::ShipError;
 use self::generation::Restart;
+use self::rounds::Rounds;
 use crate::error::{Error, IoContext, Result, SqlContext};
 use crate::layout::{Generation, Pos};
 use crate::spool::{Loss, Spool};
@@ -38,37 +41,6 @@ use crate::state::{FileStamp, Position, StateFile};
 use crate::wal;
 
 pub const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-/// A snapshot is due once the WAL shipped since the last one exceeds this many times the database's size.
-pub const SNAPSHOT_WAL_FACTOR: u64 = 4;
-
-#[derive(Debug, Clone)]
-pub struct CheckpointPolicy {
-    /// PASSIVE checkpoint once the current WAL holds this many frames.
-    pub min_page_count: u64,
-    /// Past this many frames in the WAL file, also restart and shrink the WAL (never by blocking the application).
-    pub max_page_count: u64,
-    /// PASSIVE checkpoint at least this often while there are new frames.
-    pub interval: Duration,
-    /// How long a checkpoint may wait for the application's write transaction to finish. Our own hold on the write
-    /// lock lasts only for the final copy of a few frames and a PASSIVE checkpoint of them.
-    pub lock_timeout: Duration,
-    /// Whether a due checkpoint below `max_page_count` takes the write lock to restart the WAL itself. By default it
-    /// never does, so that an application without a busy timeout never meets litecar's write lock: the application's
-    /// next writer restarts a fully checkpointed WAL instead.
-    pub write_lock_below_max: bool,
-}
-
-impl Default for CheckpointPolicy {
-    fn default() -> Self {
-        Self {
-            min_page_count: 1000,
-            max_page_count: 10_000,
-            interval: Duration::from_secs(60),
-            lock_timeout: Duration::from_millis(200),
-            write_lock_below_max: false,
-        }
-    }
-}
 
 /// What one call to [`Shipper::sync`] did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -130,6 +102,10 @@ pub struct Shipper {
     unstaged: Option<(copy::Tail, bool)>,
     /// After a checkpoint without the write lock that left the WAL behind, the WAL's size at which to try again.
     unlocked_retry_frames: u64,
+    /// The checkpoint without the write lock under way.
+    rounds: Option<Rounds>,
+    /// Where the last checkpoint without the write lock sealed the WAL: nothing to do until the application writes.
+    sealed_at: Option<Pos>,
     /// Taking the write lock gave up because another process's checkpoint held it.
     checkpointer_waiting: bool,
     /// The lock table in the `-shm` file. Declared last, like `db_file`, and for the same reason.
@@ -227,6 +203,8 @@ impl Shipper {
             successor_of: None,
             unstaged: None,
             unlocked_retry_frames: 0,
+            rounds: None,
+            sealed_at: None,
             checkpointer_waiting: false,
             app,
         })
@@ -310,42 +288,6 @@ impl Shipper {
         Ok(report)
     }
 
-    /// Take a snapshot at the current WAL index (after copying everything committed so far).
-    pub fn snapshot(&mut self) -> Result<SyncReport> {
-        let mut report = self.sync()?;
-        let Some(p) = &self.position else {
-            return Ok(report);
-        };
-        let index = p.pos.index;
-        if p.snapshot_index == index && p.wal_bytes_since_snapshot == 0 {
-            // Nothing was written since this index's snapshot: it still stands.
-            return Ok(report);
-        }
-        // A snapshot is filed under a WAL index whose database file is exactly the state the index starts from. Start
-        // a fresh index first when frames of this one may be in the file, or when this index already has its snapshot
-        // (the same bytes again, under the same key, would not shorten a restore by a single frame).
-        if self.index_backfilled || p.snapshot_index == index {
-            self.checkpoint(false, &mut report)?;
-            if self.index_backfilled || p_index(&self.position) == index {
-                tracing::debug!("snapshot postponed: the WAL could not be restarted yet");
-                return Ok(report);
-            }
-        }
-        let Some(p) = &self.position else {
-            return Ok(report);
-        };
-        let (generation, index, header) = (p.generation.clone(), p.pos.index, p.header);
-        if self.stage_snapshot(&generation, index, &mut report)? && self.read_wal_header()? == Some(header) {
-            let p = self.position_mut()?;
-            p.snapshot_index = index;
-            p.snapshot_at = SystemTime::now();
-            p.wal_bytes_since_snapshot = 0;
-            report.position = Some((p.generation.clone(), p.pos, p.snapshot_at));
-            self.save()?;
-        }
-        Ok(report)
-    }
-
     /// A replica lost what it needs to restore a generation (an object lost from the spool, or the replica's own
     /// copy): nothing can fill that hole, so a restore of the latest state would stop short of it. If the current
     /// generation is among them, start a new one (with its snapshot); losses in older generations only cost their
@@ -365,14 +307,6 @@ impl Shipper {
     #[cfg(any(test, feature = "test-utils"))]
     pub fn checkpoint_in_background(&self) -> bool {
         self.background.is_running()
-    }
-
-    /// Whether the WAL shipped since the last snapshot has grown past [`SNAPSHOT_WAL_FACTOR`] times the database, so
-    /// a restore would replay more than that. A snapshot copies the whole database: at one database's worth of WAL,
-    /// a database that mostly grows would have every byte it writes compressed and uploaded twice.
-    pub fn snapshot_due_by_size(&self) -> bool {
-        let db_size = std::fs::metadata(&self.db_path).map(|m| m.len()).unwrap_or(0);
-        self.position.as_ref().is_some_and(|p| p.wal_bytes_since_snapshot > SNAPSHOT_WAL_FACTOR * db_size.max(4 << 20))
     }
 
     /// Shut down: copy the last commits while holding the write lock, then close our connections with that lock
@@ -461,84 +395,4 @@ fn with_parent(path: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn app(db: &Path) -> Connection {
-        let c = Connection::open(db).expect("open");
-        c.pragma_update(None, "journal_mode", "wal").expect("wal");
-        c.pragma_update(None, "wal_autocheckpoint", 0).expect("autocheckpoint");
-        c.execute_batch("CREATE TABLE IF NOT EXISTS t (x)").expect("schema");
-        c
-    }
-
-    /// A database at `db` with one row, the application's connection to it, and a shipper that has copied that row.
-    fn replicating_one_row(db: &Path) -> (Connection, Shipper) {
-        let c = app(db);
-        let dir = db.parent().expect("the database's directory");
-        let spool = Arc::new(Spool::open(dir.join("spool"), 1).expect("spool"));
-        let mut s = Shipper::open(db, dir, spool, CheckpointPolicy::default()).expect("shipper");
-        s.sync().expect("first sync");
-        c.execute("INSERT INTO t VALUES (1)", []).expect("insert");
-        s.sync().expect("sync");
-        (c, s)
-    }
-
-    /// Everything an application can do in the moment after our restart commit releases the write lock: commit,
-    /// checkpoint with TRUNCATE, and again. Had our read lock been taken only after that moment, the second WAL's
-    /// commit would be gone from every WAL, and only a new generation could cover it.
-    #[test]
-    fn the_wal_our_checkpoint_restarts_is_pinned_before_the_write_lock_is_released() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("a.db");
-        let (c, mut s) = replicating_one_row(&db);
-        let before = s.position().expect("position").clone();
-
-        let mut report = SyncReport::default();
-        assert!(s.try_write_lock(Duration::from_secs(1)).expect("lock"), "write lock");
-        let complete = s.checkpoint_locked(&mut report);
-        s.write_unlock().expect("unlock");
-        assert_eq!(complete.expect("checkpoint"), Some(true), "the checkpoint copied the whole WAL");
-        s.restart_wal(&mut report).expect("restart");
-        let restarted = s.read_wal_header().expect("header").expect("a WAL");
-        assert!(before.header.is_followed_by(&restarted), "our commit restarted the WAL");
-
-        c.busy_timeout(Duration::from_millis(20)).expect("busy timeout");
-        for x in [2, 3] {
-            c.execute("INSERT INTO t VALUES (?1)", [x]).expect("insert");
-            let (busy, _, _): (i64, i64, i64) = c
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .expect("application checkpoint");
-            assert_eq!(busy, 1, "the application's TRUNCATE checkpoint got past our read lock");
-        }
-        assert_eq!(s.read_wal_header().expect("header"), Some(restarted), "the WAL was restarted again");
-        let report = s.sync().expect("sync");
-        assert_eq!(report.new_generation, None);
-        let after = s.position().expect("position");
-        assert_eq!((&after.generation, after.pos.index), (&before.generation, before.pos.index + 1));
-    }
-
-    /// An application swaps another database in by rename (removing the old WAL and shared memory first, as it must)
-    /// and writes to it, in the middle of one of our syncs: the WAL now at the path is the new file's, and reading it
-    /// says so instead of returning its header as ours.
-    #[test]
-    fn a_wal_read_after_the_database_was_swapped_by_rename_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("a.db");
-        let (c, s) = replicating_one_row(&db);
-        drop(c);
-
-        let swapped_in = dir.path().join("b.db");
-        drop(app(&swapped_in));
-        for suffix in ["-wal", "-shm"] {
-            std::fs::remove_file(format!("{}{suffix}", db.display())).expect("remove the old WAL files");
-        }
-        std::fs::rename(&swapped_in, &db).expect("swap the database in");
-        let new_file = app(&db);
-        new_file.execute("INSERT INTO t VALUES (2)", []).expect("write to the new file");
-        assert!(wal::wal_path(&db).exists(), "the new file has a WAL");
-
-        let header = s.read_wal_header();
-        assert!(matches!(header, Err(Error::Replaced { .. })), "{header:?}");
-    }
-}
+mod tests;

@@ -1,0 +1,139 @@
+//! Checkpoints without the write lock, so that an application without a busy timeout never meets it.
+//!
+//! A round moves the read lock to the end of the WAL (everything before it is shipped; see
+//! [`Shipper::handover_shipped`]) and has the background checkpointer copy the WAL into the database up to there,
+//! while the shipper goes on copying frames. When a round leaves the WAL fully checkpointed and shipped, the read lock
+//! moves onto the database file and the WAL is sealed at its end: the application's next writer restarts it (SQLite
+//! restarts a fully checkpointed WAL when no reader is inside it), and the next sync follows that restart in the same
+//! generation. The end of a round is looked for between syncs too (see [`Shipper::cooperate`]), so that the seal comes
+//! before the application's next commit, not with it.
+//!
+//! A writer that never pauses for as long as a round takes keeps that from happening: rounds go on, each with the
+//! few frames written during the last one to copy, and only once the WAL itself reaches `max_page_count` frames is the
+//! write lock taken, for a checkpoint of those few frames.
+
+use super::applocks::IndexView;
+use super::cooperate::{frames, salt_bytes};
+use super::{Shipper, SyncReport};
+use crate::error::Result;
+use crate::wal::WAL_HEADER_SIZE;
+
+/// Rounds in a row before giving up until the WAL has grown by `min_page_count` frames more.
+const MAX_ROUNDS: u32 = 64;
+/// Rounds in a row, once the WAL has reached `max_page_count` frames, before the write lock is taken.
+const URGENT_ROUNDS: u32 = 8;
+
+/// Rounds run so far for the checkpoint that is due.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Rounds {
+    count: u32,
+}
+
+impl Shipper {
+    /// Start, go on with or finish the rounds of a due checkpoint, the background checkpoint of the last round being
+    /// over. `urgent`: the WAL has reached `max_page_count` frames; `oversized`: so has its file, which only our own
+    /// restart shrinks. `true` if the WAL was copied under the write lock.
+    pub(super) fn checkpoint_rounds(&mut self, urgent: bool, oversized: bool, report: &mut SyncReport) -> Result<bool> {
+        if !self.ship_matching(report)? {
+            self.rounds = None;
+            return Ok(false);
+        }
+        let count = match self.rounds {
+            None => 0,
+            Some(r) => {
+                if self.seal_checkpointed()? {
+                    self.rounds_over(true);
+                    if oversized {
+                        // Our restart, not the application's, truncates the file to `journal_size_limit`.
+                        self.restart_wal(report)?;
+                    }
+                    return Ok(false);
+                }
+                r.count
+            }
+        };
+        if urgent && count >= URGENT_ROUNDS {
+            self.rounds = None;
+            return self.checkpoint(true, report);
+        }
+        if count >= MAX_ROUNDS && !urgent {
+            self.rounds_over(false);
+            return Ok(false);
+        }
+        self.start_round(count + 1, report)?;
+        Ok(false)
+    }
+
+    /// Between syncs (every millisecond while the application writes): once the last round's background checkpoint
+    /// is over, seal the WAL if it left it fully checkpointed, before the application commits again, or else start
+    /// the next round at once rather than at the next sync. Whether to take the write lock at last is left to syncs.
+    pub(super) fn poll_rounds(&mut self, report: &mut SyncReport) -> Result<bool> {
+        let Some(r) = self.rounds else { return Ok(false) };
+        if self.background.is_running() || !self.pinned {
+            return Ok(false);
+        }
+        if self.seal_checkpointed()? {
+            self.rounds_over(true);
+        } else if r.count < MAX_ROUNDS {
+            self.start_round(r.count + 1, report)?;
+        } else {
+            return Ok(false);
+        }
+        report.position = self.position.as_ref().map(|p| (p.generation.clone(), p.pos, p.snapshot_at));
+        Ok(true)
+    }
+
+    fn start_round(&mut self, count: u32, report: &mut SyncReport) -> Result<()> {
+        self.rounds = None;
+        if self.position.as_ref().is_some_and(|p| Some(p.pos) == self.idle_mark) {
+            return Ok(());
+        }
+        // Before the read lock moves, so that the checkpoint's own syncs are short: the round seals the WAL only if
+        // it ends before the application commits again.
+        self.sync_files()?;
+        if !self.ship_matching(report)? {
+            return Ok(());
+        }
+        self.handover_shipped()?;
+        self.index_backfilled = true;
+        // What was committed just before the read lock moved: the background checkpoint may copy it too.
+        if !self.ship_matching(report)? {
+            return Ok(());
+        }
+        self.background.request();
+        report.checkpointed = Some("passive");
+        tracing::debug!(round = count, "checkpoint round without the write lock");
+        self.rounds = Some(Rounds { count });
+        Ok(())
+    }
+
+    /// The checkpoint is over, with the WAL sealed or not. One that left the WAL behind (the application wrote
+    /// throughout) is tried again once the WAL has grown by as much again, or after the interval.
+    fn rounds_over(&mut self, sealed: bool) {
+        tracing::debug!(sealed, rounds = self.rounds.map_or(0, |r| r.count), "checkpoint without the write lock over");
+        self.rounds = None;
+        self.sealed_at = if sealed { self.position.as_ref().map(|p| p.pos) } else { None };
+        self.last_checkpoint = std::time::Instant::now();
+        let frames =
+            self.position.as_ref().map_or(0, |p| p.pos.offset.saturating_sub(WAL_HEADER_SIZE) / p.header.frame_size());
+        self.unlocked_retry_frames = if sealed { 0 } else { frames + self.policy.min_page_count };
+    }
+
+    /// If the WAL ends, fully checkpointed, where we copied it, move the read lock onto the database file (see
+    /// [`Shipper::handover_shipped`]): the WAL is then sealed. `true` if it is.
+    fn seal_checkpointed(&mut self) -> Result<bool> {
+        let Some(p) = &self.position else { return Ok(false) };
+        let (header, end) = (p.header, p.pos.offset);
+        let checkpointed = |v: &IndexView| {
+            v.salt == salt_bytes(&header)
+                && u64::from(v.max_frame) == frames(&header, end)
+                && v.backfilled == v.max_frame
+        };
+        if !self.app.index_view()?.is_some_and(|v| checkpointed(&v)) {
+            return Ok(false);
+        }
+        self.handover_shipped()?;
+        // Looked at again with the new read lock held: the WAL still ends, fully checkpointed, where we copied it.
+        Ok(self.app.index_view()?.is_some_and(|v| checkpointed(&v)))
+    }
+}
