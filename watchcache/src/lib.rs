@@ -19,6 +19,7 @@ mod ingest;
 mod keyset;
 mod kube_api;
 mod names;
+mod page_at;
 mod path;
 mod query;
 mod raw;

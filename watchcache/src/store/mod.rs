@@ -411,12 +411,16 @@ impl Store {
     }
 
     pub fn get_by_key(&self, key: &str) -> Result<Option<Value>> {
-        let text: Option<String> = self.read(|c, n| {
+        self.get_text(key)?.map(|t| self.decode(key, &t)).transpose()
+    }
+
+    /// The stored JSON of `key`.
+    pub(crate) fn get_text(&self, key: &str) -> Result<Option<String>> {
+        self.read(|c, n| {
             c.prepare_cached(&format!(r#"SELECT object FROM "{}" WHERE key = ?1"#, n.objects))
                 .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
                 .ctx(|| format!("{} {key}: get", self.name()))
-        })?;
-        text.map(|t| self.decode(key, &t)).transpose()
+        })
     }
 
     pub(crate) fn contains_key(&self, key: &str) -> Result<bool> {
