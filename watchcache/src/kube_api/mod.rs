@@ -122,6 +122,13 @@ async fn handle(
         let (g, v, r) = &t.store;
         return status(StatusCode::NOT_FOUND, "NotFound", format!("the server could not find {r} in {g}/{v}"));
     };
+    // the API server serves a cluster-scoped resource only at the cluster path, and an object of a namespaced
+    // one only under its namespace
+    let group = if t.store.0 == "core" { "" } else { t.store.0.as_str() };
+    let namespaced = discovery::namespaced(&store, group, &t.store.2);
+    if t.namespace.is_some() != namespaced && (t.namespace.is_some() || t.name.is_some()) {
+        return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".into());
+    }
     if method != Method::GET {
         return read_only(&t.store.2);
     }
