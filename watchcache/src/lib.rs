@@ -33,6 +33,7 @@ mod watch;
 pub use error::{Error, Result};
 pub use event::{EventType, WatchEvent};
 pub use ingest::{IngestOptions, ResourceSpec, ingest};
+pub use kube_api::auth_status::kube_auth_status;
 pub use kube_api::table::{IncludeObject, to_table, wants_table};
 pub use watch::WatchSession;
 

@@ -6,6 +6,7 @@
 //! API server's watch cache sends it (kube-rs and client-go relist on that). Writes answer 405 with a Status.
 
 mod age;
+pub mod auth_status;
 mod discovery;
 mod list;
 mod options;
