@@ -95,5 +95,6 @@ pub fn app(plan: RestPlan, extra: Option<axum::Router>, registry: &prometheus::R
     if let Some(extra) = extra {
         app = app.merge(extra);
     }
-    Ok(app.layer(layer))
+    // kubectl words the auth layer's refusals on the Kubernetes API paths only when they are Status objects
+    Ok(app.layer(layer).layer(axum::middleware::from_fn(litecar_watchcache::kube_auth_status)))
 }

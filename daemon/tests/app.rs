@@ -63,7 +63,9 @@ fn rest_app_with(dir: &Path, auth: &str, schema: &str) -> (Router, Metrics) {
     let loaded = config::parse(&dir.join("litecar.yml"), &text, LoadOptions::default()).expect("config");
     let plan = litecar::rest::plan(loaded.settings.rest.as_ref().expect("rest")).expect("plan");
     let metrics = Metrics::new().expect("metrics");
-    let extra = Router::new().route("/extra", axum::routing::get(|| async { "mounted" }));
+    let extra = Router::new()
+        .route("/extra", axum::routing::get(|| async { "mounted" }))
+        .route("/api/{*rest}", axum::routing::get(|| async { "mounted" }));
     (litecar::rest::app(plan, Some(extra), &metrics.registry).expect("app"), metrics)
 }
 
@@ -84,10 +86,17 @@ async fn rest_listener_puts_every_route_behind_the_auth_layer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let jwt = format!("{{jwt-secret-file: {}}}", dir.path().join("jwt").display());
     let (app, _) = rest_app(dir.path(), &jwt);
-    for uri in ["/t?select=v", "/extra"] {
+    for uri in ["/t?select=v", "/extra", "/api/v1/pods"] {
         assert_eq!(get(&app, uri, None).await.0, StatusCode::UNAUTHORIZED, "{uri} without a token");
         assert_eq!(get(&app, uri, Some("not.a.jwt")).await.0, StatusCode::UNAUTHORIZED, "{uri} with a bad token");
     }
+    // the Kubernetes API paths refuse as the API server does, with a Status kubectl words as usual
+    let (_, _, body) = get(&app, "/api/v1/pods", Some("not.a.jwt")).await;
+    for part in [r#""kind":"Status""#, r#""reason":"Unauthorized""#, r#""code":401"#] {
+        assert!(body.contains(part), "{body}");
+    }
+    let (_, _, body) = get(&app, "/extra", None).await;
+    assert!(!body.contains("\"Status\""), "{body}");
 }
 
 #[tokio::test]

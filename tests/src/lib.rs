@@ -296,6 +296,19 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A CA (its PEM) and a certificate it signed for 127.0.0.1 (certificate and key PEM), for HTTPS listeners.
+pub fn tls_certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params").signed_by(&key, &issuer);
+    (ca_pem, cert.expect("certificate").pem(), key.serialize_pem())
+}
+
 /// An HS256 JWT signed with `secret`, naming `role`, valid for ten minutes (signed by python3, which every test
 /// machine has, so the tests need no JWT library of their own).
 pub fn hs256_token(secret: &str, role: &str) -> String {

@@ -7,23 +7,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use litecar_e2e::fakekube::{FakeKube, PODS};
-use litecar_e2e::{Proc, free_port, hs256_token, litecar_bin};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use litecar_e2e::{Proc, free_port, hs256_token, litecar_bin, tls_certificates as certificates};
 use serde_json::json;
 
 const SECRET: &str = "rest-tls-e2e-secret-0123456789abcdef";
-
-/// A CA (its PEM) and a certificate it signed for 127.0.0.1 (certificate and key PEM).
-fn certificates() -> (String, String, String) {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params").signed_by(&key, &issuer);
-    (ca_pem, cert.expect("certificate").pem(), key.serialize_pem())
-}
 
 fn kubeconfig(dir: &Path, name: &str, port: u16, ca: &Path, token: &str) -> String {
     let user = format!("{{token: {token}}}");

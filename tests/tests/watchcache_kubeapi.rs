@@ -338,3 +338,102 @@ async fn resource_version_match_and_streaming_lists_follow_the_api_server() {
     assert_eq!((s.code, s.reason.as_str()), (410, "Expired"));
     cancel.cancel();
 }
+
+/// The metadata of a raw list page.
+async fn page_meta(client: &kube::Client, path: &str) -> (serde_json::Value, Vec<String>) {
+    let (code, _, list) = get(client, path, "application/json").await;
+    assert_eq!(code, 200, "{path}: {list}");
+    let names = list["items"].as_array().unwrap().iter().map(|o| o["metadata"]["name"].as_str().unwrap().to_owned());
+    (list["metadata"].clone(), names.collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_count_what_follows_only_where_the_api_server_does() {
+    let fake = FakeKube::start().await;
+    for i in 0..5u32 {
+        fake.create(PODS, pod("a", &format!("p{i}"), if i.is_multiple_of(2) { "web" } else { "db" })).unwrap();
+        fake.create(PODS, pod("b", &format!("q{i}"), "web")).unwrap();
+    }
+    let cancel = CancellationToken::new();
+    let (client, store, _) = litecar(&fake, &cancel).await;
+    eventually("first list", || store.is_ready().unwrap()).await;
+    for path in [
+        "/api/v1/pods?limit=3",
+        "/api/v1/namespaces/a/pods?limit=2",
+        "/api/v1/pods?limit=3&labelSelector=app%3Dweb",
+        "/api/v1/pods?limit=3&fieldSelector=metadata.namespace%3Db",
+        "/api/v1/pods?limit=20",
+    ] {
+        let ((lc, lnames), (up, unames)) = (page_meta(&client, path).await, page_meta(&fake.client(), path).await);
+        assert_eq!(lnames, unames, "{path}");
+        assert_eq!(lc["remainingItemCount"], up["remainingItemCount"], "{path}: {lc} vs {up}");
+        assert_eq!(lc["continue"].is_string(), up["continue"].is_string(), "{path}: {lc} vs {up}");
+        // and the next page counts from where it starts
+        if let Some(token) = lc["continue"].as_str() {
+            let (next, _) = page_meta(&client, &format!("{path}&continue={token}")).await;
+            let (fnext, _) =
+                page_meta(&fake.client(), &format!("{path}&continue={}", up["continue"].as_str().unwrap())).await;
+            assert_eq!(next["remainingItemCount"], fnext["remainingItemCount"], "{path}, page 2");
+        }
+    }
+    let (meta, _) = page_meta(&client, "/api/v1/pods?limit=3").await;
+    assert_eq!(meta["remainingItemCount"], 7);
+    let (meta, _) = page_meta(&client, "/api/v1/pods?limit=3&labelSelector=app%3Dweb").await;
+    assert!(meta.get("remainingItemCount").is_none() && meta["continue"].is_string(), "{meta}");
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_walk_shows_its_revision_while_the_store_changes() {
+    let fake = FakeKube::start().await;
+    for i in 0..6u32 {
+        fake.create(PODS, pod("a", &format!("p{i}"), if i.is_multiple_of(2) { "web" } else { "db" })).unwrap();
+        fake.create(PODS, pod("b", &format!("q{i}"), "web")).unwrap();
+    }
+    let cancel = CancellationToken::new();
+    let (client, store, _) = litecar(&fake, &cancel).await;
+    eventually("first list", || store.is_ready().unwrap()).await;
+    let rv1 = store.last_resource_version().unwrap();
+    let before = |ns: Option<&str>, app: Option<&str>| -> Vec<String> {
+        let mut v: Vec<String> = fake
+            .objects(PODS)
+            .iter()
+            .filter(|o| ns.is_none_or(|n| o["metadata"]["namespace"] == n))
+            .filter(|o| app.is_none_or(|a| o["metadata"]["labels"]["app"] == a))
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let cases = [
+        ("/api/v1/pods", before(None, None)),
+        ("/api/v1/namespaces/a/pods", before(Some("a"), None)),
+        ("/api/v1/pods?labelSelector=app%3Dweb", before(None, Some("web"))),
+    ];
+    // the store moves on once, before the walks start: every page must still show rv1
+    fake.delete(PODS, Some("a"), "p1").unwrap();
+    fake.create(PODS, pod("a", "p00", "web")).unwrap();
+    let mut p4 = fake.objects(PODS).into_iter().find(|p| p["metadata"]["name"] == "p4").unwrap();
+    p4["metadata"]["labels"]["app"] = json!("db");
+    fake.update(PODS, p4).unwrap();
+    eventually("litecar saw the changes", || store.last_resource_version().unwrap() > rv1 + 2).await;
+    for (i, (path, want)) in cases.iter().enumerate() {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let first = format!("{path}{sep}resourceVersion={rv1}&resourceVersionMatch=Exact&limit=2");
+        let (mut meta, mut got) = page_meta(&client, &first).await;
+        let mut pages = 1;
+        while let Some(token) = meta["continue"].as_str().map(str::to_owned) {
+            assert_eq!(meta["resourceVersion"], rv1.to_string(), "{path}");
+            // and it keeps moving during the walk
+            fake.create(PODS, pod("a", &format!("p0{i}{pages}"), "web")).unwrap();
+            let (m, names) = page_meta(&client, &format!("{path}{sep}limit=2&continue={token}")).await;
+            assert!(names.len() <= 2);
+            (meta, pages) = (m, pages + 1);
+            got.extend(names);
+        }
+        got.sort();
+        assert_eq!(&got, want, "{path}");
+        assert!(pages >= want.len() / 2, "{path}: {pages} pages");
+    }
+    cancel.cancel();
+}

@@ -16,7 +16,7 @@ use crate::store::Store;
 use crate::{Error, Result};
 
 impl Store {
-    fn compacted(&self, c: &rusqlite::Connection) -> Result<(u64, i64)> {
+    pub(crate) fn compacted(&self, c: &rusqlite::Connection) -> Result<(u64, i64)> {
         let p = &self.inner.p;
         Ok((
             read_meta_u64(c, p, "compacted_rv")?.unwrap_or(0),
@@ -24,7 +24,7 @@ impl Store {
         ))
     }
 
-    fn expired(&self, requested: u64, compacted: u64) -> Error {
+    pub(crate) fn expired(&self, requested: u64, compacted: u64) -> Error {
         Error::Expired { resource: self.name().to_owned(), requested, compacted }
     }
 
@@ -93,28 +93,36 @@ impl Store {
 
     /// The object stored under `key` as of revision `rv` (None: absent then).
     pub fn state_at(&self, key: &str, rv: u64) -> Result<Option<Value>> {
-        let row: Option<(String, Option<String>)> = self.read(|c, n| {
+        let text = self.read(|c, n| {
             let (crv, _) = self.compacted(c)?;
             if rv < crv {
                 return Err(self.expired(rv, crv));
             }
-            c.query_row(
-                &format!(
-                    r#"SELECT e.type, {} FROM "{}" e WHERE e.key = ?1 AND e.rv <= ?2 ORDER BY e.seq DESC LIMIT 1"#,
-                    n.event_object(),
-                    n.events
-                ),
-                params![key, rv as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .ctx(|| format!("{} {key}: state at {rv}", self.name()))
+            self.state_text_at(c, n, key, rv)
         })?;
-        match row {
-            Some((t, _)) if t == "DELETED" => Ok(None),
-            Some((_, Some(obj))) => self.decode(key, &obj).map(Some),
-            Some((_, None)) | None => Ok(None),
-        }
+        text.map(|t| self.decode(key, &t)).transpose()
+    }
+
+    /// The JSON of `key` as of revision `rv` (None: absent then), for a revision not older than the log.
+    pub(crate) fn state_text_at(
+        &self,
+        c: &rusqlite::Connection,
+        n: &Names,
+        key: &str,
+        rv: u64,
+    ) -> Result<Option<String>> {
+        let row: Option<(String, Option<String>)> = c
+            .prepare_cached(&format!(
+                r#"SELECT e.type, {} FROM "{}" e WHERE e.key = ?1 AND e.rv <= ?2 ORDER BY e.seq DESC LIMIT 1"#,
+                n.event_object(),
+                n.events
+            ))
+            .and_then(|mut s| s.query_row(params![key, rv as i64], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .ctx(|| format!("{} {key}: state at {rv}", self.name()))?;
+        Ok(match row {
+            Some((t, obj)) if t != "DELETED" => obj,
+            _ => None,
+        })
     }
 
     /// Every object as of revision `rv`, ordered by key.

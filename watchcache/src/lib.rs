@@ -19,6 +19,7 @@ mod ingest;
 mod keyset;
 mod kube_api;
 mod names;
+mod page_at;
 mod path;
 mod query;
 mod raw;
@@ -32,6 +33,7 @@ mod watch;
 pub use error::{Error, Result};
 pub use event::{EventType, WatchEvent};
 pub use ingest::{IngestOptions, ResourceSpec, ingest};
+pub use kube_api::auth_status::kube_auth_status;
 pub use kube_api::table::{IncludeObject, to_table, wants_table};
 pub use watch::WatchSession;
 

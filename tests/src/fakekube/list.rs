@@ -155,24 +155,24 @@ pub(super) fn list(shared: &Shared, target: &Target, q: &BTreeMap<String, String
         }
         last = Some(k);
     }
-    // every page counts the rest (remainingItemCount): without selectors or changes since the page's revision
-    // that is a plain count of the map's remaining keys, not a filtered merge
-    let remaining = if overlay.is_empty()
-        && filters.namespace.is_none()
-        && filters.labels.is_empty()
-        && filters.fields.is_empty()
-    {
-        let after_page = last.map_or(from, |l| std::ops::Bound::Excluded(l.as_str()));
-        live.range::<str, _>((after_page, std::ops::Bound::Unbounded)).count()
-    } else {
-        matching.count()
-    };
+    let more = matching.next().is_some();
+    // remainingItemCount only without selectors, as the API server sends it (its storage counts keys, which
+    // says nothing of how many a selector would take); without changes since the page's revision nor a
+    // namespace that is a plain count of the map's remaining keys, not a filtered merge
+    let remaining = (more && filters.labels.is_empty() && filters.fields.is_empty()).then(|| {
+        if overlay.is_empty() && filters.namespace.is_none() {
+            let after_page = last.map_or(from, |l| std::ops::Bound::Excluded(l.as_str()));
+            live.range::<str, _>((after_page, std::ops::Bound::Unbounded)).count()
+        } else {
+            matching.count() + 1
+        }
+    });
     let mut meta = json!({"resourceVersion": at.to_string()});
-    if remaining > 0
-        && let Some(last) = last
-    {
+    if more && let Some(last) = last {
         meta["continue"] = json!(format!("{at}|{last}"));
-        meta["remainingItemCount"] = json!(remaining);
+        if let Some(n) = remaining {
+            meta["remainingItemCount"] = json!(n);
+        }
     }
     let head = json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta});
     let head = head.to_string();

@@ -443,6 +443,14 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         return ApiError::new(404, "NotFound", format!("the server could not find the requested resource {path}"))
             .into_response();
     };
+    // a cluster-scoped resource is served only at the cluster path, an object of a namespaced one only under
+    // its namespace, as on the API server
+    if let Ok(def) = resource_def(&lock(&shared.db), &target.resource)
+        && target.namespace.is_some() != def.namespaced
+        && (target.namespace.is_some() || target.name.is_some())
+    {
+        return ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response();
+    }
     let (latency, fail) = {
         let mut f = lock(&shared.faults);
         let fail = f.fail_next > 0;

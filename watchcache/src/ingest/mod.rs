@@ -21,6 +21,7 @@ use crate::store::{Database, RowOp, Store, StoreConfig};
 use crate::{Error, Result};
 
 mod raw_object;
+mod scope;
 mod writer;
 
 use raw_object::{Preparer, RawObject, api_for};
@@ -102,6 +103,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 async fn run(client: kube::Client, spec: ResourceSpec, store: Store, cancel: CancellationToken) -> Result<()> {
     let s = store.clone();
     let resume = blocking(move || s.meta(RESUME_RV)).await?;
+    scope::discover(&client, &spec, &store, &cancel).await?;
     let prep = Preparer::new(&spec, store.fields());
     let w = WriterHandle::start(store);
     let followed = watch_into(client, &spec, &prep, resume, &w, &cancel).await;

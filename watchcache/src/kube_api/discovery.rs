@@ -8,13 +8,14 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::Store;
 use crate::http::K8sApi;
 
 pub(crate) const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 const VERBS: [&str; 3] = ["get", "list", "watch"];
 
 /// Kinds served at the cluster scope (the rest are namespaced), by (group, plural): the API server's own
-/// cluster-scoped resources, since the cache's configuration names a kind but not its scope.
+/// cluster-scoped resources, for a store whose scope no discovery recorded (one filled through the `Store` API).
 const CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("", "namespaces"),
     ("", "nodes"),
@@ -69,9 +70,10 @@ const SHORT_NAMES: &[(&str, &str, &str)] = &[
     ("storage.k8s.io", "storageclasses", "sc"),
 ];
 
-/// Whether `plural` in `group` is namespaced (the core group is "").
-pub(crate) fn namespaced(group: &str, plural: &str) -> bool {
-    !CLUSTER_SCOPED.contains(&(group, plural))
+/// Whether `plural` in `group` is namespaced (the core group is ""): as the upstream discovery said when the
+/// ingester recorded it, else as the API server's built-in resources are.
+pub(crate) fn namespaced(store: &Store, group: &str, plural: &str) -> bool {
+    store.namespaced().unwrap_or_else(|| !CLUSTER_SCOPED.contains(&(group, plural)))
 }
 
 fn short_names(group: &str, plural: &str) -> Vec<&'static str> {
@@ -93,15 +95,12 @@ struct Served {
     version: String,
     plural: String,
     kind: String,
+    namespaced: bool,
 }
 
 impl Served {
-    fn namespaced(&self) -> bool {
-        namespaced(&self.group, &self.plural)
-    }
-
     fn resource(&self) -> Value {
-        let mut r = json!({"name": self.plural, "singularName": self.kind.to_lowercase(), "namespaced": self.namespaced(),
+        let mut r = json!({"name": self.plural, "singularName": self.kind.to_lowercase(), "namespaced": self.namespaced,
                            "kind": self.kind, "verbs": VERBS});
         let short = short_names(&self.group, &self.plural);
         if !short.is_empty() {
@@ -113,7 +112,7 @@ impl Served {
     fn aggregated(&self) -> Value {
         let mut r = json!({"resource": self.plural,
             "responseKind": {"group": self.group, "version": self.version, "kind": self.kind},
-            "scope": if self.namespaced() { "Namespaced" } else { "Cluster" },
+            "scope": if self.namespaced { "Namespaced" } else { "Cluster" },
             "singularResource": self.kind.to_lowercase(), "verbs": VERBS});
         let short = short_names(&self.group, &self.plural);
         if !short.is_empty() {
@@ -133,6 +132,7 @@ fn served(api: &K8sApi) -> BTreeMap<String, BTreeMap<String, Vec<Served>>> {
             version: v.clone(),
             plural: r.clone(),
             kind: store.resource_type().kind.clone(),
+            namespaced: namespaced(store, &group, r),
         };
         out.entry(group).or_default().entry(v.clone()).or_default().push(s);
     }
@@ -217,9 +217,16 @@ mod tests {
 
     #[test]
     fn scope_short_names_and_accept() {
-        assert!(namespaced("", "pods"));
-        assert!(!namespaced("", "namespaces"));
-        assert!(!namespaced("rbac.authorization.k8s.io", "clusterroles"));
+        let db = crate::Database::open(":memory:").unwrap();
+        let store = db.store(crate::ResourceType::new("", "v1", "Namespace"), Default::default()).unwrap();
+        assert!(namespaced(&store, "", "pods"));
+        assert!(!namespaced(&store, "", "namespaces"));
+        assert!(!namespaced(&store, "rbac.authorization.k8s.io", "clusterroles"));
+        // what discovery recorded wins over the built-in table
+        store.set_namespaced(false).unwrap();
+        assert!(!namespaced(&store, "", "pods"));
+        store.set_namespaced(true).unwrap();
+        assert!(namespaced(&store, "", "namespaces"));
         assert_eq!(short_names("", "pods"), ["po"]);
         let mut h = HeaderMap::new();
         h.insert(

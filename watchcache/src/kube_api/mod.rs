@@ -6,7 +6,9 @@
 //! API server's watch cache sends it (kube-rs and client-go relist on that). Writes answer 405 with a Status.
 
 mod age;
+pub mod auth_status;
 mod discovery;
+mod list;
 mod options;
 mod printers;
 mod selection;
@@ -16,14 +18,12 @@ mod watch;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::http::{K8sApi, error_response, status, warming};
 use crate::query::parse_pairs;
-use crate::{Error, Result, Store};
-use options::{Match, Options};
+use crate::{Error, Result};
+use options::Options;
 use selection::{Selection, bad};
 use table::{IncludeObject, to_table, wants_table};
 
@@ -123,6 +123,13 @@ async fn handle(
         let (g, v, r) = &t.store;
         return status(StatusCode::NOT_FOUND, "NotFound", format!("the server could not find {r} in {g}/{v}"));
     };
+    // the API server serves a cluster-scoped resource only at the cluster path, and an object of a namespaced
+    // one only under its namespace
+    let group = if t.store.0 == "core" { "" } else { t.store.0.as_str() };
+    let namespaced = discovery::namespaced(&store, group, &t.store.2);
+    if t.namespace.is_some() != namespaced && (t.namespace.is_some() || t.name.is_some()) {
+        return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".into());
+    }
     if method != Method::GET {
         return read_only(&t.store.2);
     }
@@ -145,14 +152,19 @@ async fn handle(
             None => name.clone(),
         };
         let s = store.clone();
-        return match blocking(move || s.get_by_key(&key)).await {
-            Ok(Some(obj)) => match render {
-                Render::Objects => axum::Json(obj).into_response(),
-                Render::Table(include) => {
-                    let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
-                    let rt = store.resource_type();
-                    axum::Json(to_table(&rt.group, &rt.kind, &[obj], include, meta)).into_response()
-                }
+        let k = key.clone();
+        return match blocking(move || s.get_text(&k)).await {
+            // the stored JSON as it is, as lists send it
+            Ok(Some(text)) => match render {
+                Render::Objects => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+                Render::Table(include) => match store.decode(&key, &text) {
+                    Ok(obj) => {
+                        let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+                        let rt = store.resource_type();
+                        axum::Json(to_table(&rt.group, &rt.kind, &[obj], include, meta)).into_response()
+                    }
+                    Err(e) => error_response(e),
+                },
             },
             Ok(None) => status(StatusCode::NOT_FOUND, "NotFound", format!("{} \"{name}\" not found", t.store.2)),
             Err(e) => error_response(e),
@@ -161,119 +173,9 @@ async fn handle(
     if o.watch {
         return watch::watch(store, selection, o, render).await;
     }
-    list(store, selection, o, render).await
-}
-
-fn list_kind(store: &Store) -> (String, String) {
-    let rt = store.resource_type();
-    (rt.api_version(), format!("{}List", rt.kind))
-}
-
-/// A page: its objects, the revision it shows, and the token of the next page.
-struct Page {
-    items: Vec<Value>,
-    revision: u64,
-    continue_token: Option<String>,
-}
-
-const EXACT_PREFIX: &str = "x1.";
-
-/// A page of the state at revision `rv` (an Exact list older than the store), read from the event log and
-/// paged by key; its tokens name the revision, the query and the last key.
-fn exact_page(
-    store: &Store,
-    selection: &Selection,
-    rv: u64,
-    limit: Option<usize>,
-    after: Option<&str>,
-) -> Result<Page> {
-    let fp = crate::keyset::fingerprint(store.name(), &selection.options());
-    let mut items: Vec<Value> = store.list_at(rv)?.into_iter().filter(|o| selection.matches(o)).collect();
-    if let Some(after) = after {
-        items.retain(|o| crate::object_key(o).is_some_and(|k| k.as_str() > after));
-    }
-    let mut token = None;
-    if let Some(n) = limit.filter(|n| items.len() > *n) {
-        items.truncate(n);
-        if let Some(k) = items.last().and_then(crate::object_key) {
-            token = Some(format!("{EXACT_PREFIX}{rv}.{fp}.{}", URL_SAFE_NO_PAD.encode(k)));
-        }
-    }
-    Ok(Page { items, revision: rv, continue_token: token })
-}
-
-/// Decodes an Exact list's continue token: (revision, last key); an error if it belongs to another query.
-fn exact_token(store: &Store, selection: &Selection, token: &str) -> Result<Option<(u64, String)>> {
-    let Some(rest) = token.strip_prefix(EXACT_PREFIX) else { return Ok(None) };
-    let broken = || bad(&format!("continue={token}"), "not a continue token of this server");
-    let mut parts = rest.splitn(3, '.');
-    let (rv, fp, key) = (parts.next(), parts.next(), parts.next());
-    let rv: u64 = rv.and_then(|r| r.parse().ok()).ok_or_else(broken)?;
-    if fp != Some(crate::keyset::fingerprint(store.name(), &selection.options()).as_str()) {
-        return Err(bad(&format!("continue={token}"), "the token belongs to another query"));
-    }
-    let key =
-        key.and_then(|k| URL_SAFE_NO_PAD.decode(k).ok()).and_then(|k| String::from_utf8(k).ok()).ok_or_else(broken)?;
-    Ok(Some((rv, key)))
+    list::list(store, selection, o, render).await
 }
 
 fn parse_rv(v: &str) -> Result<u64> {
     v.parse().map_err(|_| bad(&format!("resourceVersion={v}"), "not a resource version of this server"))
-}
-
-/// A list with the API server's resourceVersion semantics: none or "0" is the current state; N with
-/// NotOlderThan (or no match and no limit) is the current state if it is at least N; N with Exact (or no
-/// match with a limit, the legacy rule) is the state at exactly N, from the event log when N is older.
-fn read_page(store: &Store, selection: &Selection, o: &Options) -> Result<Page> {
-    if let Some(t) = &o.continue_token
-        && let Some((rv, key)) = exact_token(store, selection, t)?
-    {
-        return exact_page(store, selection, rv, o.limit, Some(&key));
-    }
-    let rv = match o.rv.as_deref() {
-        None | Some("0") => None,
-        Some(v) => Some(parse_rv(v)?),
-    };
-    let exact = match o.rv_match {
-        Some(Match::Exact) => true,
-        Some(Match::NotOlderThan) => false,
-        None => o.limit.is_some() && o.continue_token.is_none(),
-    };
-    let mut q = selection.options();
-    q.page_size = o.limit;
-    q.continue_token = o.continue_token.clone();
-    q.revision = rv;
-    if let Some(rv) = rv.filter(|_| exact) {
-        let r = store.query(&q)?;
-        if r.revision != rv {
-            return exact_page(store, selection, rv, o.limit, None);
-        }
-        return Ok(Page { items: r.items, revision: r.revision, continue_token: r.continue_token });
-    }
-    let r = store.query(&q)?;
-    Ok(Page { items: r.items, revision: r.revision, continue_token: r.continue_token })
-}
-
-async fn list(store: Store, selection: Selection, o: Options, render: Render) -> Response {
-    let (api_version, kind) = list_kind(&store);
-    let s = store.clone();
-    match blocking(move || read_page(&s, &selection, &o)).await {
-        Ok(page) => {
-            let mut metadata = json!({"resourceVersion": page.revision.to_string()});
-            if let Some(c) = page.continue_token {
-                metadata["continue"] = json!(c);
-            }
-            match render {
-                Render::Objects => axum::Json(
-                    json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": page.items}),
-                )
-                .into_response(),
-                Render::Table(include) => {
-                    let rt = store.resource_type();
-                    axum::Json(to_table(&rt.group, &rt.kind, &page.items, include, metadata)).into_response()
-                }
-            }
-        }
-        Err(e) => error_response(e),
-    }
 }

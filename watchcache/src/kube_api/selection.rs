@@ -7,7 +7,7 @@ use super::Target;
 use crate::path::FieldPath;
 use crate::query::{Filter, ListOptions};
 use crate::selector::{self, Requirement};
-use crate::{Error, Result};
+use crate::{Error, Result, Store};
 
 /// A list or watch's selection as steve filters (for lists) and as a matcher (for watch events).
 pub(crate) struct Selection {
@@ -40,6 +40,27 @@ impl Selection {
             namespaces: self.namespace.iter().cloned().collect(),
             ..Default::default()
         }
+    }
+
+    /// Whether only the namespace restricts the selection (the API server's "empty predicate").
+    pub(crate) fn selects_all(&self) -> bool {
+        self.reqs.is_empty()
+    }
+
+    /// The key prefix of the selected namespace (`ns/`), or "" for all.
+    pub(crate) fn key_prefix(&self) -> String {
+        self.namespace.as_ref().map(|ns| format!("{ns}/")).unwrap_or_default()
+    }
+
+    /// Whether a stored object (its key and JSON) is selected; decodes it only when a selector needs to look.
+    pub(crate) fn matches_stored(&self, store: &Store, key: &str, text: &str) -> Result<bool> {
+        if !key.starts_with(&self.key_prefix()) {
+            return Ok(false);
+        }
+        if self.reqs.is_empty() {
+            return Ok(true);
+        }
+        Ok(self.matches(&store.decode(key, text)?))
     }
 
     /// Whether a watch event's object is selected.

@@ -15,11 +15,12 @@
 
 mod indexer;
 mod relist;
+mod scope;
 mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -192,10 +193,12 @@ impl Database {
             create_view(&tx, &p, live).ctx(|| format!("{rt}: objects view"))?;
             tx.commit().ctx(|| format!("{rt}: schema commit"))?;
         }
-        let last_seq = {
+        let (last_seq, scope) = {
             let c = self.conns.writer();
-            c.query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{p}_events""#), [], |r| r.get(0))
-                .ctx(|| format!("{rt}: last event"))?
+            let seq = c
+                .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{p}_events""#), [], |r| r.get(0))
+                .ctx(|| format!("{rt}: last event"))?;
+            (seq, scope::decode(read_meta(&c, &p, scope::META)?.as_deref()))
         };
         let (notify, _) = tokio::sync::watch::channel(last_seq);
         let store = Store {
@@ -209,6 +212,7 @@ impl Database {
                 notify,
                 staging: AtomicU64::new(0),
                 warming: AtomicBool::new(false),
+                scope: AtomicU8::new(scope),
                 watch_lag_limit: AtomicUsize::new(WATCH_LAG_LIMIT),
                 fanout: Default::default(),
             }),
@@ -239,6 +243,8 @@ pub(crate) struct Inner {
     staging: AtomicU64,
     /// Set while the store waits for its first list: it then answers "warming up" instead of "empty".
     warming: AtomicBool,
+    /// Whether the resource is namespaced (see `scope`).
+    scope: AtomicU8,
     /// Events a watcher may fall behind before it is cut off.
     pub(crate) watch_lag_limit: AtomicUsize,
     /// The ring watchers follow (see `crate::watch`).
@@ -411,12 +417,16 @@ impl Store {
     }
 
     pub fn get_by_key(&self, key: &str) -> Result<Option<Value>> {
-        let text: Option<String> = self.read(|c, n| {
+        self.get_text(key)?.map(|t| self.decode(key, &t)).transpose()
+    }
+
+    /// The stored JSON of `key`.
+    pub(crate) fn get_text(&self, key: &str) -> Result<Option<String>> {
+        self.read(|c, n| {
             c.prepare_cached(&format!(r#"SELECT object FROM "{}" WHERE key = ?1"#, n.objects))
                 .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
                 .ctx(|| format!("{} {key}: get", self.name()))
-        })?;
-        text.map(|t| self.decode(key, &t)).transpose()
+        })
     }
 
     pub(crate) fn contains_key(&self, key: &str) -> Result<bool> {
