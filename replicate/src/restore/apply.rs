@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
 use rusqlite::{Connection, OpenFlags};
+use tokio_util::sync::CancellationToken;
 
 use super::Plan;
 use super::segments::prepare_wals;
@@ -40,6 +41,9 @@ impl Source {
 /// Nothing waits for the disk in between: the snapshot is sent to disk in the background as it is decompressed,
 /// each WAL index is decompressed and validated into its own scratch file beside it, and SQLite's checkpoints of
 /// those files run without fsyncs. The database is made durable once, at the end, while SQLite checks it.
+///
+/// `cancel` is looked at between the steps (snapshot, each WAL index, the final check): a cancelled restore stops
+/// there with [`Error::Cancelled`].
 pub(super) fn apply(
     replica: &str,
     plan: &Plan,
@@ -47,8 +51,10 @@ pub(super) fn apply(
     scratch: &Path,
     db: &Path,
     full_check: bool,
+    cancel: &CancellationToken,
 ) -> Result<()> {
     let started = std::time::Instant::now();
+    let go_on = || if cancel.is_cancelled() { Err(Error::Cancelled) } else { Ok(()) };
     let out = File::options().read(true).write(true).create_new(true).open(db).at(db)?;
     let (written, wals) = std::thread::scope(|scope| {
         let wals = scope.spawn(|| {
@@ -63,12 +69,14 @@ pub(super) fn apply(
     written?;
     let wal_file = wal_path(db);
     for wal in wals? {
+        go_on()?;
         fs::rename(&wal.path, &wal_file).at(&wal_file)?;
         // The checkpoint writes the pages the database grew by into new pages of the file, as the snapshot's writer did.
         let before = AtomicU64::new(out.metadata().at(db)?.len());
         with_page_cache_filled(&out, wal.db_len, &before, || checkpoint_restored(db))?;
         tracing::debug!(elapsed_ms = started.elapsed().as_millis(), index = wal.index, "restore: WAL applied");
     }
+    go_on()?;
     // `out` stays open until SQLite is done with the file: closing a descriptor drops every POSIX lock this process
     // holds on it, SQLite's included.
     std::thread::scope(|scope| {

@@ -1,7 +1,7 @@
 //! Restore: choose a generation, the latest snapshot at or before the target, and every WAL segment after it
 //! (module `plan`); download them in parallel into a scratch directory, then rebuild the database one WAL index at a
 //! time, letting SQLite checkpoint each validated WAL (modules `segments` and `apply`). The result is checked, made
-//! durable and renamed into place; nothing temporary is left.
+//! durable and renamed into place; nothing temporary is left, also when the restore is cancelled.
 
 mod apply;
 mod plan;
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
+use tokio_util::sync::CancellationToken;
 
 use self::apply::{Source, apply};
 pub use self::plan::{GenerationSummary, Plan, Target, plan, summarize};
@@ -47,6 +48,19 @@ pub async fn restore(
     opts: &RestoreOptions,
     progress: &Progress<'_>,
 ) -> Result<RestoreSummary> {
+    restore_cancellable(replica, plan, opts, progress, &CancellationToken::new()).await
+}
+
+/// [`restore`], ending soon after `cancel` with [`Error::Cancelled`] (or the replica's `Cancelled` error): a download
+/// in flight is dropped, even one the store never answers, and the rebuild stops at its next step. The output is
+/// then left untouched and the scratch directory removed.
+pub async fn restore_cancellable(
+    replica: &Replica,
+    plan: &Plan,
+    opts: &RestoreOptions,
+    progress: &Progress<'_>,
+    cancel: &CancellationToken,
+) -> Result<RestoreSummary> {
     if opts.output.exists() {
         return Err(Error::OutputExists { path: opts.output.clone() });
     }
@@ -57,7 +71,8 @@ pub async fn restore(
     fs::create_dir_all(&out_dir).at(&out_dir)?;
     let file_name = opts.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let scratch = tempfile_dir(&out_dir, &file_name)?;
-    let result = restore_into(replica, plan, opts, progress, &scratch).await;
+    let replica = replica.cancellable(cancel.clone());
+    let result = restore_into(&replica, plan, opts, progress, &scratch, cancel).await;
     let _ = fs::remove_dir_all(&scratch);
     result
 }
@@ -80,6 +95,7 @@ async fn restore_into(
     opts: &RestoreOptions,
     progress: &Progress<'_>,
     scratch: &Path,
+    cancel: &CancellationToken,
 ) -> Result<RestoreSummary> {
     let downloaded = AtomicU64::new(0);
     // Every object of the plan: the snapshot first, then the segments. A local replica is read in place; anything
@@ -119,10 +135,16 @@ async fn restore_into(
     let plan_owned = plan.clone();
     let replica_name = replica.describe();
     let full = opts.full_integrity_check;
-    let (work, scratch) = (work_db.clone(), scratch.to_owned());
-    tokio::task::spawn_blocking(move || apply(&replica_name, &plan_owned, &sources, &scratch, &work, full))
-        .await
-        .map_err(|e| Error::Io { path: work_db.clone(), source: io::Error::other(e) })??;
+    let (work, scratch, stop) = (work_db.clone(), scratch.to_owned(), cancel.clone());
+    let span = tracing::Span::current();
+    let rebuilt = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| apply(&replica_name, &plan_owned, &sources, &scratch, &work, full, &stop))
+    });
+    // The rebuild checks the token between its steps; the caller need not wait for that.
+    tokio::select! {
+        r = rebuilt => r.map_err(|e| Error::Io { path: work_db.clone(), source: io::Error::other(e) })??,
+        _ = cancel.cancelled() => return Err(Error::Cancelled),
+    }
 
     fs::rename(&work_db, &opts.output).at(&opts.output)?;
     if let Some(dir) = opts.output.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -144,5 +166,57 @@ impl Replica {
         } else {
             format!("{} ({})", self.name, self.client.describe())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::compress::Lz4Writer;
+    use crate::error::ReplicaError;
+    use crate::faults::{FaultConfig, FaultyClient};
+    use crate::file::FileClient;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_restore_ends_while_the_store_hangs_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("src.db");
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").expect("fill");
+        drop(conn);
+        let generation = Generation::parse("0123456789abcdef").expect("generation");
+        let snapshot = dir.path().join("replica").join(layout::snapshot_key(&generation, 0));
+        fs::create_dir_all(snapshot.parent().expect("parent")).expect("mkdir");
+        let mut w = Lz4Writer::new(File::create(&snapshot).expect("create"));
+        w.write_all(&fs::read(&db).expect("read")).expect("compress");
+        w.finish().expect("finish");
+
+        let store =
+            Arc::new(FaultyClient::new(Arc::new(FileClient::new(dir.path().join("replica"))), FaultConfig::none()));
+        let replica = Replica::new("hangs", store.clone());
+        let plan = plan(&replica, &Target::default()).await.expect("plan").expect("a backup");
+        let out = dir.path().join("out");
+        let opts = |name: &str| RestoreOptions { output: out.join(name), parallelism: 2, full_integrity_check: false };
+        restore(&replica, &plan, &opts("ok.db"), &|_| {}).await.expect("a restore while the store answers");
+
+        store.set_hang(true);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn({
+            let (cancel, opts) = (cancel.clone(), opts("hung.db"));
+            async move { restore_cancellable(&replica, &plan, &opts, &|_| {}, &cancel).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!task.is_finished(), "the download waits on the store");
+        cancel.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await.expect("ends once cancelled");
+        let e = ended.expect("the task").expect_err("cancelled");
+        assert!(matches!(e, Error::Replica(ReplicaError::Cancelled { .. }) | Error::Cancelled), "{e:?}");
+        let left: Vec<String> =
+            fs::read_dir(&out).expect("out").map(|e| e.expect("entry").file_name().to_string_lossy().into()).collect();
+        assert_eq!(left, ["ok.db"], "a cancelled restore leaves neither its output nor its scratch directory");
     }
 }
