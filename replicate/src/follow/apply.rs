@@ -10,11 +10,12 @@
 //! cookie changed re-reads the schema, which must then see the whole new state.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::cursor::{Cursor, page_hash};
-use crate::error::{Error, Result, SqlContext};
+use crate::error::{Error, IoContext, Result, SqlContext};
 use crate::layout::{self, Pos};
 use crate::wal::{self, FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WalHeader};
 
@@ -112,9 +113,7 @@ pub struct Target {
 
 impl Target {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .db(path)?;
+        let conn = open_rw(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).db(path)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).db(path)?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -125,10 +124,6 @@ impl Target {
         let mut target = Self { path: path.to_owned(), conn, data_version: 0 };
         target.data_version = target.data_version()?;
         Ok(target)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn data_version(&self) -> Result<i64> {
@@ -259,6 +254,45 @@ impl Target {
         tx.commit().db(&path)?;
         self.data_version = self.data_version()?;
         Ok(())
+    }
+}
+
+fn open_rw(path: &Path) -> Result<Connection> {
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX).db(path)
+}
+
+/// The follower's database connection, used from blocking threads one call at a time.
+#[derive(Clone)]
+pub struct Shared {
+    target: Arc<std::sync::Mutex<Target>>,
+    path: PathBuf,
+}
+
+impl Shared {
+    pub fn new(target: Target) -> Self {
+        let path = target.path.clone();
+        Self { target: Arc::new(std::sync::Mutex::new(target)), path }
+    }
+
+    /// Open the database at `path`, on a blocking thread.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let owned = path.to_owned();
+        let target = tokio::task::spawn_blocking(move || Target::open(&owned)).await.map_err(std::io::Error::other);
+        Ok(Self::new(target.at(path)??))
+    }
+
+    /// Run blocking SQLite work on the database on a blocking thread, in the caller's span.
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Target) -> Result<T> + Send + 'static) -> Result<T> {
+        let target = self.target.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| f(&mut target.lock().unwrap_or_else(|p| p.into_inner()))))
+            .await
+            .map_err(std::io::Error::other)
+            .at(&self.path)?
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
