@@ -30,6 +30,7 @@ use crate::client::Replica;
 use crate::error::{Error, IoContext, Result};
 use crate::layout::{Generation, Pos};
 use crate::restore;
+use crate::shipper::checkpointer::Checkpointer;
 
 /// How often an object store is asked for new segments (and the fallback for file replicas without file-system
 /// events). Around a busy writer's expected uploads a follower polls more often, and while idle it backs off to
@@ -126,10 +127,15 @@ impl Follower {
             }
         };
         tracing::info!(generation = %live.cursor.generation, pos = %live.cursor.pos, "following");
+        let path = &self.opts.path;
+        let checkpointer = Checkpointer::start(live.target.checkpoint_connection()?, path.clone()).at(path)?;
         let mut pace = pace::Pace::new(self.opts.poll_interval);
         let mut stuck = 0u32;
         let mut last_generation_check: Option<Instant> = None;
         while !cancel.is_cancelled() {
+            if !checkpointer.is_running() && live.target.checkpoint_due() {
+                checkpointer.request();
+            }
             if live.target.run(|t| t.written_by_others()).await? {
                 self.rebuild_written(&mut live, &cancel).await;
                 continue;
@@ -201,6 +207,8 @@ impl Follower {
             }
         }
         drop(watcher);
+        // Dropping it waits for a checkpoint in progress: not on the executor.
+        let _ = tokio::task::spawn_blocking(move || drop(checkpointer)).await;
         Ok(())
     }
 
@@ -292,6 +300,10 @@ impl Follower {
         let mut live = Live { target, cursor, newest: plan.snapshot.created, known: BTreeSet::new() };
         // Up to what the replica held when we looked: a busy writer would otherwise keep us from ever finishing.
         loop {
+            // Nobody reads the private copy: its checkpoints can run in line.
+            if live.target.checkpoint_due() {
+                live.target.run(|t| t.checkpoint()).await?;
+            }
             match self.step(&mut live).await? {
                 Step::Idle => break,
                 Step::Applied { error: Some(e), .. } => return Err(e),
