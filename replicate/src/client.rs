@@ -133,7 +133,7 @@ impl Replica {
 
     /// This replica with every call bound to `cancel`: once it is cancelled, calls in flight and new ones end at
     /// once with [`ReplicaError::Cancelled`].
-    pub(crate) fn cancellable(&self, cancel: tokio_util::sync::CancellationToken) -> Self {
+    pub fn cancellable(&self, cancel: tokio_util::sync::CancellationToken) -> Self {
         let client = Arc::new(crate::cancel::CancellableClient::new(self.client.clone(), cancel));
         Self { client, ..self.clone() }
     }

@@ -203,6 +203,9 @@ fn followers_track_the_writer_through_generations_and_kills_without_readers_seei
 
     let log = std::fs::read_to_string(env.path("file-copy.db.log")).expect("log");
     assert!(log.contains("resuming from the copy's last applied position"), "no resume:\n{log}");
+    // The follower's span names the database and the replica on each of its events.
+    let resumed = log.lines().find(|l| l.contains("resuming from")).expect("the resume line");
+    assert!(resumed.contains(file_copy.to_str().expect("utf8")) && resumed.contains(&url), "{resumed}");
     let (status, body) = litecar_e2e::http_get(metrics_port, "/metrics");
     assert_eq!(status, 200);
     for name in [
@@ -424,4 +427,57 @@ fn http_post(port: u16, path: &str, body: &str) -> (u16, String) {
     let _ = s.read_to_string(&mut resp);
     let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (status, resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+/// A store that takes connections and never answers: SIGTERM ends a follower and a restore promptly all the same,
+/// the restore saying why, writing no output and leaving nothing behind.
+#[test]
+fn sigterm_ends_a_follower_and_a_restore_promptly_while_the_store_never_answers() {
+    let env = Env::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for c in listener.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let replica = format!(
+        "url: s3://silent/app\n    endpoint: http://127.0.0.1:{port}\n    region: us-east-1\n    access-key-id: x\n    \
+         secret-access-key: x\n"
+    );
+    let prompt_exit = |p: &mut Proc, what: &str| {
+        // Long enough to be waiting on the store.
+        std::thread::sleep(Duration::from_secs(2));
+        let started = std::time::Instant::now();
+        p.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = p.wait_timeout(Duration::from_secs(30));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "{what} took {took:?} to end after SIGTERM:\n{}", p.log_text());
+        status
+    };
+
+    let cfg = env.path("follower.yml");
+    std::fs::write(&cfg, format!("follow:\n  - path: {}\n    {replica}", env.path("copy.db").display())).expect("cfg");
+    let mut follower = Proc::spawn(
+        &litecar_bin(),
+        &["follow", "-config", cfg.to_str().expect("utf8")],
+        env.dir.path(),
+        &env.path("f.log"),
+    );
+    let status = prompt_exit(&mut follower, "the follower");
+    assert!(status.success(), "{}", follower.log_text());
+
+    let (cfg, db, out) = (env.path("writer.yml"), env.path("app.db"), env.path("out/restored.db"));
+    let replica = replica.replace("\n    ", "\n        ");
+    std::fs::write(&cfg, format!("dbs:\n  - path: {}\n    replicas:\n      - {replica}", db.display())).expect("cfg");
+    let mut restore =
+        Proc::spawn(&litecar_bin(), &litecar_e2e::restore_args(&cfg, &out, &db), env.dir.path(), &env.path("r.log"));
+    let status = prompt_exit(&mut restore, "the restore");
+    assert!(!status.success(), "an interrupted restore must fail");
+    let log = restore.log_text();
+    assert!(log.contains("restore interrupted by SIGTERM; the output was not written"), "{log}");
+    assert!(!out.exists());
+    let left = std::fs::read_dir(env.path("out")).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "the restore left files behind");
 }

@@ -8,13 +8,19 @@
 //!
 //! Page 1 is written last in each transaction: it carries the schema cookie, and a statement that finds the
 //! cookie changed re-reads the schema, which must then see the whole new state.
+//!
+//! SQLite's automatic checkpoint is off on this connection: it would run inside the commit of a batch, and its
+//! fsyncs would hold up the next one. The follower checkpoints instead on a thread of its own, PASSIVE (never
+//! blocking a reader, nor waiting for one), once [`CHECKPOINT_FRAMES`] frames have been written since the last one.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::cursor::{Cursor, page_hash};
-use crate::error::{Error, Result, SqlContext};
+use crate::error::{Error, IoContext, Result, SqlContext};
 use crate::layout::{self, Pos};
 use crate::wal::{self, FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WalHeader};
 
@@ -102,33 +108,33 @@ pub fn check(replica: &str, cursor: &Cursor, segments: Vec<Decoded>) -> (Batch, 
     (batch, None)
 }
 
+/// WAL frames written since the last checkpoint that make the next one due: SQLite's own default.
+pub const CHECKPOINT_FRAMES: u64 = 1000;
+
 /// The follower's connection to its database: the only writer there is.
 pub struct Target {
     path: PathBuf,
     conn: Connection,
     /// `PRAGMA data_version` after our last commit: it changes when another connection commits.
     data_version: i64,
+    /// Frames committed since the last checkpoint began; shared with [`Shared`], which starts checkpoints.
+    frames: Arc<AtomicU64>,
 }
 
 impl Target {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .db(path)?;
+        let conn = open_rw(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).db(path)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0).db(path)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).db(path)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::NotADatabase { path: path.to_owned(), reason: format!("journal mode {mode}, not WAL") });
         }
         // FULL: a transaction is on disk before the cursor that records it.
         conn.pragma_update(None, "synchronous", "FULL").db(path)?;
-        let mut target = Self { path: path.to_owned(), conn, data_version: 0 };
+        let mut target = Self { path: path.to_owned(), conn, data_version: 0, frames: Arc::default() };
         target.data_version = target.data_version()?;
         Ok(target)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn data_version(&self) -> Result<i64> {
@@ -138,6 +144,11 @@ impl Target {
     /// Whether another connection committed a transaction since our last one.
     pub fn written_by_others(&self) -> Result<bool> {
         Ok(self.data_version()? != self.data_version)
+    }
+
+    /// A PASSIVE checkpoint on this connection, for a copy that no one else reads yet.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).db(&self.path)
     }
 
     /// Page count and page 1's hash: what a cursor records of the database.
@@ -237,6 +248,7 @@ impl Target {
             });
         }
         let start_pages: u32 = tx.query_row("PRAGMA page_count", [], |r| r.get(0)).db(&path)?;
+        let mut written = 0u64;
         {
             let mut current = tx.prepare_cached("SELECT data FROM sqlite_dbpage WHERE pgno = ?1").db(&path)?;
             let mut insert = tx.prepare_cached("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?1, ?2)").db(&path)?;
@@ -248,6 +260,7 @@ impl Target {
                     }
                 }
                 insert.execute(params![pgno, page]).db(&path)?;
+                written += 1;
                 Ok(())
             };
             fill(&mut write)?;
@@ -257,8 +270,62 @@ impl Target {
             tx.execute("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?1, NULL)", [final_pages + 1]).db(&path)?;
         }
         tx.commit().db(&path)?;
+        self.frames.fetch_add(written, Ordering::Relaxed);
         self.data_version = self.data_version()?;
         Ok(())
+    }
+}
+
+fn open_rw(path: &Path) -> Result<Connection> {
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX).db(path)
+}
+
+/// The follower's database connection, used from blocking threads one call at a time.
+#[derive(Clone)]
+pub struct Shared {
+    target: Arc<std::sync::Mutex<Target>>,
+    path: PathBuf,
+    frames: Arc<AtomicU64>,
+}
+
+impl Shared {
+    pub fn new(target: Target) -> Self {
+        let (path, frames) = (target.path.clone(), target.frames.clone());
+        Self { target: Arc::new(std::sync::Mutex::new(target)), path, frames }
+    }
+
+    /// Open the database at `path`, on a blocking thread.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let owned = path.to_owned();
+        let target = tokio::task::spawn_blocking(move || Target::open(&owned)).await.map_err(std::io::Error::other);
+        Ok(Self::new(target.at(path)??))
+    }
+
+    /// Run blocking SQLite work on the database on a blocking thread, in the caller's span.
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Target) -> Result<T> + Send + 'static) -> Result<T> {
+        let target = self.target.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| f(&mut target.lock().unwrap_or_else(|p| p.into_inner()))))
+            .await
+            .map_err(std::io::Error::other)
+            .at(&self.path)?
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether enough has been written since the last checkpoint for the next one; the count starts over when so.
+    pub fn checkpoint_due(&self) -> bool {
+        self.frames.load(Ordering::Relaxed) >= CHECKPOINT_FRAMES && {
+            self.frames.store(0, Ordering::Relaxed);
+            true
+        }
+    }
+
+    /// A connection of the checkpointing thread to the same database.
+    pub fn checkpoint_connection(&self) -> Result<Connection> {
+        open_rw(&self.path)
     }
 }
 
@@ -266,6 +333,7 @@ impl Target {
 mod tests {
     use super::*;
     use crate::layout::Generation;
+    use crate::shipper::checkpointer::Checkpointer;
     use crate::wal::WalHeader;
 
     const PAGE: u32 = 512;
@@ -308,6 +376,52 @@ mod tests {
 
     fn decoded(index: u32, offset: u64, bytes: Vec<u8>) -> Decoded {
         Decoded { pos: Pos { index, offset }, created: std::time::SystemTime::now(), bytes }
+    }
+
+    /// A database in WAL mode holding `rows` rows of 1000 bytes.
+    fn database(path: &Path, rows: u32) {
+        let c = Connection::open(path).expect("open");
+        c.pragma_update(None, "journal_mode", "wal").expect("wal");
+        c.execute_batch(&format!(
+            "CREATE TABLE t (x); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+             INSERT INTO t SELECT randomblob(1000) FROM n;"
+        ))
+        .expect("fill");
+    }
+
+    #[test]
+    fn commits_leave_the_checkpoint_to_the_follower_whose_passive_one_lets_a_reader_keep_its_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (copy, source) = (dir.path().join("copy.db"), dir.path().join("source.db"));
+        database(&copy, 1);
+        database(&source, 5000);
+        let mut target = Target::open(&copy).expect("target");
+        let size = || std::fs::metadata(&copy).expect("copy").len();
+        let before = size();
+        let (pages, _) = target.replace_with(&source).expect("replace");
+        assert!(u64::from(pages) > CHECKPOINT_FRAMES);
+        assert_eq!(size(), before, "a checkpoint ran inside the commit");
+        let shared = Shared::new(target);
+        assert!(shared.checkpoint_due());
+        assert!(!shared.checkpoint_due(), "the count starts over once a checkpoint is due");
+
+        let reader = Connection::open_with_flags(&copy, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("reader");
+        let count = |c: &Connection| c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).expect("count");
+        reader.execute_batch("BEGIN").expect("begin");
+        assert_eq!(count(&reader), 5000);
+        let checkpointer =
+            Checkpointer::start(shared.checkpoint_connection().expect("connection"), copy.clone()).expect("start");
+        checkpointer.request();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while checkpointer.is_running() {
+            assert!(std::time::Instant::now() < deadline, "the checkpoint never ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(size() >= u64::from(pages) * 4096, "the checkpoint did not copy the pages into the database file");
+        assert_eq!(count(&reader), 5000, "the reader keeps its snapshot");
+        reader.execute_batch("COMMIT").expect("end");
+        let target = shared.target.lock().expect("target");
+        assert!(!target.written_by_others().expect("data_version"), "the checkpoint counted as another writer");
     }
 
     #[test]

@@ -20,15 +20,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use status::{FollowSnapshot, FollowStatus};
 
-use self::apply::Target;
+use self::apply::Shared;
 use self::cursor::{Cursor, CursorFile, Saved};
 use crate::client::Replica;
 use crate::error::{Error, IoContext, Result};
 use crate::layout::{Generation, Pos};
 use crate::restore;
+use crate::shipper::checkpointer::Checkpointer;
 
 /// How often an object store is asked for new segments (and the fallback for file replicas without file-system
 /// events). Around a busy writer's expected uploads a follower polls more often, and while idle it backs off to
@@ -97,16 +99,23 @@ impl Follower {
 
     /// Follow until `cancel`. Returns an error only for what retrying cannot fix (an unwritable output path, a file
     /// there that is not a follower's copy); replica errors are logged and retried, and the copy stays readable.
+    /// Its events are in a `follow` span naming the database and the replica.
     pub async fn run(self, cancel: CancellationToken) -> Result<()> {
+        let span = tracing::info_span!("follow", db = %self.opts.path.display(), replica = %self.replica_name);
+        // Every remote call ends when the follower is told to stop, even one the store never answers.
+        let opts = FollowOptions { replica: self.opts.replica.cancellable(cancel.clone()), ..self.opts };
+        Self { opts, ..self }.follow(cancel).instrument(span).await
+    }
+
+    async fn follow(self, cancel: CancellationToken) -> Result<()> {
         let wake = Arc::new(Notify::new());
         let watcher = source::watch_file_replica(&self.opts.replica, wake.clone());
         let events = watcher.is_some();
         let mut live = loop {
             match self.start().await {
                 Ok(Some(live)) => break live,
-                Ok(None) => {
-                    tracing::info!(replica = %self.replica_name, "no backup in the replica yet; waiting for one")
-                }
+                Ok(None) => tracing::info!("no backup in the replica yet; waiting for one"),
+                Err(_) if cancel.is_cancelled() => return Ok(()),
                 Err(e @ (Error::Replica(_) | Error::Corrupt { .. } | Error::Restore { .. })) => {
                     self.status.failed(&e);
                     tracing::warn!(error = %e, "follow: cannot restore yet; retrying");
@@ -117,11 +126,16 @@ impl Follower {
                 return Ok(());
             }
         };
-        tracing::info!(db = %self.opts.path.display(), generation = %live.cursor.generation, pos = %live.cursor.pos, "following");
+        tracing::info!(generation = %live.cursor.generation, pos = %live.cursor.pos, "following");
+        let path = &self.opts.path;
+        let checkpointer = Checkpointer::start(live.target.checkpoint_connection()?, path.clone()).at(path)?;
         let mut pace = pace::Pace::new(self.opts.poll_interval);
         let mut stuck = 0u32;
         let mut last_generation_check: Option<Instant> = None;
         while !cancel.is_cancelled() {
+            if !checkpointer.is_running() && live.target.checkpoint_due() {
+                checkpointer.request();
+            }
             if live.target.run(|t| t.written_by_others()).await? {
                 self.rebuild_written(&mut live, &cancel).await;
                 continue;
@@ -135,7 +149,9 @@ impl Follower {
                         if pace.backed_off() { IDLE_GENERATION_CHECK_INTERVAL } else { GENERATION_CHECK_INTERVAL };
                     if last_generation_check.is_none_or(|t| t.elapsed() >= every) {
                         last_generation_check = Some(Instant::now());
-                        if let Err(e) = self.check_generations(&mut live, false).await {
+                        if let Err(e) = self.check_generations(&mut live, false).await
+                            && !cancel.is_cancelled()
+                        {
                             self.status.failed(&e);
                             tracing::warn!(error = %e, "follow: looking for a new generation failed");
                         }
@@ -160,13 +176,16 @@ impl Follower {
                         tracing::error!(error = %e, "follow: cannot apply the replica's next segment; the copy stays at its last good state");
                         stuck = 0;
                         // The writer may have started over in a new generation, past the damage.
-                        if let Err(e) = self.check_generations(&mut live, true).await {
+                        if let Err(e) = self.check_generations(&mut live, true).await
+                            && !cancel.is_cancelled()
+                        {
                             self.status.failed(&e);
                             tracing::warn!(error = %e, "follow: looking for a new generation failed");
                         }
                     }
                     self.opts.poll_interval
                 }
+                Err(_) if cancel.is_cancelled() => break,
                 Err(Error::WrittenByOthers { .. }) => {
                     self.rebuild_written(&mut live, &cancel).await;
                     continue;
@@ -188,16 +207,17 @@ impl Follower {
             }
         }
         drop(watcher);
+        // Dropping it waits for a checkpoint in progress: not on the executor.
+        let _ = tokio::task::spawn_blocking(move || drop(checkpointer)).await;
         Ok(())
     }
 
     /// Rebuild a copy that another process wrote to.
     async fn rebuild_written(&self, live: &mut Live, cancel: &CancellationToken) {
-        tracing::warn!(
-            db = %self.opts.path.display(),
-            "the follower's database was written by another process; rebuilding it from the replica"
-        );
-        if let Err(e) = self.rebuild(live, None).await {
+        tracing::warn!("the follower's database was written by another process; rebuilding it from the replica");
+        if let Err(e) = self.rebuild(live, None).await
+            && !cancel.is_cancelled()
+        {
             self.status.failed(&e);
             tracing::error!(error = %e, "follow: rebuilding the copy failed; retrying");
             sleep_or_cancel(self.opts.poll_interval, cancel).await;
@@ -228,21 +248,15 @@ impl Follower {
                 Saved::Unreadable => None,
                 Saved::Cursor(c) => Some(c),
             };
-            let target = Shared::new(
-                blocking(path, {
-                    let path = path.clone();
-                    move || Target::open(&path)
-                })
-                .await?,
-            );
+            let target = Shared::open(path).await?;
             if let Some(cursor) = saved {
                 let fingerprint = target.run(|t| t.fingerprint()).await?;
                 if fingerprint == (cursor.db_pages, cursor.page1_hash) {
-                    tracing::info!(db = %path.display(), "resuming from the copy's last applied position");
+                    tracing::info!("resuming from the copy's last applied position");
                     return Ok(Some(Live { target, cursor, newest: SystemTime::UNIX_EPOCH, known: BTreeSet::new() }));
                 }
             }
-            tracing::warn!(db = %path.display(), "the copy is not what the follower last left; rebuilding it from the replica");
+            tracing::warn!("the copy is not what the follower last left; rebuilding it from the replica");
             let Some((cursor, newest)) = self.replace(&target, None).await? else {
                 return Err(Error::NoBackups(self.replica_name.clone()));
             };
@@ -255,13 +269,7 @@ impl Follower {
         cursor_file.save(&cursor)?;
         std::fs::rename(&next, path).at(path)?;
         std::fs::File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
-        let target = Shared::new(
-            blocking(path, {
-                let path = path.clone();
-                move || Target::open(&path)
-            })
-            .await?,
-        );
+        let target = Shared::open(path).await?;
         Ok(Some(Live { target, cursor, newest, known: BTreeSet::new() }))
     }
 
@@ -278,13 +286,7 @@ impl Follower {
         remove_db_files(&next);
         let opts = restore::RestoreOptions { output: next.clone(), parallelism: 4, full_integrity_check: false };
         restore::restore(replica, &plan, &opts, &|_| {}).await?;
-        let target = Shared::new(
-            blocking(&next, {
-                let next = next.clone();
-                move || Target::open(&next)
-            })
-            .await?,
-        );
+        let target = Shared::open(&next).await?;
         let (db_pages, page1_hash) = target.run(|t| t.fingerprint()).await?;
         let cursor = Cursor {
             generation: plan.generation.clone(),
@@ -298,6 +300,10 @@ impl Follower {
         let mut live = Live { target, cursor, newest: plan.snapshot.created, known: BTreeSet::new() };
         // Up to what the replica held when we looked: a busy writer would otherwise keep us from ever finishing.
         loop {
+            // Nobody reads the private copy: its checkpoints can run in line.
+            if live.target.checkpoint_due() {
+                live.target.run(|t| t.checkpoint()).await?;
+            }
             match self.step(&mut live).await? {
                 Step::Idle => break,
                 Step::Applied { error: Some(e), .. } => return Err(e),
@@ -340,7 +346,7 @@ impl Follower {
         let (cursor, commits, newest) =
             live.target.run(move |t| t.apply(&batch).map(|c| (c, batch.commits, batch.newest))).await?;
         let applied_at = started.elapsed();
-        CursorFile::for_db(&live.target.path()).save(&cursor)?;
+        CursorFile::for_db(live.target.path()).save(&cursor)?;
         tracing::debug!(
             segments = take,
             commits,
@@ -386,7 +392,6 @@ impl Follower {
             return Ok(());
         }
         tracing::info!(
-            db = %self.opts.path.display(),
             from = %live.cursor.generation,
             to = %best.generation,
             "switching to the replica's newer generation"
@@ -448,33 +453,5 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
         _ = cancel.cancelled() => true,
         _ = tokio::time::sleep(d) => false,
-    }
-}
-
-async fn blocking<T: Send + 'static>(path: &Path, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other).at(path)?
-}
-
-/// The follower's database connection, used from blocking threads one call at a time.
-#[derive(Clone)]
-struct Shared(Arc<std::sync::Mutex<Target>>);
-
-impl Shared {
-    fn new(target: Target) -> Self {
-        Self(Arc::new(std::sync::Mutex::new(target)))
-    }
-
-    /// Run blocking SQLite work on the database on a blocking thread.
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Target) -> Result<T> + Send + 'static) -> Result<T> {
-        let shared = self.0.clone();
-        let path = self.path();
-        tokio::task::spawn_blocking(move || f(&mut shared.lock().unwrap_or_else(|p| p.into_inner())))
-            .await
-            .map_err(std::io::Error::other)
-            .at(path)?
-    }
-
-    fn path(&self) -> PathBuf {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).path().to_owned()
     }
 }

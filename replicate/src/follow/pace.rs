@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 const FINE: u32 = 8;
 /// Idle polls space out, doubling, up to this many poll intervals.
 pub const MAX_IDLE_FACTOR: u32 = 10;
+/// A writer's default `sync-interval` for an object store: arrivals up to four of these apart (or four poll
+/// intervals, if longer) are one busy stretch. Measured in poll intervals alone, a follower polling more often than
+/// the writer uploads would never learn the writer's rhythm, and would back off between its rounds.
+const WRITER_ROUND: Duration = Duration::from_secs(1);
 
 pub struct Pace {
     poll: Duration,
@@ -46,9 +50,10 @@ impl Pace {
         };
         let since = self.last_found.map(|t| arrival.saturating_duration_since(t));
         // Only arrivals of one busy stretch say anything about the writer's rhythm.
+        let stretch = self.poll.max(WRITER_ROUND) * 4;
         self.cadence = match (since, self.cadence) {
-            (Some(d), Some(c)) if d <= self.poll * 4 => Some((c * 3 + d) / 4),
-            (Some(d), None) if d <= self.poll * 4 => Some(d),
+            (Some(d), Some(c)) if d <= stretch => Some((c * 3 + d) / 4),
+            (Some(d), None) if d <= stretch => Some(d),
             _ => None,
         };
         self.last_found = Some(arrival);
@@ -104,7 +109,11 @@ mod tests {
 
     /// When each round is seen, for rounds arriving at `rounds` (from the first poll), and the polls made.
     fn follow(rounds: &[Duration]) -> (Vec<Duration>, usize) {
-        let mut pace = Pace::new(P);
+        follow_polling(P, rounds)
+    }
+
+    fn follow_polling(poll: Duration, rounds: &[Duration]) -> (Vec<Duration>, usize) {
+        let mut pace = Pace::new(poll);
         let start = Instant::now();
         let mut now = start;
         let mut next_round = 0;
@@ -147,5 +156,17 @@ mod tests {
         let settled = &delays[5..];
         assert!(settled.iter().all(|d| *d <= P / FINE + Duration::from_millis(1)), "{settled:?}");
         assert!(polls <= 40 * 4, "{polls} polls for 40 rounds");
+    }
+
+    #[test]
+    fn a_poll_interval_shorter_than_the_writers_rounds_does_not_back_off_between_them() {
+        // A writer uploading every 1 s, a follower asked to poll every 100 ms.
+        let poll = Duration::from_millis(100);
+        let rounds: Vec<Duration> = (0..40).map(|k| Duration::from_millis(300 + 1000 * k)).collect();
+        let (delays, polls) = follow_polling(poll, &rounds);
+        // The cadence it starts from is the poll interval: it takes a few rounds to learn the writer's.
+        let settled = &delays[10..];
+        assert!(settled.iter().all(|d| *d <= poll / FINE + Duration::from_millis(1)), "{settled:?}");
+        assert!(polls <= 40 * 25, "{polls} polls for 40 rounds");
     }
 }

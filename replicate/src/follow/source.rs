@@ -78,7 +78,7 @@ pub fn watch_file_replica(replica: &Replica, wake: Arc<Notify>) -> Option<notify
     match watcher.watch(&root, RecursiveMode::Recursive) {
         Ok(()) => Some(watcher),
         Err(e) => {
-            tracing::debug!(replica = %replica.describe(), error = %e, "no file-system events for the replica; polling");
+            tracing::debug!(error = %e, "no file-system events for the replica; polling");
             None
         }
     }

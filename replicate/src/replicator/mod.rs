@@ -109,7 +109,7 @@ impl DbReplicator {
             };
             // Every remote call ends when its task is told to stop, even one the store never answers.
             let opts = ReplicaOptions { replica: r.replica.cancellable(upload_stop.clone()), ..r.clone() };
-            let task = upload::upload_loop(i, opts, spool.clone(), self.status.clone(), signals);
+            let task = upload::upload_loop(i, opts, staging_interval, spool.clone(), self.status.clone(), signals);
             tasks.spawn(task.instrument(replica_span(&r.replica)));
         }
         for (i, r) in self.replicas.iter().enumerate() {

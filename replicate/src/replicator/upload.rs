@@ -1,5 +1,10 @@
 //! One uploader per replica: sends the spool's pending entries in order, at most one round per `sync-interval`,
 //! and backs off while the replica fails; the entries wait in the spool meanwhile.
+//!
+//! Where the WAL is staged at this replica's `sync-interval` (no other replica has a shorter one), the staging already
+//! makes at most one round per interval, and each freshly staged segment is sent at once: a round timer of the
+//! uploader's own, not aligned with the staging's, would add up to another interval to the replication lag. Only
+//! where another replica has the WAL staged more often does the uploader pace its rounds itself.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,15 +33,18 @@ pub(super) struct UploadSignals {
     pub stop: CancellationToken,
 }
 
+/// `staging_interval` is the time the sync loop leaves between stagings: the shortest `sync-interval` of all replicas.
 pub(super) async fn upload_loop(
     i: usize,
     opts: ReplicaOptions,
+    staging_interval: Duration,
     spool: Arc<Spool>,
     status: StatusHandle,
     signals: UploadSignals,
 ) {
     let UploadSignals { wake, sync_wake, drain, stop } = signals;
     let replica = &opts.replica;
+    let paced_by_staging = opts.sync_interval <= staging_interval;
     let mut backoff = Backoff::new(UPLOAD_BACKOFF_MAX);
     let mut drain_retried = false;
     // Generations checked for a snapshot in this replica, and whether it had one. Segments of a generation the
@@ -144,8 +152,9 @@ pub(super) async fn upload_loop(
                 }
             }
         }
-        // At most one upload round per sync interval.
-        if let Some(rest) = opts.sync_interval.checked_sub(started.elapsed())
+        // At most one upload round per sync interval, where the staging does not see to that already.
+        if !paced_by_staging
+            && let Some(rest) = opts.sync_interval.checked_sub(started.elapsed())
             && !rest.is_zero()
             && !backoff.failing()
         {

@@ -11,7 +11,7 @@
 
 mod applocks;
 mod checkpoint;
-mod checkpointer;
+pub(crate) mod checkpointer;
 mod cooperate;
 mod copy;
 mod generation;
