@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -29,9 +29,6 @@ const RING: usize = 1024;
 const PUBLISH_CHUNK: i64 = 256;
 /// Events a watcher catching up reads from the log at once: the most it holds beyond its cursor.
 const CATCH_UP_CHUNK: i64 = 64;
-
-/// A store's ring, while anyone watches it.
-pub(crate) type Fanout = Mutex<Option<broadcast::Sender<Arc<WatchEvent>>>>;
 
 impl Store {
     /// Every event after revision `rv`, then live events as they commit, until `cancel` or the session is

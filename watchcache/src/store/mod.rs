@@ -28,6 +28,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde_json::Value;
 
 use crate::error::SqlContext;
+use crate::event::WatchEvent;
 use crate::names::{
     Names, create_generation, create_view, drop_generation, live_generation, read_meta, read_meta_u64, write_meta,
 };
@@ -258,8 +259,8 @@ pub(crate) struct Inner {
     warming: AtomicBool,
     /// Events a watcher may fall behind before it is cut off.
     pub(crate) watch_lag_limit: AtomicUsize,
-    /// The ring watchers follow (see `crate::watch`).
-    pub(crate) fanout: crate::watch::Fanout,
+    /// The ring watchers follow (see `crate::watch`), while anyone watches.
+    pub(crate) fanout: Mutex<Option<tokio::sync::broadcast::Sender<Arc<WatchEvent>>>>,
 }
 
 fn now_ms() -> i64 {
