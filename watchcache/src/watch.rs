@@ -117,7 +117,16 @@ async fn publish(
         }
         let s = store.clone();
         let from = last_seq;
-        let read = tokio::task::spawn_blocking(move || s.events_after_seq(from, PUBLISH_CHUNK)).await;
+        let read = tokio::task::spawn_blocking(move || -> Result<Vec<WatchEvent>> {
+            let evs = s.events_after_seq(from, PUBLISH_CHUNK)?;
+            // encoded here, off the executor, so no watcher waits for (or blocks a worker thread on) the first
+            // encoding of an event everyone sends
+            for e in &evs {
+                e.wire_line();
+            }
+            Ok(evs)
+        })
+        .await;
         let evs = match read.map_err(|e| Error::Join(e.to_string())).and_then(|r| r) {
             Ok(evs) => evs,
             Err(e) => {
