@@ -29,6 +29,7 @@ use crate::client::Replica;
 use crate::error::{Error, IoContext, Result};
 use crate::layout::{Generation, Pos};
 use crate::restore;
+use crate::sync::lock;
 
 /// How often an object store is asked for new segments (and the fallback for file replicas without file-system
 /// events). Around a busy writer's expected uploads a follower polls more often, and while idle it backs off to
@@ -468,13 +469,10 @@ impl Shared {
     async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Target) -> Result<T> + Send + 'static) -> Result<T> {
         let shared = self.0.clone();
         let path = self.path();
-        tokio::task::spawn_blocking(move || f(&mut shared.lock().unwrap_or_else(|p| p.into_inner())))
-            .await
-            .map_err(std::io::Error::other)
-            .at(path)?
+        tokio::task::spawn_blocking(move || f(&mut lock(&shared))).await.map_err(std::io::Error::other).at(path)?
     }
 
     fn path(&self) -> PathBuf {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).path().to_owned()
+        lock(&self.0).path().to_owned()
     }
 }
