@@ -1,10 +1,11 @@
 //! WAL checkpoints off the commit path.
 //!
 //! SQLite's automatic checkpoint runs inside the commit that takes the WAL past its threshold: that write (and
-//! the watch event it logged) waits for the WAL to be copied into the database file and synced before the
-//! store can announce it, about once every hundred single-object writes. Here the writer connection only notes
-//! the WAL's size after each commit, and a thread of the database runs the checkpoint on a connection of its
-//! own (a PASSIVE checkpoint goes on beside the writer and the readers) while the writer carries on.
+//! the watch event it logged) waits for the WAL to be copied into the database file and synced before the store
+//! can announce it (up to 131 ms in a fan-out run at 5,000 pods, where a write commits in about 1 ms). Here the
+//! writer connection only notes the WAL's size after each commit, and a thread of the database runs the
+//! checkpoint on a connection of its own (a PASSIVE checkpoint goes on beside the writer and the readers) while
+//! the writer carries on.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
