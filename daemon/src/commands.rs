@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use litecar_replicate::restore::{self, Plan, RestoreOptions, Target};
 use litecar_replicate::{Generation, Replica};
+use litecar_rest::sync::lock;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -386,7 +387,7 @@ impl Progress {
             bar.set_position(downloaded);
             return;
         }
-        let mut last = self.last_log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = lock(&self.last_log);
         if last.elapsed() >= std::time::Duration::from_secs(5) {
             *last = std::time::Instant::now();
             tracing::info!(downloaded, total = self.total, "restore progress");

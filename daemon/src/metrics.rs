@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use litecar_replicate::OpObserver;
 use litecar_replicate::replicator::{APP_WAIT_BUCKETS, StatusHandle, WaitHistogram};
+use litecar_rest::sync::lock;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
@@ -100,26 +101,23 @@ impl Metrics {
     }
 
     pub fn add_db(&self, db: DbHandle) {
-        self.dbs.lock().unwrap_or_else(|p| p.into_inner()).push(db);
+        lock(&self.dbs).push(db);
     }
 
     pub fn add_readiness_check(&self, check: ReadinessCheck) {
-        self.checks.lock().unwrap_or_else(|p| p.into_inner()).push(check);
+        lock(&self.checks).push(check);
     }
 
     pub fn add_follower(&self, path: PathBuf, status: Arc<litecar_replicate::follow::FollowStatus>) {
-        self.followers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(crate::follow_metrics::FollowerHandle { path, status });
+        lock(&self.followers).push(crate::follow_metrics::FollowerHandle { path, status });
     }
 
     fn followers(&self) -> Vec<crate::follow_metrics::FollowerHandle> {
-        self.followers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.followers).clone()
     }
 
     pub fn dbs(&self) -> Vec<DbHandle> {
-        self.dbs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.dbs).clone()
     }
 
     /// The text exposition format of every metric.
@@ -160,7 +158,7 @@ impl Metrics {
                 }
             }
         }
-        let checks = self.checks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let checks = lock(&self.checks).clone();
         for check in checks {
             problems.extend(check());
         }
@@ -248,7 +246,7 @@ impl Collector for ReplicationCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let dbs = self.dbs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let dbs = lock(&self.dbs).clone();
         let mut out = Families::new();
         let now = SystemTime::now();
         for db in dbs {

@@ -134,6 +134,7 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use litecar_rest::sync::lock;
     use std::sync::{Arc, Mutex};
 
     #[tokio::test]
@@ -169,12 +170,12 @@ mod tests {
                 t.cancelled().await;
                 // a later phase must not be cancelled while an earlier one is still draining
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                order.lock().unwrap_or_else(|p| p.into_inner()).push(name);
+                lock(&order).push(name);
                 Ok(())
             });
         }
         s.shutdown(Duration::from_secs(5)).await;
-        assert_eq!(*order.lock().unwrap_or_else(|p| p.into_inner()), ["rest", "db", "metrics"]);
+        assert_eq!(*lock(&order), ["rest", "db", "metrics"]);
     }
 
     #[tokio::test]
@@ -185,10 +186,10 @@ mod tests {
         let flag = stopped.clone();
         s.spawn("metrics", Phase::Observability, move |t| async move {
             t.cancelled().await;
-            *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            *lock(&flag) = true;
             Ok(())
         });
         s.shutdown(Duration::from_millis(50)).await;
-        assert!(*stopped.lock().unwrap_or_else(|p| p.into_inner()));
+        assert!(*lock(&stopped));
     }
 }

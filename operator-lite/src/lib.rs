@@ -5,13 +5,15 @@
 pub mod config;
 pub mod initdb;
 pub mod manifest;
+pub mod names;
 pub mod pod;
 pub mod render;
 pub mod sidecar;
 pub mod types;
 pub mod validate;
 
-pub use render::{RenderOptions, Rendered, render};
+pub use pod::RenderOptions;
+pub use render::{Rendered, render};
 pub use types::{SqliteDatabase, SqliteDatabaseSpec, SqliteDatabaseStatus};
 
 /// The CustomResourceDefinition, as `litecar-operator crd` prints it and the chart ships it.

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::Value;
 
-use crate::render::{RenderError, RenderOptions, namespace, render};
+use crate::names::namespace;
+use crate::pod::RenderOptions;
+use crate::render::{RenderError, render};
 use crate::sidecar;
 use crate::types::SqliteDatabase;
 

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::config::{self, LitecarConfig};
-use crate::render::{Names, RenderOptions, name};
+use crate::names::{Names, name};
 use crate::types::SqliteDatabase;
 
 /// The image's non-root user (distroless's `nonroot`).
@@ -14,6 +14,19 @@ pub const INIT_SCRIPT_DIR: &str = "/etc/litecar-init";
 pub const VOLUME_PREFIX: &str = "litecar-";
 pub const DATA_VOLUME: &str = "litecar-data";
 const OPERATOR_BIN: &str = "/usr/local/bin/litecar-operator";
+
+/// Options that come from the operator rather than from the resource.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// The litecar image, unless the resource names one.
+    pub image: String,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        Self { image: format!("litecar:{}", env!("CARGO_PKG_VERSION")) }
+    }
+}
 
 pub fn image(db: &SqliteDatabase, opts: &RenderOptions) -> String {
     db.spec.litecar.as_ref().and_then(|l| l.image.clone()).unwrap_or_else(|| opts.image.clone())

@@ -9,7 +9,8 @@ use kube::Resource;
 use serde_json::{Value, json};
 
 use crate::config::{self, LitecarConfig};
-use crate::pod;
+use crate::names::{Names, name, namespace};
+use crate::pod::{self, RenderOptions};
 use crate::types::SqliteDatabase;
 use crate::validate::{SpecError, resource_key, validate};
 
@@ -54,47 +55,6 @@ impl Rendered {
 
 fn to_value<T: serde::Serialize>(t: &T) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
-}
-
-pub struct Names;
-
-impl Names {
-    pub fn pvc(db: &str) -> String {
-        format!("{db}-db-storage")
-    }
-    pub fn config_map(db: &str) -> String {
-        format!("{db}-litecar")
-    }
-    pub fn deployment(db: &str) -> String {
-        db.to_owned()
-    }
-    pub fn service(db: &str) -> String {
-        format!("{db}-service")
-    }
-    pub fn ingress(db: &str) -> String {
-        format!("{db}-ingress")
-    }
-}
-
-/// Options that come from the operator rather than from the resource.
-#[derive(Debug, Clone)]
-pub struct RenderOptions {
-    /// The litecar image, unless the resource names one.
-    pub image: String,
-}
-
-impl Default for RenderOptions {
-    fn default() -> Self {
-        Self { image: format!("litecar:{}", env!("CARGO_PKG_VERSION")) }
-    }
-}
-
-pub fn name(db: &SqliteDatabase) -> String {
-    db.metadata.name.clone().unwrap_or_default()
-}
-
-pub fn namespace(db: &SqliteDatabase) -> String {
-    db.metadata.namespace.clone().unwrap_or_else(|| "default".into())
 }
 
 /// The SQLite Operator's labels, so a migrated Deployment keeps its (immutable) selector.

@@ -5,8 +5,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
 
 use crate::config;
-use crate::pod;
-use crate::render::{INSTANCE_LABEL, Names, RenderError, RenderOptions, config_hash, name};
+use crate::names::{Names, name};
+use crate::pod::{self, RenderOptions};
+use crate::render::{INSTANCE_LABEL, RenderError, config_hash};
 use crate::types::SqliteDatabase;
 use crate::validate::{resource_key, validate};
 

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use litecar_operator::config::litecar_config;
-use litecar_operator::render::{RenderOptions, render};
+use litecar_operator::render::render;
 use litecar_operator::types::*;
-use litecar_operator::{SqliteDatabase, sidecar};
+use litecar_operator::{RenderOptions, SqliteDatabase, sidecar};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;

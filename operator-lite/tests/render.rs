@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::apps::v1::Deployment;
 use litecar_operator::config::litecar_config;
 use litecar_operator::manifest::{self, ManifestError};
-use litecar_operator::render::{RenderError, RenderOptions, render, to_yaml_stream};
+use litecar_operator::render::{RenderError, render, to_yaml_stream};
 use litecar_operator::sidecar;
-use litecar_operator::{SqliteDatabase, crd_yaml};
+use litecar_operator::{RenderOptions, SqliteDatabase, crd_yaml};
 use serde_json::Value;
 
 fn root() -> PathBuf {

@@ -8,8 +8,16 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ObjectClient, ObjectInfo};
+use crate::client::{ObjectClient, ObjectInfo, Replica};
 use crate::error::ReplicaError;
+
+impl Replica {
+    /// This replica with every call bound to `cancel`: once it is cancelled, calls in flight and new ones end at
+    /// once with [`ReplicaError::Cancelled`].
+    pub fn cancellable(&self, cancel: CancellationToken) -> Self {
+        self.clone().wrap_client(|client| Arc::new(CancellableClient::new(client, cancel)))
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct CancellableClient {

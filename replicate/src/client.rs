@@ -131,13 +131,6 @@ impl Replica {
         Self { client: wrap(self.client.clone()), ..self }
     }
 
-    /// This replica with every call bound to `cancel`: once it is cancelled, calls in flight and new ones end at
-    /// once with [`ReplicaError::Cancelled`].
-    pub fn cancellable(&self, cancel: tokio_util::sync::CancellationToken) -> Self {
-        let client = Arc::new(crate::cancel::CancellableClient::new(self.client.clone(), cancel));
-        Self { client, ..self.clone() }
-    }
-
     async fn retried<T, Fut>(&self, op: impl FnMut() -> Fut) -> Result<T, ReplicaError>
     where
         Fut: std::future::Future<Output = Result<T, ReplicaError>>,

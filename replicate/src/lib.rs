@@ -26,6 +26,7 @@ pub mod sftp;
 mod shipper;
 mod spool;
 mod state;
+mod sync;
 pub mod validate;
 mod wal;
 mod watch;

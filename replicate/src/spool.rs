@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use crate::error::{IoContext, Result};
 use crate::layout::{self, Generation, Pos};
+use crate::sync::lock;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SpoolKey {
@@ -139,7 +140,7 @@ impl Spool {
 
     /// Register a file already written (atomically) at [`Spool::path_for`].
     pub fn insert(&self, key: SpoolKey, path: PathBuf, size: u64, created: SystemTime) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = lock(&self.inner);
         // Staging a key again replaced its file: one upload of the new file stands for both, and the older entry
         // must not delete the file once it is uploaded (an upload in flight finds its entry gone and leaves it).
         let seq = inner.next_seq;
@@ -153,30 +154,30 @@ impl Spool {
 
     /// Entries replica `replica` still has to upload, oldest first.
     pub fn pending(&self, replica: usize) -> Vec<SpoolEntry> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = lock(&self.inner);
         inner.entries.values().filter(|(_, need)| need[replica]).map(|(e, _)| e.clone()).collect()
     }
 
     /// When the oldest entry replica `replica` still needs was staged: how far behind it is.
     pub fn oldest_pending(&self, replica: usize) -> Option<SystemTime> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = lock(&self.inner);
         inner.entries.values().filter(|(_, need)| need[replica]).map(|(e, _)| e.created).min()
     }
 
     /// Total bytes of entries some replica still needs.
     pub fn pending_bytes(&self) -> u64 {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = lock(&self.inner);
         inner.entries.values().map(|(e, _)| e.size).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).entries.is_empty()
+        lock(&self.inner).entries.is_empty()
     }
 
     /// Record that `replica` has `entry`; the file goes once every replica has it.
     pub fn mark_uploaded(&self, replica: usize, entry: &SpoolEntry) {
         let remove = {
-            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut inner = lock(&self.inner);
             let Some((_, need)) = inner.entries.get_mut(&entry.seq) else {
                 return;
             };
@@ -198,7 +199,7 @@ impl Spool {
     /// deleted it), no replica can ever have it. Drop it for every replica, so that it stops holding up the queue,
     /// and remember the loss for [`Spool::take_lost`]. Returns whether the entry was lost.
     pub fn discard_if_lost(&self, entry: &SpoolEntry) -> bool {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = lock(&self.inner);
         // Checked under the lock: a re-staged key replaces its file by rename, so a pending entry's file is missing
         // only if it really was lost.
         if !inner.entries.contains_key(&entry.seq)
@@ -214,7 +215,7 @@ impl Spool {
 
     /// Whether replica `replica` still has a snapshot of `generation` to upload.
     pub fn snapshot_pending(&self, replica: usize, generation: &Generation) -> bool {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = lock(&self.inner);
         inner.entries.values().any(|(e, need)| {
             need[replica] && matches!(&e.key, SpoolKey::Snapshot { generation: g, .. } if g == generation)
         })
@@ -226,13 +227,13 @@ impl Spool {
         for entry in self.pending(replica).into_iter().filter(|e| e.key.generation() == generation) {
             self.mark_uploaded(replica, &entry);
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = lock(&self.inner);
         inner.lost.push(Loss::NoSnapshot { replica: replica_name, generation: generation.clone() });
     }
 
     /// The losses found since the last call, oldest first.
     pub fn take_lost(&self) -> Vec<Loss> {
-        std::mem::take(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()).lost)
+        std::mem::take(&mut lock(&self.inner).lost)
     }
 }
 

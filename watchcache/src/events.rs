@@ -63,8 +63,9 @@ impl Store {
         self.read(|c, n| self.list_since_in(c, n, rv)).map(|(evs, _)| evs)
     }
 
-    /// Also returns the highest seq at the time of reading, so a session continues exactly after it.
-    fn list_since_in(&self, c: &rusqlite::Connection, n: &Names, rv: u64) -> Result<(Vec<WatchEvent>, i64)> {
+    /// The compaction point's seq, if the log can answer from revision `rv`: `Expired` if it is compacted away,
+    /// `TooNew` if the store has not reached it.
+    fn servable(&self, c: &rusqlite::Connection, rv: u64) -> Result<i64> {
         let (crv, cseq) = self.compacted(c)?;
         if rv < crv {
             return Err(self.expired(rv, crv));
@@ -73,6 +74,12 @@ impl Store {
         if rv > current {
             return Err(Error::TooNew { resource: self.name().to_owned(), requested: rv, current });
         }
+        Ok(cseq)
+    }
+
+    /// Also returns the highest seq at the time of reading, so a session continues exactly after it.
+    fn list_since_in(&self, c: &rusqlite::Connection, n: &Names, rv: u64) -> Result<(Vec<WatchEvent>, i64)> {
+        let cseq = self.servable(c, rv)?;
         let evs = self.rows(c, n, "e.rv > ?1 AND e.seq > ?2 ORDER BY e.seq", params![rv as i64, cseq])?;
         let max: i64 = c
             .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{}""#, n.events), [], |r| r.get(0))
@@ -235,14 +242,7 @@ impl Store {
     /// The sequence number after which the events newer than `rv` start (revisions grow with it past the
     /// compaction point).
     pub(crate) fn start_seq(&self, c: &rusqlite::Connection, n: &Names, rv: u64) -> Result<i64> {
-        let (crv, cseq) = self.compacted(c)?;
-        if rv < crv {
-            return Err(self.expired(rv, crv));
-        }
-        let current = read_meta_u64(c, &self.inner.p, "last_rv")?.unwrap_or(0);
-        if rv > current {
-            return Err(Error::TooNew { resource: self.name().to_owned(), requested: rv, current });
-        }
+        let cseq = self.servable(c, rv)?;
         let seq: i64 = c
             .query_row(&format!(r#"SELECT IFNULL(MAX(seq), 0) FROM "{}" WHERE rv <= ?1"#, n.events), [rv as i64], |r| {
                 r.get(0)

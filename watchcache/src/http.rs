@@ -56,12 +56,9 @@ impl K8sApi {
     }
 }
 
-/// The steve-style `/k8s` routes and the Kubernetes-compatible read API (`/api`, `/apis`).
-pub fn router(state: K8sApi) -> axum::Router {
-    axum::Router::new()
-        .route("/k8s/{group}/{version}/{resource}", axum::routing::get(get))
-        .with_state(state.clone())
-        .merge(crate::kube_api::routes(state))
+/// The steve-style `/k8s` routes.
+pub(crate) fn routes(state: K8sApi) -> axum::Router {
+    axum::Router::new().route("/k8s/{group}/{version}/{resource}", axum::routing::get(get)).with_state(state)
 }
 
 pub(crate) fn status(code: StatusCode, reason: &str, message: String) -> Response {

@@ -13,8 +13,7 @@
 mod error;
 mod event;
 mod events;
-pub mod http;
-pub use http::{K8sApi, router};
+mod http;
 mod ingest;
 mod keyset;
 mod kube_api;
@@ -32,7 +31,8 @@ mod watch;
 
 pub use error::{Error, Result};
 pub use event::{EventType, WatchEvent};
-pub use ingest::{IngestOptions, ResourceSpec, ingest};
+pub use http::K8sApi;
+pub use ingest::{ResourceSpec, ingest};
 pub use kube_api::auth_status::kube_auth_status;
 pub use kube_api::table::{IncludeObject, to_table, wants_table};
 pub use watch::WatchSession;
@@ -42,3 +42,9 @@ pub use query::{Filter, FilterOp, ListOptions, ListResult, SortKey};
 pub use repository::Repository;
 pub use resource::{ResourceType, object_key};
 pub use store::{Database, IndexFunc, Indexers, Store, StoreConfig, WriteOp};
+
+/// The steve-style `/k8s` routes and the Kubernetes-compatible read API (`/api`, `/apis`) over the stores of
+/// `state`.
+pub fn router(state: K8sApi) -> axum::Router {
+    http::routes(state.clone()).merge(kube_api::routes(state))
+}

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -29,9 +29,6 @@ const RING: usize = 1024;
 const PUBLISH_CHUNK: i64 = 256;
 /// Events a watcher catching up reads from the log at once: the most it holds beyond its cursor.
 const CATCH_UP_CHUNK: i64 = 64;
-
-/// A store's ring, while anyone watches it.
-pub(crate) type Fanout = Mutex<Option<broadcast::Sender<Arc<WatchEvent>>>>;
 
 impl Store {
     /// Every event after revision `rv`, then live events as they commit, until `cancel` or the session is
@@ -120,7 +117,16 @@ async fn publish(
         }
         let s = store.clone();
         let from = last_seq;
-        let read = tokio::task::spawn_blocking(move || s.events_after_seq(from, PUBLISH_CHUNK)).await;
+        let read = tokio::task::spawn_blocking(move || -> Result<Vec<WatchEvent>> {
+            let evs = s.events_after_seq(from, PUBLISH_CHUNK)?;
+            // encoded here, off the executor, so no watcher waits for (or blocks a worker thread on) the first
+            // encoding of an event everyone sends
+            for e in &evs {
+                e.wire_line();
+            }
+            Ok(evs)
+        })
+        .await;
         let evs = match read.map_err(|e| Error::Join(e.to_string())).and_then(|r| r) {
             Ok(evs) => evs,
             Err(e) => {

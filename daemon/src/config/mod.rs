@@ -5,9 +5,12 @@
 
 mod duration;
 mod env;
+mod follow;
 pub mod keys;
 pub mod redact;
+mod replica;
 mod resolve;
+mod rest;
 mod s3;
 mod sftp;
 mod tree;
@@ -17,11 +20,11 @@ use std::path::{Path, PathBuf};
 
 pub use duration::{GoDuration, go_format};
 pub use env::{expand_env, expand_home, expand_with};
+pub use follow::FollowSettings;
 pub use keys::UnknownKey;
-pub use resolve::{
-    DEFAULT_SHUTDOWN_TIMEOUT, DbSettings, FollowSettings, Inherited, JwtKey, Problem, ReplicaSettings, RestAuth,
-    RestSettings, RestTls, Settings, resolve_replica,
-};
+pub use replica::{Inherited, ReplicaSettings, resolve_replica};
+pub use resolve::{DEFAULT_SHUTDOWN_TIMEOUT, DbSettings, Problem, Settings};
+pub use rest::{JwtKey, RestAuth, RestSettings, RestTls};
 pub use types::*;
 
 /// Where a config file is looked for when `-config` is not given, in order; the first that is set (variables) or

@@ -1,6 +1,13 @@
-//! S3 addresses as Litestream reads them: provider hosts inside `s3://` URLs, endpoints written without a scheme,
-//! and values that cannot be an address at all (a `<placeholder>` left in), which are refused here, naming the key,
-//! rather than reaching the HTTP client.
+//! S3 replica entries as Litestream reads them: provider hosts inside `s3://` URLs, endpoints written without a
+//! scheme, credentials from the entry, the top of the file, the environment or a file, and values that cannot be
+//! an address at all (a `<placeholder>` left in), which are refused here, naming the key, rather than reaching the
+//! HTTP client.
+
+use litecar_replicate::backend::S3Settings;
+
+use super::replica::{Inherited, env, secret_file};
+use super::resolve::{Problem, problem};
+use super::types::ReplicaConfig;
 
 /// What an `s3://HOST/path` URL's host says.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -97,6 +104,69 @@ pub fn bucket(raw: &str) -> Result<(), String> {
         return Err(format!("{raw:?} is not a bucket name ({c:?} is not allowed; a placeholder left in the file?)"));
     }
     Ok(())
+}
+
+/// The S3 settings of replica entry `key`, its URL split into host and path when it has one.
+pub fn settings(
+    r: &ReplicaConfig,
+    url: Option<&(String, String)>,
+    inherited: &Inherited,
+    key: &str,
+) -> Result<S3Settings, Problem> {
+    let k = |field: &str| format!("{key}.{field}");
+    let from_url = match url {
+        Some((host, _)) if host.is_empty() => return Err(problem(k("url"), "the s3 URL has no bucket")),
+        Some((host, _)) => parse_host(host),
+        None => S3Host::default(),
+    };
+    // Fields set in the entry win over what the URL says, as in Litestream.
+    let bucket = r.bucket.clone().filter(|b| !b.is_empty()).unwrap_or(from_url.bucket);
+    let bucket_key = if r.bucket.is_some() || url.is_none() { k("bucket") } else { k("url") };
+    if bucket.is_empty() {
+        return Err(problem(bucket_key, "type s3 needs a bucket"));
+    }
+    self::bucket(&bucket).map_err(|m| problem(bucket_key, m))?;
+    let endpoint = match r.endpoint.as_deref().filter(|e| !e.trim().is_empty()) {
+        Some(e) => Some(self::endpoint(e).map_err(|m| problem(k("endpoint"), m))?),
+        None => from_url.endpoint,
+    };
+    let region = r
+        .region
+        .clone()
+        .filter(|r| !r.is_empty())
+        .or(from_url.region)
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"));
+    let access_key_id = r
+        .access_key_id
+        .clone()
+        .or_else(|| inherited.access_key_id.clone())
+        .or_else(|| env("LITESTREAM_ACCESS_KEY_ID"))
+        .or(secret_file(&r.access_key_id_file, &k("access-key-id-file"))?)
+        .filter(|v| !v.is_empty());
+    let secret_access_key = r
+        .secret_access_key
+        .clone()
+        .or_else(|| inherited.secret_access_key.clone())
+        .or_else(|| env("LITESTREAM_SECRET_ACCESS_KEY"))
+        .or(secret_file(&r.secret_access_key_file, &k("secret-access-key-file"))?)
+        .filter(|v| !v.is_empty());
+    if access_key_id.is_some() != secret_access_key.is_some() {
+        let missing = if access_key_id.is_some() { "secret-access-key" } else { "access-key-id" };
+        return Err(problem(k(missing), "set both access-key-id and secret-access-key, or neither"));
+    }
+    let path = r.path.clone().or_else(|| url.map(|(_, p)| p.clone())).unwrap_or_default();
+    Ok(S3Settings {
+        bucket,
+        path,
+        region,
+        force_path_style: r.force_path_style.or(from_url.force_path_style.then_some(true)),
+        endpoint,
+        skip_verify: r.skip_verify.unwrap_or(false),
+        access_key_id,
+        secret_access_key,
+        session_token: None,
+    })
 }
 
 #[cfg(test)]

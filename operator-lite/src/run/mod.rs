@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
+use litecar_operator::RenderOptions;
 use litecar_operator::SqliteDatabase;
-use litecar_operator::render::RenderOptions;
 use litecar_operator::sidecar;
 use tokio_util::sync::CancellationToken;
 

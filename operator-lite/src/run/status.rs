@@ -3,7 +3,7 @@
 
 use k8s_openapi::jiff::Timestamp;
 use litecar_operator::types::{Condition, EndpointsStatus, SqliteDatabaseStatus};
-use litecar_operator::{SqliteDatabase, config, render};
+use litecar_operator::{SqliteDatabase, config, names};
 
 /// What a reconcile found.
 pub struct Outcome {
@@ -45,9 +45,9 @@ pub fn status(db: &SqliteDatabase, o: Outcome) -> SqliteDatabaseStatus {
         None => (false, "AsExpected", String::new()),
     };
     let message = if deg_on { deg_message.clone() } else { o.ready.2.clone() };
-    let name = render::name(db);
-    let ns = render::namespace(db);
-    let svc = format!("{}.{ns}.svc", render::Names::service(&name));
+    let name = names::name(db);
+    let ns = names::namespace(db);
+    let svc = format!("{}.{ns}.svc", names::Names::service(&name));
     let endpoints = EndpointsStatus {
         rest: db.spec.sqlite_rest.as_ref().filter(|r| r.enabled).map(|r| format!("http://{svc}:{}", r.port)),
         metrics: db

@@ -22,6 +22,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::cursor::{Cursor, page_hash};
 use crate::error::{Error, IoContext, Result, SqlContext};
 use crate::layout::{self, Pos};
+use crate::sync::lock;
 use crate::wal::{self, FRAME_HEADER_SIZE, WAL_HEADER_SIZE, WalHeader};
 
 /// One segment of the replica, decompressed.
@@ -305,7 +306,7 @@ impl Shared {
     pub async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut Target) -> Result<T> + Send + 'static) -> Result<T> {
         let target = self.target.clone();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| f(&mut target.lock().unwrap_or_else(|p| p.into_inner()))))
+        tokio::task::spawn_blocking(move || span.in_scope(|| f(&mut lock(&target))))
             .await
             .map_err(std::io::Error::other)
             .at(&self.path)?

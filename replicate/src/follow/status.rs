@@ -123,7 +123,7 @@ impl FollowStatus {
     }
 
     fn trouble(&self) -> std::sync::MutexGuard<'_, Trouble> {
-        self.trouble.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.trouble)
     }
 
     pub(crate) fn switched_generation(&self) {

@@ -125,7 +125,7 @@ impl StatusHandle {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Status> {
-        self.status.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.status)
     }
 
     /// Record what a sync (or, when `sync` is false, stepping aside for another process's checkpoint) did, and wake

@@ -26,6 +26,10 @@ pub async fn child_serve(url: &str, db_path: &str) {
     let app = router(K8sApi::default().with("", "v1", "pods", store));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("ADDR {}", listener.local_addr().unwrap());
+    // as the daemon's listeners do (see its `http::no_delay`)
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await.unwrap();
 }
 

@@ -66,10 +66,6 @@ impl Default for ResourceType {
     }
 }
 
-/// Options shared by all resources (reserved; per-resource options live in [`ResourceSpec`]).
-#[derive(Debug, Clone, Default)]
-pub struct IngestOptions {}
-
 /// Fill `db` from the API until `cancel`; returns early only on a store error (the API's errors are retried).
 pub async fn ingest(
     client: kube::Client,

@@ -13,6 +13,7 @@
 //! column is NULL stands for the key's current row in the objects table (the writer copies the JSON into it
 //! before it changes or deletes the row). So the log does not hold a second copy of every object.
 
+mod checkpoint;
 mod indexer;
 mod relist;
 mod scope;
@@ -28,6 +29,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde_json::Value;
 
 use crate::error::SqlContext;
+use crate::event::WatchEvent;
 use crate::names::{
     Names, create_generation, create_view, drop_generation, live_generation, read_meta, read_meta_u64, write_meta,
 };
@@ -37,6 +39,7 @@ use crate::resource::{ResourceType, object_key};
 use crate::sync::{self, lock};
 use crate::{Error, Result};
 
+use checkpoint::Checkpointer;
 pub(crate) use relist::Staging;
 pub(crate) use write::RowOp;
 pub use write::WriteOp;
@@ -61,15 +64,14 @@ pub const WATCH_LAG_LIMIT: usize = 10_000;
 const READERS: usize = 3;
 /// Bytes of the file each read connection maps.
 const READ_MMAP: i64 = 1 << 30;
-/// WAL pages between checkpoints outside relists (SQLite's default).
-const AUTOCHECKPOINT: i64 = 1000;
 
 /// The connections of one database: one writer, and readers (none for `:memory:`, whose data only the writer's
-/// connection can see).
+/// connection can see), and the checkpoints of its WAL (none for `:memory:`, which has no WAL).
 pub(crate) struct Conns {
     write: Mutex<Connection>,
     read: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    checkpoint: Option<Checkpointer>,
 }
 
 impl Conns {
@@ -88,6 +90,20 @@ impl Conns {
             }
         }
         lock(&self.read[self.next.fetch_add(1, Ordering::Relaxed) % self.read.len()])
+    }
+
+    /// See [`Checkpointer::pause`].
+    fn pause_checkpoints(&self) {
+        if let Some(c) = &self.checkpoint {
+            c.pause();
+        }
+    }
+
+    /// See [`Checkpointer::resume`].
+    fn resume_checkpoints(&self) {
+        if let Some(c) = &self.checkpoint {
+            c.resume();
+        }
     }
 }
 
@@ -111,8 +127,9 @@ impl Database {
         let path = path.as_ref();
         let shown = path.display().to_string();
         let memory = shown == ":memory:";
-        let conn = open_conn(path, &shown, 32 * 1024)?;
+        let mut conn = open_conn(path, &shown, 32 * 1024)?;
         let mut read = Vec::new();
+        let mut checkpoint = None;
         if !memory {
             // Objects of ~2 KB fill 8 KiB pages well (one per 4 KiB page left ~40% of every page empty); only a
             // new database takes it.
@@ -123,6 +140,7 @@ impl Database {
             // a relist lets the WAL grow (see `stage_begin`); its file is cut back after the checkpoint
             conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = 67108864")
                 .ctx(|| format!("synchronous on {shown}"))?;
+            checkpoint = Some(Checkpointer::start(path, &shown, &mut conn)?);
         }
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS wc_meta (prefix TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
@@ -139,7 +157,7 @@ impl Database {
                 read.push(Mutex::new(r));
             }
         }
-        let conns = Conns { write: Mutex::new(conn), read, next: AtomicUsize::new(0) };
+        let conns = Conns { write: Mutex::new(conn), read, next: AtomicUsize::new(0), checkpoint };
         Ok(Self { conns: Arc::new(conns), stores: Arc::default() })
     }
 
@@ -247,8 +265,8 @@ pub(crate) struct Inner {
     scope: AtomicU8,
     /// Events a watcher may fall behind before it is cut off.
     pub(crate) watch_lag_limit: AtomicUsize,
-    /// The ring watchers follow (see `crate::watch`).
-    pub(crate) fanout: crate::watch::Fanout,
+    /// The ring watchers follow (see `crate::watch`), while anyone watches.
+    pub(crate) fanout: Mutex<Option<tokio::sync::broadcast::Sender<Arc<WatchEvent>>>>,
 }
 
 fn now_ms() -> i64 {

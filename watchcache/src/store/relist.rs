@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use rusqlite::{TransactionBehavior, params};
 use serde_json::Value;
 
-use super::{AUTOCHECKPOINT, Store, now_ms};
+use super::{Store, now_ms};
 use crate::error::SqlContext;
 use crate::names::{
     Names, create_generation, create_generation_indexes, create_generation_tables, create_view, drop_generation,
@@ -48,16 +48,9 @@ impl Store {
                 .ctx(|| format!("{}: clear the relist tables", self.name()))?;
             Ok(next)
         })?;
-        // The staged pages are written once into the WAL and checkpointed after the swap, instead of being
-        // copied into the database file every 1000 pages while the list is still arriving.
-        self.autocheckpoint(0)?;
+        // the staged pages are written once into the WAL and checkpointed after the swap
+        self.inner.conns.pause_checkpoints();
         Ok(Staging { id, generation, items: 0 })
-    }
-
-    fn autocheckpoint(&self, pages: i64) -> Result<()> {
-        let c = self.inner.conns.writer();
-        c.execute_batch(&format!("PRAGMA wal_autocheckpoint = {pages}"))
-            .ctx(|| format!("{}: wal_autocheckpoint", self.name()))
     }
 
     fn check_staging(&self, st: &Staging) -> Result<()> {
@@ -220,14 +213,13 @@ impl Store {
         self.inner.notify.send_replace(last_seq);
         // the old generation is no longer read by anyone who starts reading now (readers that started before
         // keep their snapshot); emptying it returns its pages for the next relist
-        let c = self.inner.conns.writer();
-        drop_generation(&c, &p, old)
-            .and_then(|_| create_generation(&c, &p, old))
-            .ctx(|| format!("{name}: clear the old generation"))?;
-        c.execute_batch(&format!("PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT}"))
-            .ctx(|| format!("{name}: wal_autocheckpoint"))?;
-        // PASSIVE: readers still on the old snapshot are not waited for; what they pin is copied later
-        c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).ctx(|| format!("{name}: checkpoint"))?;
+        {
+            let c = self.inner.conns.writer();
+            drop_generation(&c, &p, old)
+                .and_then(|_| create_generation(&c, &p, old))
+                .ctx(|| format!("{name}: clear the old generation"))?;
+        }
+        self.inner.conns.resume_checkpoints();
         tracing::debug!(resource = %name, objects = st.items, events = logged, "relist swapped in");
         Ok(logged)
     }
