@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::types::Value as Sql;
 
-use crate::query::ListOptions;
+use crate::list_options::ListOptions;
 use crate::{Error, Result};
 
 const PREFIX: &str = "k1.";

@@ -17,6 +17,7 @@ mod http;
 mod ingest;
 mod keyset;
 mod kube_api;
+mod list_options;
 mod names;
 mod page_at;
 mod path;
@@ -37,8 +38,8 @@ pub use kube_api::auth_status::kube_auth_status;
 pub use kube_api::table::{IncludeObject, to_table, wants_table};
 pub use watch::WatchSession;
 
+pub use list_options::{Filter, FilterOp, ListOptions, ListResult, SortKey};
 pub use path::FieldPath;
-pub use query::{Filter, FilterOp, ListOptions, ListResult, SortKey};
 pub use repository::Repository;
 pub use resource::{ResourceType, object_key};
 pub use store::{Database, IndexFunc, Indexers, Store, StoreConfig, WriteOp};

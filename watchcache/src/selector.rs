@@ -2,7 +2,7 @@
 //! `k in (a,b)`, `k notin (a,b)`, `k` (exists), `!k` (does not exist); fields: `f=v`, `f==v`, `f!=v`. Terms
 //! are separated by commas outside parentheses, and all must hold.
 
-use crate::query::FilterOp;
+use crate::list_options::FilterOp;
 use crate::{Error, Result};
 
 /// One term of a selector: `key op values` (one value for `=` and `!=`, none for existence tests).

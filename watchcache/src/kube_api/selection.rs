@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use super::Target;
+use crate::list_options::{Filter, ListOptions};
 use crate::path::FieldPath;
-use crate::query::{Filter, ListOptions};
 use crate::selector::{self, Requirement};
 use crate::{Error, Result, Store};
 
