@@ -282,15 +282,24 @@ fn random_applications_with_litecar_killed_at_random() {
             // Writes and other operations never fail. A checkpoint may find another one running (the other
             // applications', or litecar's own PASSIVE one) and return at once without completing, as it would
             // without litecar; none waits out its busy timeout (5 s) on litecar's read lock.
-            assert_eq!(count(&s, "write_errors"), 0, "write errors: {s}");
+            let log = || cooperation_log(&lc);
+            assert_eq!(count(&s, "write_errors"), 0, "write errors: {s}\nlitecar:\n{}", log());
             for op in s["ops"].as_array().expect("ops") {
-                assert!(op["error"].is_null(), "application operation failed: {op}");
+                assert!(op["error"].is_null(), "application operation failed: {op}\nlitecar:\n{}", log());
             }
             let slowest = s["checkpoint_max_ms"].as_f64().expect("checkpoint_max_ms");
-            assert!(slowest < 2500.0, "a checkpoint waited {slowest} ms: {s}");
+            assert!(slowest < 2500.0, "a checkpoint waited {slowest} ms: {s}\nlitecar:\n{}", log());
         }
     }
     env.assert_replica_equals_source(lc);
+}
+
+/// What litecar logged of its cooperation with the applications lately, for a failure's message.
+fn cooperation_log(lc: &Proc) -> String {
+    let text = lc.log_text();
+    let lines: Vec<&str> =
+        text.lines().filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("stepped aside")).collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// An application with a busy timeout of 0 fails at once whenever litecar holds the write lock. litecar checkpoints

@@ -7,6 +7,11 @@
 //! lock), lets go of the read lock, and takes it again as soon as the checkpoint is over. The WAL copied to its end
 //! in that moment is "sealed": when the checkpoint then restarts it (and TRUNCATE empties the file), the next sync
 //! follows the restart in the same generation without needing the old WAL's bytes.
+//!
+//! The read lock is moved rather than released, so that the WAL can be restarted only where the copy ends. Where SQLite
+//! places a moved read lock is its own choice, though, and under load it can land on the very lock the checkpoint
+//! needs next; a checkpoint still holding the write lock after [`HOLD_MAX`] therefore gets the read lock released
+//! outright. The WAL-index then tells, once the read lock is taken again, whether the WAL was restarted just once.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +24,11 @@ use crate::wal::{WAL_HEADER_SIZE, WalHeader};
 
 /// How long we wait for the application's checkpoint to finish before taking the read lock again regardless.
 const APP_CHECKPOINT_MAX: Duration = Duration::from_secs(1);
+/// How long we keep a read lock, moved out of the checkpoint's way, while the checkpoint still holds the write lock.
+/// A healthy checkpoint is through in milliseconds; one that is not may be waiting for the very lock we hold (SQLite
+/// may place a moved read lock where the checkpoint needs it next), and then every writer of the application waits
+/// with it. Past this, we let go of the read lock altogether, as if the WAL had not been copied.
+const HOLD_MAX: Duration = Duration::from_millis(50);
 /// How often its end is checked meanwhile.
 const APP_CHECKPOINT_POLL: Duration = Duration::from_micros(100);
 /// How often the read lock is moved again while a checkpoint we step aside for still holds the write lock.
@@ -66,7 +76,7 @@ impl Shipper {
         // Whatever the copy did, the application must not wait on us: the read lock moves out of the way in any case,
         // and a WAL not copied is dealt with by the next sync (recovered from the old WAL, or a new generation).
         let (sealed, whole) = match copied {
-            Ok(true) => (true, self.copy_is_whole(pid, tail.as_ref())?),
+            Ok(true) => (true, self.copy_is_whole(pid, tail.as_ref()).unwrap_or(false)),
             Ok(false) => (false, false),
             Err(e) => {
                 tracing::warn!(error = %e, "copying the WAL before the application's checkpoint failed");
@@ -86,17 +96,27 @@ impl Shipper {
                     false
                 }
             };
-        let (released, finished) = if handed {
-            let (released, finished) = self.wait_holding_pin(started);
-            self.successor_of = self.seal;
-            (released, finished)
-        } else {
-            self.unpin()?;
-            let released = started.elapsed();
-            let finished = self.wait_for_app_checkpoint();
-            self.pin()?;
-            self.prove_successor()?;
-            (released, finished)
+        let held = if handed { self.wait_holding_pin(started) } else { None };
+        let (released, finished) = match held {
+            Some((released, finished)) => {
+                self.successor_of = self.seal;
+                (released, finished)
+            }
+            None => {
+                let held_for = started.elapsed();
+                self.unpin()?;
+                if handed {
+                    tracing::debug!(
+                        held_ms = held_for.as_secs_f64() * 1e3,
+                        "the application's checkpoint still waits: letting go of the read lock"
+                    );
+                }
+                let released = started.elapsed();
+                let finished = self.wait_for_app_checkpoint();
+                self.pin()?;
+                self.prove_successor()?;
+                (released, held_for + finished)
+            }
         };
         self.index_backfilled = true;
         if let Some(tail) = tail {
@@ -184,13 +204,16 @@ impl Shipper {
     /// the sealed WAL voids the seal.
     ///
     /// Returns when our read lock stopped standing in the checkpoint's way (measured from `started`), and how long
-    /// the wait took.
-    fn wait_holding_pin(&mut self, started: Instant) -> (Duration, Duration) {
+    /// the wait took; `None` if the checkpoint still holds the write lock after [`HOLD_MAX`].
+    fn wait_holding_pin(&mut self, started: Instant) -> Option<(Duration, Duration)> {
         let waiting = Instant::now();
         let mut released = started.elapsed();
         let mut moved_at = Instant::now();
         let mut on_database = false;
-        while waiting.elapsed() < APP_CHECKPOINT_MAX {
+        loop {
+            if waiting.elapsed() >= HOLD_MAX {
+                return None;
+            }
             let Some(seal) = self.seal else { break };
             if let Ok(Some(view)) = self.app.index_view() {
                 if view.salt != salt_bytes(&seal.header) {
@@ -224,7 +247,7 @@ impl Shipper {
                 _ => break,
             }
         }
-        (released, waiting.elapsed())
+        Some((released, waiting.elapsed()))
     }
 
     /// Wait (without any lock of ours) until no other process holds the checkpoint lock, or until the checkpoint has
