@@ -108,6 +108,8 @@ pub struct Shipper {
     sealed_at: Option<Pos>,
     /// Taking the write lock gave up because another process's checkpoint held it.
     checkpointer_waiting: bool,
+    /// Where the WAL was last synced up to before a checkpoint (see [`Shipper::sync_before_locking`]).
+    files_synced_at: Option<Pos>,
     /// The lock table in the `-shm` file. Declared last, like `db_file`, and for the same reason.
     app: Arc<AppLocks>,
 }
@@ -206,6 +208,7 @@ impl Shipper {
             rounds: None,
             sealed_at: None,
             checkpointer_waiting: false,
+            files_synced_at: None,
             app,
         })
     }
