@@ -87,6 +87,34 @@ fn a_writer_that_never_pauses_meets_the_write_lock_only_past_the_wal_limit() {
     assert_eq!(restore_from_spool(dir.path()).len(), rows);
 }
 
+/// After a round that left the WAL behind (the application wrote meanwhile), the next one waits until the WAL has
+/// grown by an eighth of `min_page_count` frames: a writer that commits a frame between every two syncs gets a round
+/// every other sync, not one per sync, and no sync stages more than the one segment it would without rounds.
+#[test]
+fn rounds_after_one_that_left_the_wal_behind_wait_for_the_wal_to_grow() {
+    let (dir, c, mut s) =
+        setup_with(CheckpointPolicy { min_page_count: 16, max_page_count: 100_000, ..Default::default() });
+    s.sync().expect("first sync");
+    let (mut rows, mut rounds, mut syncs) = (0, 0, 0);
+    while s.position().expect("position").pos.offset < 32 + 16 * (24 + 4096) {
+        c.execute("INSERT INTO t VALUES (randomblob(100))", []).expect("insert");
+        rows += 1;
+        s.sync().expect("sync");
+    }
+    for _ in 0..40 {
+        c.execute("INSERT INTO t VALUES (randomblob(100))", []).expect("insert");
+        rows += 1;
+        let report = s.sync().expect("sync");
+        syncs += 1;
+        assert!(report.staged <= 1, "one sync staged {} segments", report.staged);
+        rounds += usize::from(report.checkpointed.is_some());
+        wait_for_background_checkpoint(&s);
+    }
+    // Two frames (16 / 8) between rounds: one round every other sync, give or take the first.
+    assert!((syncs / 2 - 1..=syncs / 2 + 1).contains(&rounds), "{rounds} rounds in {syncs} syncs");
+    assert_eq!(restore_from_spool(dir.path()).len(), rows);
+}
+
 #[test]
 fn much_written_since_the_read_lock_moved_moves_it_again_instead_of_checkpointing_under_the_write_lock() {
     let (dir, c, mut s) =
