@@ -214,6 +214,13 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = {
             H,
             DB,
         ),
+        (
+            "litecar_write_lock_holds_total",
+            "Times litecar held the database's write lock (the application's writers wait on it meanwhile)",
+            C,
+            DB,
+        ),
+        ("litecar_write_lock_hold_seconds", "How long each of litecar's holds of the write lock lasted", H, DB),
     ]
 };
 
@@ -274,7 +281,9 @@ impl Collector for ReplicationCollector {
             out.add("litecar_snapshot_bytes", &l, s.last_snapshot_bytes as f64);
             out.add("litecar_snapshot_seconds", &l, s.last_snapshot_seconds);
             out.add("litecar_app_checkpoints_observed_total", &l, s.app_checkpoints_observed as f64);
-            out.push("litecar_app_wait_seconds", app_wait_metric(&path, &s.app_wait));
+            out.push("litecar_app_wait_seconds", histogram_metric(&path, &s.app_wait));
+            out.add("litecar_write_lock_holds_total", &l, s.write_lock_hold.count as f64);
+            out.push("litecar_write_lock_hold_seconds", histogram_metric(&path, &s.write_lock_hold));
             for r in &s.replicas {
                 let rl = [path.as_str(), r.name.as_str()];
                 out.add("litestream_replica_wal_bytes", &rl, r.uploaded_bytes as f64);
@@ -345,9 +354,9 @@ fn label(name: &str, value: &str) -> LabelPair {
     l
 }
 
-/// `litecar_app_wait_seconds` of one database: the replicator keeps per-bucket counts, Prometheus wants them
-/// cumulative.
-fn app_wait_metric(db: &str, h: &WaitHistogram) -> prometheus::proto::Metric {
+/// A histogram of one database (`litecar_app_wait_seconds`, `litecar_write_lock_hold_seconds`): the replicator keeps
+/// per-bucket counts, Prometheus wants them cumulative.
+fn histogram_metric(db: &str, h: &WaitHistogram) -> prometheus::proto::Metric {
     let mut cumulative = 0;
     let buckets = APP_WAIT_BUCKETS
         .iter()
@@ -396,6 +405,8 @@ mod tests {
         };
         status.checkpoints.insert("passive", (4, 0.5));
         status.app_wait.observe(0.003);
+        status.write_lock_hold.observe(0.0004);
+        status.write_lock_hold.observe(0.004);
         status.replicas.push(ReplicaStatus {
             name: "s3".into(),
             kind: "s3",
@@ -444,6 +455,15 @@ mod tests {
             r#"litecar_app_wait_seconds_bucket{db="/nonexistent/app.db",le="+Inf"} 1"#,
             r#"litecar_app_wait_seconds_sum{db="/nonexistent/app.db"} 0.003"#,
             r#"litecar_app_wait_seconds_count{db="/nonexistent/app.db"} 1"#,
+            "# TYPE litecar_write_lock_holds_total counter",
+            r#"litecar_write_lock_holds_total{db="/nonexistent/app.db"} 2"#,
+            "# TYPE litecar_write_lock_hold_seconds histogram",
+            r#"litecar_write_lock_hold_seconds_bucket{db="/nonexistent/app.db",le="0.0005"} 1"#,
+            r#"litecar_write_lock_hold_seconds_bucket{db="/nonexistent/app.db",le="0.002"} 1"#,
+            r#"litecar_write_lock_hold_seconds_bucket{db="/nonexistent/app.db",le="0.005"} 2"#,
+            r#"litecar_write_lock_hold_seconds_bucket{db="/nonexistent/app.db",le="+Inf"} 2"#,
+            r#"litecar_write_lock_hold_seconds_sum{db="/nonexistent/app.db"} 0.0044"#,
+            r#"litecar_write_lock_hold_seconds_count{db="/nonexistent/app.db"} 2"#,
         ];
         let text = m.render();
         for line in expected {
@@ -451,7 +471,7 @@ mod tests {
         }
         let series =
             |t: &str| t.lines().filter(|l| l.contains("/nonexistent/app.db")).map(str::to_owned).collect::<Vec<_>>();
-        assert_eq!(series(&text).len(), 40, "one series per family, mode and replica:\n{text}");
+        assert_eq!(series(&text).len(), 54, "one series per family, mode and replica:\n{text}");
         assert_eq!(series(&m.render()), series(&text), "a scrape changes nothing");
     }
 

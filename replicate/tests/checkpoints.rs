@@ -87,6 +87,69 @@ fn a_writer_that_never_pauses_meets_the_write_lock_only_past_the_wal_limit() {
     assert_eq!(restore_from_spool(dir.path()).len(), rows);
 }
 
+/// After a round that left the WAL behind (the application wrote meanwhile), the next one waits until the WAL has
+/// grown by an eighth of `min_page_count` frames: a writer that commits a frame between every two syncs gets a round
+/// every other sync, not one per sync, and no sync stages more than the one segment it would without rounds.
+#[test]
+fn rounds_after_one_that_left_the_wal_behind_wait_for_the_wal_to_grow() {
+    let (dir, c, mut s) =
+        setup_with(CheckpointPolicy { min_page_count: 16, max_page_count: 100_000, ..Default::default() });
+    s.sync().expect("first sync");
+    let (mut rows, mut rounds, mut syncs) = (0, 0, 0);
+    while s.position().expect("position").pos.offset < 32 + 16 * (24 + 4096) {
+        c.execute("INSERT INTO t VALUES (randomblob(100))", []).expect("insert");
+        rows += 1;
+        s.sync().expect("sync");
+    }
+    for _ in 0..40 {
+        c.execute("INSERT INTO t VALUES (randomblob(100))", []).expect("insert");
+        rows += 1;
+        let report = s.sync().expect("sync");
+        syncs += 1;
+        assert!(report.staged <= 1, "one sync staged {} segments", report.staged);
+        rounds += usize::from(report.checkpointed.is_some());
+        wait_for_background_checkpoint(&s);
+    }
+    // Two frames (16 / 8) between rounds: one round every other sync, give or take the first.
+    assert!((syncs / 2 - 1..=syncs / 2 + 1).contains(&rounds), "{rounds} rounds in {syncs} syncs");
+    assert_eq!(restore_from_spool(dir.path()).len(), rows);
+}
+
+/// A round is also worth starting, whatever the WAL grew by, once the application has been quiet for as long as the
+/// last round's checkpoint took: the shipper starts it between syncs, it ends before the next commit and seals the
+/// WAL, and the application's next write restarts it.
+#[test]
+fn a_pause_of_the_application_starts_the_round_that_seals_the_wal() {
+    let (dir, c, mut s) = setup_with(CheckpointPolicy { min_page_count: 16, ..Default::default() });
+    s.sync().expect("first sync");
+    let mut rows = 0;
+    while s.position().expect("position").pos.offset < 32 + 16 * (24 + 4096) {
+        c.execute("INSERT INTO t VALUES (randomblob(100))", []).expect("insert");
+        rows += 1;
+        s.sync().expect("sync");
+    }
+    // The first round runs at the sync that finds the checkpoint due; a commit after it leaves the WAL behind.
+    c.execute("INSERT INTO t VALUES (randomblob(100))", []).expect("insert");
+    assert_eq!(s.sync().expect("sync").checkpointed, Some("passive"), "the due checkpoint started no round");
+    wait_for_background_checkpoint(&s);
+    c.execute("INSERT INTO t VALUES (randomblob(100))", []).expect("insert");
+    rows += 2;
+    assert_eq!(s.sync().expect("sync").checkpointed, None, "one frame more is not worth a round at once");
+    let index = s.position().expect("position").pos.index;
+
+    // Longer than the last round's checkpoint took, which was measured up to the sync that found it over.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let report = s.cooperate().expect("cooperate").expect("a round between syncs");
+    assert_eq!(report.checkpointed, Some("passive"));
+    wait_for_background_checkpoint(&s);
+    s.cooperate().expect("cooperate");
+    c.execute("INSERT INTO t VALUES (randomblob(100))", []).expect("insert");
+    rows += 1;
+    assert_eq!(s.sync().expect("sync").new_generation, None);
+    assert_eq!(s.position().expect("position").pos.index, index + 1, "the application did not restart the WAL");
+    assert_eq!(restore_from_spool(dir.path()).len(), rows);
+}
+
 #[test]
 fn much_written_since_the_read_lock_moved_moves_it_again_instead_of_checkpointing_under_the_write_lock() {
     let (dir, c, mut s) =

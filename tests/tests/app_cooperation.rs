@@ -310,6 +310,8 @@ fn cooperation_log(lc: &Proc) -> String {
 fn application_without_busy_timeout_writes_beside_litecar_checkpoints() {
     let env = Env::new();
     let lc = env.start_litecar_with("    min-checkpoint-page-count: 100\n    checkpoint-interval: 1s\n");
+    // The generation's start took the write lock, for its snapshot, before the application ran.
+    let holds_before = env.metric("litecar_write_lock_holds_total");
     let s = finish(env.app(&[
         "--seconds",
         "4",
@@ -325,6 +327,11 @@ fn application_without_busy_timeout_writes_beside_litecar_checkpoints() {
     assert_app_never_failed(&s);
     assert!(count(&s, "writes") > 200, "the application wrote too little to mean anything: {s}");
     assert!(env.metric("litestream_checkpoint_count") >= 3.0, "litecar did not checkpoint during the run");
+    assert_eq!(
+        env.metric("litecar_write_lock_holds_total"),
+        holds_before,
+        "litecar took the write lock while the application paused between writes"
+    );
     env.assert_replica_equals_source(lc);
     assert_eq!(env.generations(), 1, "following the application's restarts needs no new generation");
 }
@@ -358,4 +365,39 @@ fn application_without_busy_timeout_writing_past_the_wal_limit_never_fails() {
     assert!(wal <= 32 + 200 * (4096 + 24), "the WAL file grew to {wal} bytes");
     env.assert_replica_equals_source(lc);
     assert_eq!(env.generations(), 1, "following the application's restarts needs no new generation");
+}
+
+/// The application's long reads keep every checkpoint round from leaving the WAL fully checkpointed: once the WAL
+/// holds `max-checkpoint-page-count` frames litecar takes the write lock, and each hold is counted and measured, for
+/// an operator to see what the application waited on.
+#[test]
+fn write_lock_holds_under_wal_limit_pressure_are_counted_and_measured() {
+    let env = Env::new();
+    let lc = env.start_litecar_with(
+        "    min-checkpoint-page-count: 20\n    max-checkpoint-page-count: 100\n    checkpoint-interval: 1s\n",
+    );
+    let holds_before = env.metric("litecar_write_lock_holds_total");
+    let s = finish(env.app(&[
+        "--seconds",
+        "4",
+        "--writers",
+        "1",
+        "--every-ms",
+        "1",
+        "--checkpoint",
+        "none",
+        "--ops",
+        "long_read",
+        "--ops-every-ms",
+        "1000",
+    ]));
+    assert_app_never_failed(&s);
+    assert!(count(&s, "writes") > 500, "the application wrote too little to pass the WAL limit: {s}");
+    let holds = env.metric("litecar_write_lock_holds_total");
+    assert!(holds > holds_before, "no hold of the write lock counted past the WAL limit ({holds})");
+    assert_eq!(env.metric("litecar_write_lock_hold_seconds_count"), holds, "one measurement per hold");
+    let held = env.metric("litecar_write_lock_hold_seconds_sum");
+    assert!(held > 0.0 && held / holds < 1.0, "{holds} holds lasted {held} s in all");
+    env.assert_replica_equals_source(lc);
+    assert_eq!(env.generations(), 1, "the restarts under the write lock need no new generation");
 }

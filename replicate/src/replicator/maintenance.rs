@@ -63,7 +63,10 @@ impl Maintenance {
     async fn snapshot(&self) {
         match self.shipper.snapshot().await {
             Ok(r) => {
-                self.status.lock().record_snapshots(&r);
+                let mut s = self.status.lock();
+                s.record_snapshots(&r);
+                s.record_lock_holds(&r);
+                drop(s);
                 self.upload_wake.iter().for_each(|w| w.notify_one())
             }
             Err(e) => tracing::error!(error = %e, "snapshot failed"),

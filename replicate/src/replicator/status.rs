@@ -38,6 +38,8 @@ pub struct Status {
     /// Checkpoints of another process that litecar stepped aside for, and how long each waited on our read lock.
     pub app_checkpoints_observed: u64,
     pub app_wait: WaitHistogram,
+    /// How long each hold of the write lock by litecar lasted (the application's writers wait on it).
+    pub write_lock_hold: WaitHistogram,
     /// Bytes in the spool that some replica still needs.
     pub pending_bytes: u64,
     pub replicas: Vec<ReplicaStatus>,
@@ -67,7 +69,7 @@ pub struct ReplicaStatus {
 /// Upper bounds, in seconds, of the buckets of [`WaitHistogram`].
 pub const APP_WAIT_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
-/// A histogram of waits, counted per bucket of [`APP_WAIT_BUCKETS`] (not cumulative), plus everything above.
+/// A histogram of waits (or lock holds), counted per bucket of [`APP_WAIT_BUCKETS`] (not cumulative), plus everything above.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct WaitHistogram {
     pub buckets: [u64; APP_WAIT_BUCKETS.len()],
@@ -86,6 +88,12 @@ impl WaitHistogram {
 }
 
 impl Status {
+    pub(crate) fn record_lock_holds(&mut self, report: &SyncReport) {
+        for held in &report.write_lock_holds {
+            self.write_lock_hold.observe(*held);
+        }
+    }
+
     pub(crate) fn record_snapshots(&mut self, report: &SyncReport) {
         if report.snapshots > 0 {
             self.snapshots += report.snapshots;
@@ -150,6 +158,7 @@ impl StatusHandle {
                 s.app_checkpoints_observed += 1;
                 s.app_wait.observe(*wait);
             }
+            s.record_lock_holds(report);
             s.record_snapshots(report);
             s.pending_bytes = spool.pending_bytes();
             for (i, r) in s.replicas.iter_mut().enumerate() {

@@ -187,11 +187,22 @@ impl Shipper {
     }
 
     /// Make the checkpoint under the write lock cheap: wait for a background checkpoint to finish (ours could not
-    /// run beside it), and sync the files (see [`Shipper::sync_files`]).
-    fn sync_before_locking(&mut self) -> Result<()> {
+    /// run beside it), and sync the files (see [`Shipper::sync_files`]) unless an earlier sync, ours or the last
+    /// round's checkpoint's, covers all but a round's worth of frames (see [`Shipper::round_step`]): its fsyncs would
+    /// hold up the commits waiting to be shipped for next to nothing.
+    pub(super) fn sync_before_locking(&mut self) -> Result<()> {
         let deadline = Instant::now() + self.policy.lock_timeout;
         while self.background.is_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
+        }
+        let covered = match (&self.position, self.files_synced_at) {
+            (Some(p), Some(synced)) if synced.index == p.pos.index => {
+                p.pos.offset.saturating_sub(synced.offset) / p.header.frame_size() < self.round_step()
+            }
+            _ => false,
+        };
+        if covered {
+            return Ok(());
         }
         self.sync_files()
     }
@@ -200,11 +211,14 @@ impl Shipper {
     /// syncs both again, and its syncs then write only the frames appended since and the pages of those frames, not
     /// everything that the application's commits (with `synchronous` below FULL) and the checkpoints that stopped
     /// short of the WAL's end (SQLite syncs the database file only at the end) left to the page cache.
-    pub(super) fn sync_files(&self) -> Result<()> {
+    pub(super) fn sync_files(&mut self) -> Result<()> {
         if let Some(wal) = self.open_wal()? {
             wal.sync_data().at(&self.wal_path)?;
         }
-        self.db_file.sync_data().at(&self.db_path)
+        self.db_file.sync_data().at(&self.db_path)?;
+        self.files_synced_at = self.position.as_ref().map(|p| p.pos);
+        tracing::debug!("synced the WAL and the database file before a checkpoint under the write lock");
+        Ok(())
     }
 
     /// After a complete checkpoint (and with no read lock held): take the write lock, copy anything written since,

@@ -27,13 +27,17 @@ impl Shipper {
     /// Take a snapshot at the current WAL index (after copying everything committed so far), restarting the WAL under
     /// the write lock first if need be.
     pub fn snapshot(&mut self) -> Result<SyncReport> {
-        self.snapshot_at_index_start(true)
+        let mut report = self.snapshot_at_index_start(true)?;
+        self.report_lock_holds(&mut report);
+        Ok(report)
     }
 
     /// [`Shipper::snapshot`] when one is due by size: by default without ever taking the write lock (postponed until
     /// the application next restarts the WAL), since it is tried again after every sync until it succeeds.
     pub fn snapshot_by_size(&mut self) -> Result<SyncReport> {
-        self.snapshot_at_index_start(self.policy.write_lock_below_max)
+        let mut report = self.snapshot_at_index_start(self.policy.write_lock_below_max)?;
+        self.report_lock_holds(&mut report);
+        Ok(report)
     }
 
     fn snapshot_at_index_start(&mut self, may_lock: bool) -> Result<SyncReport> {

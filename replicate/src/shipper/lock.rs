@@ -3,13 +3,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::ErrorCode;
 
-use super::Shipper;
 use super::applocks::AppLocks;
 use super::cooperate::Seal;
+use super::{Shipper, SyncReport};
 use crate::error::{Error, Result, SqlContext};
 
 /// How often the write lock is tried while the application holds it.
@@ -114,6 +114,7 @@ impl Shipper {
         match begun {
             Ok(()) => {
                 self.locked = true;
+                self.lock_taken = Instant::now();
                 Ok(true)
             }
             Err(e) if is_busy(&e) => Ok(false),
@@ -124,9 +125,23 @@ impl Shipper {
     pub(super) fn write_unlock(&mut self) -> Result<()> {
         if self.locked {
             self.locked = false;
-            self.lock.execute_batch("ROLLBACK").db(&self.db_path)?;
+            let rolled_back = self.lock.execute_batch("ROLLBACK").db(&self.db_path);
+            self.lock_released();
+            rolled_back?;
         }
         Ok(())
+    }
+
+    /// Count a hold of the write lock, which the application may have waited on, from `BEGIN IMMEDIATE` to its end.
+    fn lock_released(&mut self) {
+        let held = self.lock_taken.elapsed().as_secs_f64();
+        tracing::debug!(held_ms = held * 1e3, "write lock released");
+        self.lock_holds.push(held);
+    }
+
+    /// Hand the write-lock holds counted since the last call over to `report`.
+    pub(super) fn report_lock_holds(&mut self, report: &mut SyncReport) {
+        report.write_lock_holds.append(&mut self.lock_holds);
     }
 
     /// With the write lock held: commit a no-op (which restarts a fully checkpointed WAL), and leave the WAL pinned
@@ -167,6 +182,8 @@ impl Shipper {
         let v: i64 = self.lock.query_row("PRAGMA user_version", [], |r| r.get(0)).db(&self.db_path)?;
         self.lock.pragma_update(None, "user_version", v).db(&self.db_path)?;
         self.locked = false;
-        self.lock.execute_batch("COMMIT").db(&self.db_path)
+        let committed = self.lock.execute_batch("COMMIT").db(&self.db_path);
+        self.lock_released();
+        committed
     }
 }

@@ -56,6 +56,8 @@ pub struct SyncReport {
     pub snapshots: u64,
     /// How long each checkpoint of the application that we stepped aside for waited on our read lock.
     pub app_waits: Vec<f64>,
+    /// How long each hold of the write lock by litecar lasted, in seconds (the application's writers wait on it).
+    pub write_lock_holds: Vec<f64>,
     /// Generation, position and last snapshot time after the call.
     pub position: Option<(Generation, Pos, SystemTime)>,
 }
@@ -72,6 +74,9 @@ pub struct Shipper {
     background: Checkpointer,
     pinned: bool,
     locked: bool,
+    /// When the write lock was last taken, and the holds since the last report (see [`SyncReport::write_lock_holds`]).
+    lock_taken: Instant,
+    lock_holds: Vec<f64>,
     state: StateFile,
     position: Option<Position>,
     spool: Arc<Spool>,
@@ -108,6 +113,8 @@ pub struct Shipper {
     sealed_at: Option<Pos>,
     /// Taking the write lock gave up because another process's checkpoint held it.
     checkpointer_waiting: bool,
+    /// Where the WAL was last synced up to before a checkpoint (see [`Shipper::sync_before_locking`]).
+    files_synced_at: Option<Pos>,
     /// The lock table in the `-shm` file. Declared last, like `db_file`, and for the same reason.
     app: Arc<AppLocks>,
 }
@@ -189,6 +196,8 @@ impl Shipper {
             background,
             pinned: false,
             locked: false,
+            lock_taken: Instant::now(),
+            lock_holds: Vec::new(),
             state,
             position,
             spool,
@@ -206,6 +215,7 @@ impl Shipper {
             rounds: None,
             sealed_at: None,
             checkpointer_waiting: false,
+            files_synced_at: None,
             app,
         })
     }
@@ -221,6 +231,12 @@ impl Shipper {
 
     /// Copy whatever has been committed since the last call, then checkpoint if the policy says so.
     pub fn sync(&mut self) -> Result<SyncReport> {
+        let mut report = self.sync_wal()?;
+        self.report_lock_holds(&mut report);
+        Ok(report)
+    }
+
+    fn sync_wal(&mut self) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         self.ensure_still_at_path()?;
         self.pin()?;
@@ -300,6 +316,7 @@ impl Shipper {
         };
         self.start_generation(&loss.to_string(), &mut report)?;
         report.position = self.position.as_ref().map(|p| (p.generation.clone(), p.pos, p.snapshot_at));
+        self.report_lock_holds(&mut report);
         Ok(report)
     }
 

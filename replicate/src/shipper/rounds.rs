@@ -8,14 +8,24 @@
 //! generation. The end of a round is looked for between syncs too (see [`Shipper::cooperate`]), so that the seal comes
 //! before the application's next commit, not with it.
 //!
-//! A writer that never pauses for as long as a round takes keeps that from happening: rounds go on, each with the
-//! few frames written during the last one to copy, and only once the WAL itself reaches `max_page_count` frames is the
-//! write lock taken, for a checkpoint of those few frames.
+//! A writer that never pauses for as long as a round takes keeps that from happening: rounds go on, and only once the
+//! WAL itself reaches `max_page_count` frames is the write lock taken, for a checkpoint of the few frames written since
+//! the last round.
+//!
+//! A round costs the shipping thread nothing it would not spend on a sync: no fsync runs on it (the background
+//! checkpoint syncs the WAL and the database itself, off the thread that ships commits, so a slow disk delays no
+//! commit's upload), and it ships only what a sync would have. After a round that left the WAL behind, the next one
+//! starts only once it is worth its fsyncs: the WAL grew by [`Shipper::round_step`] frames since, or the application
+//! has been quiet for as long as the last round's checkpoint took, so that the next one may end before its next
+//! commit and seal the WAL.
+
+use std::time::{Duration, Instant};
 
 use super::applocks::IndexView;
 use super::cooperate::{frames, salt_bytes};
 use super::{Shipper, SyncReport};
 use crate::error::Result;
+use crate::layout::Pos;
 use crate::wal::WAL_HEADER_SIZE;
 
 /// Rounds in a row before giving up until the WAL has grown by `min_page_count` frames more.
@@ -23,10 +33,32 @@ const MAX_ROUNDS: u32 = 64;
 /// Rounds in a row, once the WAL has reached `max_page_count` frames, before the write lock is taken.
 const URGENT_ROUNDS: u32 = 8;
 
-/// Rounds run so far for the checkpoint that is due.
+/// Rounds run so far for the checkpoint that is due, and what the last one saw.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Rounds {
     count: u32,
+    /// Where the last round moved the read lock: its checkpoint copies (and syncs) the WAL up to there.
+    pos: Pos,
+    /// When the last round's background checkpoint was requested, and how long it took once it is over.
+    requested: Instant,
+    took: Option<Duration>,
+    /// The WAL's last frame as last seen, and since when it is that one: how long the application has been quiet.
+    end: u64,
+    end_since: Instant,
+}
+
+impl Rounds {
+    fn saw_end(&mut self, end: u64) {
+        if end != self.end {
+            self.end = end;
+            self.end_since = Instant::now();
+        }
+    }
+
+    /// The last round's checkpoint is over (the caller checked): how long it took.
+    fn took(&mut self) -> Duration {
+        *self.took.get_or_insert_with(|| self.requested.elapsed())
+    }
 }
 
 impl Shipper {
@@ -41,6 +73,7 @@ impl Shipper {
         let count = match self.rounds {
             None => 0,
             Some(r) => {
+                self.round_checkpoint_over(r);
                 if self.seal_checkpointed()? {
                     self.rounds_over(true);
                     if oversized {
@@ -60,21 +93,48 @@ impl Shipper {
             self.rounds_over(false);
             return Ok(false);
         }
+        let end = self.shipped_frames();
+        if !self.next_round_worth_it(end) {
+            return Ok(false);
+        }
         self.start_round(count + 1, report)?;
         Ok(false)
     }
 
+    /// Frames shipped of the current WAL.
+    fn shipped_frames(&self) -> u64 {
+        self.position.as_ref().map_or(0, |p| frames(&p.header, p.pos.offset))
+    }
+
+    /// How much the WAL must grow after a round that left it behind for the next one to be worth its fsyncs: an eighth
+    /// of what makes a checkpoint due, so that a writer that never pauses costs about eight rounds per due checkpoint.
+    pub(super) fn round_step(&self) -> u64 {
+        (self.policy.min_page_count / 8).max(1)
+    }
+
+    /// Whether, the last round's checkpoint being over, another one is worth starting now with the WAL ending at
+    /// frame `end` (see the module's documentation). `true` if no round ran yet.
+    fn next_round_worth_it(&mut self, end: u64) -> bool {
+        let step = self.round_step();
+        let Some(r) = self.rounds.as_mut() else { return true };
+        r.saw_end(end);
+        let grown = end.saturating_sub(frames_at(r.pos, &self.position));
+        grown >= step || (grown > 0 && r.end_since.elapsed() >= r.took())
+    }
+
     /// Between syncs (every millisecond while the application writes): once the last round's background checkpoint
     /// is over, seal the WAL if it left it fully checkpointed, before the application commits again, or else start
-    /// the next round at once rather than at the next sync. Whether to take the write lock at last is left to syncs.
+    /// the next round if it is worth it, without waiting for the next sync. Whether to take the write lock at last
+    /// is left to syncs.
     pub(super) fn poll_rounds(&mut self, report: &mut SyncReport) -> Result<bool> {
         let Some(r) = self.rounds else { return Ok(false) };
         if self.background.is_running() || !self.pinned {
             return Ok(false);
         }
+        self.round_checkpoint_over(r);
         if self.seal_checkpointed()? {
             self.rounds_over(true);
-        } else if r.count < MAX_ROUNDS {
+        } else if r.count < MAX_ROUNDS && self.wal_end()?.is_some_and(|end| self.next_round_worth_it(end)) {
             self.start_round(r.count + 1, report)?;
         } else {
             return Ok(false);
@@ -88,9 +148,7 @@ impl Shipper {
         if self.position.as_ref().is_some_and(|p| Some(p.pos) == self.idle_mark) {
             return Ok(());
         }
-        // Before the read lock moves, so that the checkpoint's own syncs are short: the round seals the WAL only if
-        // it ends before the application commits again.
-        self.sync_files()?;
+        // No fsync here: the background checkpoint syncs the WAL and the database itself, off this thread.
         if !self.ship_matching(report)? {
             return Ok(());
         }
@@ -103,8 +161,26 @@ impl Shipper {
         self.background.request();
         report.checkpointed = Some("passive");
         tracing::debug!(round = count, "checkpoint round without the write lock");
-        self.rounds = Some(Rounds { count });
+        let Some(pos) = self.position.as_ref().map(|p| p.pos) else { return Ok(()) };
+        let now = Instant::now();
+        let end = self.shipped_frames();
+        self.rounds = Some(Rounds { count, pos, requested: now, took: None, end, end_since: now });
         Ok(())
+    }
+
+    /// The WAL's last frame as the WAL-index shows it, `None` if it is no longer the WAL we ship (the next sync
+    /// follows that).
+    fn wal_end(&self) -> Result<Option<u64>> {
+        let Some(header) = self.position.as_ref().map(|p| p.header) else { return Ok(None) };
+        let view = self.app.index_view()?;
+        Ok(view.filter(|v| v.salt == salt_bytes(&header)).map(|v| u64::from(v.max_frame)))
+    }
+
+    /// The last round's background checkpoint is over. It synced the WAL up to where the round moved the read lock
+    /// (unless the application's own checkpoints had left it nothing to copy, having synced it themselves): a checkpoint
+    /// under the write lock soon after need not sync it again (see [`Shipper::sync_before_locking`]).
+    fn round_checkpoint_over(&mut self, r: Rounds) {
+        self.files_synced_at = Some(r.pos);
     }
 
     /// The checkpoint is over, with the WAL sealed or not. One that left the WAL behind (the application wrote
@@ -136,4 +212,9 @@ impl Shipper {
         // Looked at again with the new read lock held: the WAL still ends, fully checkpointed, where we copied it.
         Ok(self.app.index_view()?.is_some_and(|v| checkpointed(&v)))
     }
+}
+
+/// The frame a position in the current WAL ends at, 0 for another WAL.
+fn frames_at(pos: Pos, current: &Option<crate::state::Position>) -> u64 {
+    current.as_ref().filter(|p| p.pos.index == pos.index).map_or(0, |p| frames(&p.header, pos.offset))
 }
