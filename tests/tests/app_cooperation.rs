@@ -338,31 +338,31 @@ fn application_without_busy_timeout_writes_beside_litecar_checkpoints() {
 
 /// Past `max-checkpoint-page-count` frames litecar must have the WAL restarted, and an application without a busy
 /// timeout still never meets litecar's write lock as long as it pauses between writes for as long as a checkpoint of
-/// a few frames takes (two fsyncs): litecar checkpoints in rounds without the write lock, each copying the few frames
-/// written during the last, until one ends between two commits; the application's own writer then restarts the WAL.
-/// Several times the limit in frames pass through the WAL.
+/// a few frames takes (two fsyncs; 100 ms leaves room for a loaded machine's): litecar checkpoints in rounds without
+/// the write lock, each copying the few frames written during the last, until one ends between two commits; the
+/// application's own writer then restarts the WAL. Several times the limit in frames pass through the WAL.
 #[test]
 fn application_without_busy_timeout_writing_past_the_wal_limit_never_fails() {
     let env = Env::new();
     let lc = env.start_litecar_with(
-        "    min-checkpoint-page-count: 20\n    max-checkpoint-page-count: 100\n    checkpoint-interval: 1s\n",
+        "    min-checkpoint-page-count: 4\n    max-checkpoint-page-count: 16\n    checkpoint-interval: 1s\n",
     );
     let s = finish(env.app(&[
         "--seconds",
-        "6",
+        "8",
         "--busy-ms",
         "0",
         "--writers",
         "1",
         "--every-ms",
-        "15",
+        "100",
         "--checkpoint",
         "none",
     ]));
     assert_app_never_failed(&s);
-    assert!(count(&s, "writes") > 250, "the application wrote too little to pass the WAL limit: {s}");
+    assert!(count(&s, "writes") > 64, "the application wrote too little to pass the WAL limit: {s}");
     let wal = std::fs::metadata(env.path("app.db-wal")).map_or(0, |m| m.len());
-    assert!(wal <= 32 + 200 * (4096 + 24), "the WAL file grew to {wal} bytes");
+    assert!(wal <= 32 + 32 * (4096 + 24), "the WAL file grew to {wal} bytes");
     env.assert_replica_equals_source(lc);
     assert_eq!(env.generations(), 1, "following the application's restarts needs no new generation");
 }
