@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::options::{Match, Options};
 use super::selection::{Selection, bad};
 use super::table::to_table;
-use super::{Render, blocking, parse_rv};
+use super::{Render, parse_rv};
 use crate::http::error_response;
 use crate::page_at::{AtPage, PageAt};
 use crate::query::Counting;
@@ -114,8 +114,7 @@ fn list_body(kind: &str, api_version: &str, metadata: &Value, items: &[(String, 
 }
 
 pub(super) async fn list(store: Store, selection: Selection, o: Options, render: Render) -> Response {
-    let s = store.clone();
-    let page = match blocking(move || read_page(&s, &selection, &o)).await {
+    let page = match store.off_thread(move |s| read_page(s, &selection, &o)).await {
         Ok(p) => p,
         Err(e) => return error_response(e),
     };
