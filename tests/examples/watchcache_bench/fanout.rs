@@ -30,7 +30,8 @@ pub async fn child_serve(url: &str, db_path: &str) {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app).await.unwrap();
+    // and served as the daemon serves
+    litecar_watchcache::serve(listener, app, CancellationToken::new()).await;
 }
 
 /// The marker each benchmark change carries; six digits and a quote follow it.
