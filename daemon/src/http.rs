@@ -95,8 +95,10 @@ fn no_delay(tcp: &TcpStream) {
 }
 
 /// Serves `app` until `cancel`; then stops accepting and returns once the requests in flight are answered.
+/// The watch-cache's way of serving, so that a watch costs here what its benchmark measures.
 pub async fn serve(listener: Listener, app: Router, cancel: CancellationToken) -> Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned()).await.context("HTTP server")
+    litecar_watchcache::serve(listener, app, cancel).await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -424,6 +424,10 @@ async fn an_exact_walk_shows_its_revision_while_the_store_changes() {
         let mut pages = 1;
         while let Some(token) = meta["continue"].as_str().map(str::to_owned) {
             assert_eq!(meta["resourceVersion"], rv1.to_string(), "{path}");
+            // what follows in the state at rv1, counted as the API server counts it: only without selectors
+            let counted = meta.get("remainingItemCount").map(|n| n.as_u64().unwrap() as usize);
+            let rest = want.len() - got.len();
+            assert_eq!(counted, (!path.contains("Selector")).then_some(rest), "{path}, page {pages}: {meta}");
             // and it keeps moving during the walk
             fake.create(PODS, pod("a", &format!("p0{i}{pages}"), "web")).unwrap();
             let (m, names) = page_meta(&client, &format!("{path}{sep}limit=2&continue={token}")).await;

@@ -70,11 +70,9 @@ pub(crate) fn status(code: StatusCode, reason: &str, message: String) -> Respons
 /// 503 with a Status while the store waits for its first list: an empty answer would tell a client that
 /// there are no objects.
 pub(crate) async fn warming(store: &Store) -> Option<Response> {
-    let s = store.clone();
-    let ready = match tokio::task::spawn_blocking(move || s.is_ready()).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Some(error_response(e)),
-        Err(e) => return Some(error_response(Error::Join(e.to_string()))),
+    let ready = match store.off_thread(|s| s.is_ready()).await {
+        Ok(r) => r,
+        Err(e) => return Some(error_response(e)),
     };
     if ready {
         return None;
@@ -114,14 +112,10 @@ async fn get(
     pairs.retain(|(k, _)| k != "watch" && k != "resourceVersion");
     if watch {
         let from = match rv.as_deref() {
-            None | Some("") | Some("0") => {
-                let s = store.clone();
-                match tokio::task::spawn_blocking(move || s.last_resource_version()).await {
-                    Ok(Ok(rv)) => rv,
-                    Ok(Err(e)) => return error_response(e),
-                    Err(e) => return error_response(Error::Join(e.to_string())),
-                }
-            }
+            None | Some("") | Some("0") => match store.off_thread(|s| s.last_resource_version()).await {
+                Ok(rv) => rv,
+                Err(e) => return error_response(e),
+            },
             Some(s) => match s.parse() {
                 Ok(rv) => rv,
                 Err(_) => {
@@ -152,9 +146,8 @@ async fn get(
         Ok(o) => o,
         Err(e) => return error_response(e),
     };
-    match tokio::task::spawn_blocking(move || store.query(&opts)).await {
-        Ok(Ok(r)) => axum::Json(r).into_response(),
-        Ok(Err(e)) => error_response(e),
-        Err(e) => error_response(Error::Join(e.to_string())),
+    match store.off_thread(move |s| s.query(&opts)).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => error_response(e),
     }
 }

@@ -26,6 +26,7 @@ mod raw;
 mod repository;
 mod resource;
 pub mod selector;
+mod serve;
 mod store;
 mod sync;
 mod watch;
@@ -36,6 +37,7 @@ pub use http::K8sApi;
 pub use ingest::{ResourceSpec, ingest};
 pub use kube_api::auth_status::kube_auth_status;
 pub use kube_api::table::{IncludeObject, to_table, wants_table};
+pub use serve::serve;
 pub use watch::WatchSession;
 
 pub use list_options::{Filter, FilterOp, ListOptions, ListResult, SortKey};

@@ -18,16 +18,22 @@ pub(crate) struct PageAt<'a> {
     /// Only keys that start with this (`ns/` for one namespace).
     pub(crate) prefix: &'a str,
     pub(crate) limit: Option<usize>,
+    /// Count the objects of that state after the page, when another follows (`remainingItemCount`).
+    pub(crate) count_rest: bool,
+}
+
+/// A page of an older state: its objects as stored JSON, whether more follow and, when counted, how many.
+pub(crate) struct AtPage {
+    pub(crate) items: Vec<(String, String)>,
+    pub(crate) more: bool,
+    pub(crate) remaining: Option<usize>,
 }
 
 impl Store {
     /// Objects of the state at revision `p.rv` in key order that `keep` (given key and JSON) selects, as stored
-    /// JSON, at most `p.limit`; and whether more follow. Expired when the log no longer reaches back to `p.rv`.
-    pub(crate) fn page_at(
-        &self,
-        p: &PageAt<'_>,
-        mut keep: impl FnMut(&str, &str) -> Result<bool>,
-    ) -> Result<(Vec<(String, String)>, bool)> {
+    /// JSON, at most `p.limit`; whether more follow and, with `p.count_rest`, how many objects of that state
+    /// (selected or not) follow the page. Expired when the log no longer reaches back to `p.rv`.
+    pub(crate) fn page_at(&self, p: &PageAt<'_>, mut keep: impl FnMut(&str, &str) -> Result<bool>) -> Result<AtPage> {
         let name = self.name().to_owned();
         self.read(|c, n| {
             let (crv, _) = self.compacted(c)?;
@@ -99,8 +105,54 @@ impl Store {
             if let Some(l) = p.limit {
                 out.truncate(l);
             }
-            Ok((out, more))
+            let remaining = match out.last() {
+                Some((last, _)) if more && p.count_rest => Some(self.count_at_after(c, n, p, &changed, last)?),
+                _ => None,
+            };
+            Ok(AtPage { items: out, more, remaining })
         })
+    }
+
+    /// How many objects of the state at `p.rv` under `p.prefix` follow `last`: the current rows there, less
+    /// those changed since (`changed`, the keys under the prefix), plus those of the changed that existed then.
+    /// Costs a count over the key index and a look-up per change since the revision, as the page does.
+    fn count_at_after(
+        &self,
+        c: &rusqlite::Connection,
+        n: &crate::names::Names,
+        p: &PageAt<'_>,
+        changed: &BTreeSet<String>,
+        last: &str,
+    ) -> Result<usize> {
+        let name = self.name();
+        let ctx = || format!("{name}: count the state at {} after {last}", p.rv);
+        // keys under a prefix (`ns/`) end before the prefix with its last character raised (`ns0`): a range
+        // the key index answers
+        let mut end = p.prefix.to_owned();
+        let bound = match end.pop() {
+            Some(ch) => {
+                end.push(char::from_u32(ch as u32 + 1).unwrap_or(char::MAX));
+                " AND key < ?2"
+            }
+            None => "",
+        };
+        let sql = format!(r#"SELECT count(*) FROM "{}" WHERE key > ?1{bound}"#, n.objects);
+        let mut stmt = c.prepare_cached(&sql).ctx(ctx)?;
+        let mut current: i64 = if bound.is_empty() {
+            stmt.query_row([last], |r| r.get(0))
+        } else {
+            stmt.query_row([last, end.as_str()], |r| r.get(0))
+        }
+        .ctx(ctx)?;
+        let mut is_row =
+            c.prepare_cached(&format!(r#"SELECT count(*) FROM "{}" WHERE key = ?1"#, n.objects)).ctx(ctx)?;
+        for key in changed.range::<str, _>((std::ops::Bound::Excluded(last), std::ops::Bound::Unbounded)) {
+            current -= is_row.query_row([key], |r| r.get::<_, i64>(0)).ctx(ctx)?;
+            if self.state_text_at(c, n, key, p.rv)?.is_some() {
+                current += 1;
+            }
+        }
+        Ok(current.max(0) as usize)
     }
 }
 
@@ -120,13 +172,22 @@ mod tests {
     fn walk(s: &Store, rv: u64, prefix: &str, limit: Option<usize>, v: Option<&str>) -> Result<Vec<Value>> {
         let (mut got, mut after) = (Vec::new(), None::<String>);
         loop {
-            let at = PageAt { rv, after: after.as_deref(), prefix, limit };
-            let (items, more) = s.page_at(&at, |k, t| {
+            let at = PageAt { rv, after: after.as_deref(), prefix, limit, count_rest: true };
+            let AtPage { items, more, remaining } = s.page_at(&at, |k, t| {
                 let o: Value = serde_json::from_str(t).unwrap();
                 Ok(k.starts_with(prefix) && v.is_none_or(|v| o["metadata"]["labels"]["v"] == v))
             })?;
             assert!(limit.is_none_or(|l| items.len() <= l));
             after = items.last().map(|(k, _)| k.clone());
+            if let Some(last) = after.as_deref().filter(|_| more) {
+                let rest = s
+                    .list_at(rv)?
+                    .iter()
+                    .map(|o| crate::object_key(o).unwrap())
+                    .filter(|k| k.starts_with(prefix) && k.as_str() > last)
+                    .count();
+                assert_eq!(remaining, Some(rest), "at {rv}, {prefix:?} after {last}");
+            }
             got.extend(items.iter().map(|(_, t)| serde_json::from_str::<Value>(t).unwrap()));
             if !more {
                 return Ok(got);

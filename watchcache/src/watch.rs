@@ -178,12 +178,11 @@ impl WatchSession {
                 if let Some(e) = self.too_slow() {
                     return self.end(Some(e));
                 }
-                let s = self.store.clone();
                 let from = self.last_seq;
-                let read = tokio::task::spawn_blocking(move || s.events_after_seq(from, CATCH_UP_CHUNK));
+                let read = self.store.off_thread(move |s| s.events_after_seq(from, CATCH_UP_CHUNK));
                 let evs = tokio::select! {
                     _ = self.cancel.cancelled() => return self.end(None),
-                    r = read => match r.map_err(|e| Error::Join(e.to_string())).and_then(|r| r) {
+                    r = read => match r {
                         Ok(evs) => evs,
                         Err(e) => return self.end(Some(e)),
                     },

@@ -30,7 +30,8 @@ pub async fn child_serve(url: &str, db_path: &str) {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app).await.unwrap();
+    // and served as the daemon serves
+    litecar_watchcache::serve(listener, app, CancellationToken::new()).await;
 }
 
 /// The marker each benchmark change carries; six digits and a quote follow it.
@@ -124,6 +125,11 @@ fn reset_peak(pid: &str) {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
 }
 
+/// Threads of `pid` now: a thread's stack and its allocator arena are memory that no watcher owns.
+fn threads(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
+}
+
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg").unwrap().split(' ').take(3).collect::<Vec<_>>().join(" ")
 }
@@ -171,6 +177,7 @@ pub async fn run(args: &[String]) {
     eprintln!("litecar: {n} pods in {:.1} s", t0.elapsed().as_secs_f64());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss0 = mem(&pid)[1];
+    let threads0 = threads(&pid);
 
     // open the watches in two halves: the growth over the second half is the cost of a watcher, free of what
     // the process returns to the system after its first list
@@ -179,6 +186,7 @@ pub async fn run(args: &[String]) {
     let mut tasks = Vec::with_capacity(watchers);
     let half = watchers / 2;
     let mut rss_half = 0;
+    let mut threads_half = 0;
     for (from, to) in [(0, half), (half, watchers)] {
         for _ in from..to {
             tasks.push(tokio::spawn(watcher(addr.clone(), rv.clone(), last, ready_tx.clone())));
@@ -189,10 +197,12 @@ pub async fn run(args: &[String]) {
         tokio::time::sleep(Duration::from_secs(2)).await;
         if from == 0 {
             rss_half = mem(&pid)[1];
+            threads_half = threads(&pid);
         }
     }
     drop(ready_tx);
     let rss1 = mem(&pid)[1];
+    let threads1 = threads(&pid);
 
     // change pods upstream at a steady rate; each change carries its number
     let load_before = load();
@@ -257,6 +267,7 @@ pub async fn run(args: &[String]) {
         (rss1 as f64 - rss_half as f64) / (watchers - half) as f64,
         rss2 as f64 / 1024.0,
     );
+    println!("  litecar threads: {threads0} idle, {threads_half} with {half} watches, {threads1} with {watchers}");
     println!("  litecar CPU during the changes: {cpu:.2} s over {secs:.1} s");
     println!(
         "  upstream (fake API server) pod requests since litecar started: {up_watches} watch, {up_lists} list pages"
@@ -269,27 +280,34 @@ pub async fn run(args: &[String]) {
     for (who, c, p) in [("litecar", &lc, pid.as_str()), ("fake API server (+ the client)", &up, "self")] {
         let mut times = Vec::new();
         let mut growth = 0u64;
+        let mut each = Vec::new();
         let mut anon = 0u64;
+        let mut file = 0u64;
         let mut shape = (0, 0);
         for _ in 0..3 {
             let base = mem(p)[1];
             reset_peak(p);
             let (t, objects, pages) = walk(c).await;
-            growth = growth.max(mem(p)[0].saturating_sub(base));
+            let g = mem(p)[0].saturating_sub(base);
+            growth = growth.max(g);
+            each.push(format!("{:.1}", g as f64 / 1024.0));
             anon = anon.max(mem(p)[2]);
+            file = file.max(mem(p)[3]);
             times.push(t);
             shape = (objects, pages);
         }
         times.sort_by(f64::total_cmp);
         assert_eq!(shape.0, n, "{who} listed {} objects", shape.0);
         println!(
-            "  {who:<32} {:.2} s ({} pages, {:.0} objects/s), peak RSS +{:.1} MB, VmRSS {:.1} MB (RssAnon {:.1} MB); load {}",
+            "  {who:<32} {:.2} s ({} pages, {:.0} objects/s), peak RSS +{:.1} MB (walks: +{} MB), VmRSS {:.1} MB (RssAnon {:.1} MB, RssFile {:.1} MB); load {}",
             times[1],
             shape.1,
             n as f64 / times[1],
             growth as f64 / 1024.0,
+            each.join(", +"),
             mem(p)[1] as f64 / 1024.0,
             anon as f64 / 1024.0,
+            file as f64 / 1024.0,
             load()
         );
     }

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use super::options::{Match, Options};
 use super::selection::{Selection, bad};
 use super::table::to_table;
-use super::{Render, blocking, parse_rv};
+use super::{Render, parse_rv};
 use crate::http::error_response;
-use crate::page_at::PageAt;
+use crate::page_at::{AtPage, PageAt};
 use crate::query::Counting;
 use crate::{Result, Store};
 
@@ -39,15 +39,15 @@ fn exact_page(
 ) -> Result<Page> {
     let fp = crate::keyset::fingerprint(store.name(), &selection.options());
     let prefix = selection.key_prefix();
-    let at = PageAt { rv, after, prefix: &prefix, limit };
-    let (items, more) = store.page_at(&at, |key, text| selection.matches_stored(store, key, text))?;
+    // as for the current state, counted only without selectors (see `read_page`)
+    let at = PageAt { rv, after, prefix: &prefix, limit, count_rest: selection.selects_all() };
+    let AtPage { items, more, remaining } =
+        store.page_at(&at, |key, text| selection.matches_stored(store, key, text))?;
     let token = match items.last() {
         Some((k, _)) if more => Some(format!("{EXACT_PREFIX}{rv}.{fp}.{}", URL_SAFE_NO_PAD.encode(k))),
         _ => None,
     };
-    // counting what follows would read the rest of that state; the API server's field is an estimate that
-    // clients must not rely on, so it is left out here
-    Ok(Page { items, revision: rv, continue_token: token, remaining: None })
+    Ok(Page { items, revision: rv, continue_token: token, remaining })
 }
 
 /// Decodes an Exact list's continue token: (revision, last key); an error if it belongs to another query.
@@ -114,8 +114,7 @@ fn list_body(kind: &str, api_version: &str, metadata: &Value, items: &[(String, 
 }
 
 pub(super) async fn list(store: Store, selection: Selection, o: Options, render: Render) -> Response {
-    let s = store.clone();
-    let page = match blocking(move || read_page(&s, &selection, &o)).await {
+    let page = match store.off_thread(move |s| read_page(s, &selection, &o)).await {
         Ok(p) => p,
         Err(e) => return error_response(e),
     };

@@ -20,9 +20,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::Result;
 use crate::http::{K8sApi, error_response, status, warming};
 use crate::query::parse_pairs;
-use crate::{Error, Result};
 use options::Options;
 use selection::{Selection, bad};
 use table::{IncludeObject, to_table, wants_table};
@@ -62,10 +62,6 @@ fn parse_path(path: &str) -> Option<Target> {
         namespace: namespace.map(str::to_owned),
         name: name.map(str::to_owned),
     })
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Join(e.to_string()))?
 }
 
 /// How a response renders objects: as they are, or as kubectl's Table.
@@ -151,9 +147,8 @@ async fn handle(
             Some(ns) => format!("{ns}/{name}"),
             None => name.clone(),
         };
-        let s = store.clone();
         let k = key.clone();
-        return match blocking(move || s.get_text(&k)).await {
+        return match store.off_thread(move |s| s.get_text(&k)).await {
             // the stored JSON as it is, as lists send it
             Ok(Some(text)) => match render {
                 Render::Objects => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::options::Options;
 use super::selection::Selection;
-use super::{Render, blocking, parse_rv};
+use super::{Render, parse_rv};
 use crate::http::error_response;
 use crate::{Error, Store, WatchEvent};
 
@@ -70,8 +70,7 @@ fn stream_response(body: futures::stream::BoxStream<'static, Bytes>) -> Response
 }
 
 async fn last_rv(store: &Store) -> crate::Result<u64> {
-    let s = store.clone();
-    blocking(move || s.last_resource_version()).await
+    store.off_thread(|s| s.last_resource_version()).await
 }
 
 pub(crate) async fn watch(store: Store, selection: Selection, o: Options, render: Render) -> Response {
@@ -102,8 +101,7 @@ pub(crate) async fn watch(store: Store, selection: Selection, o: Options, render
     }
     let mut head = Vec::new();
     let from = if initial {
-        let s = store.clone();
-        let (items, rv) = match blocking(move || s.snapshot()).await {
+        let (items, rv) = match store.off_thread(|s| s.snapshot()).await {
             Ok(snap) => snap,
             Err(e) => return error_response(e),
         };

@@ -15,6 +15,7 @@
 
 mod checkpoint;
 mod indexer;
+mod off_thread;
 mod relist;
 mod scope;
 mod write;
@@ -72,6 +73,8 @@ pub(crate) struct Conns {
     read: Vec<Mutex<Connection>>,
     next: AtomicUsize,
     checkpoint: Option<Checkpointer>,
+    /// One permit per connection that reads (see [`Store::off_thread`]).
+    gate: off_thread::Gate,
 }
 
 impl Conns {
@@ -157,7 +160,8 @@ impl Database {
                 read.push(Mutex::new(r));
             }
         }
-        let conns = Conns { write: Mutex::new(conn), read, next: AtomicUsize::new(0), checkpoint };
+        let gate = off_thread::gate(read.len());
+        let conns = Conns { write: Mutex::new(conn), read, next: AtomicUsize::new(0), checkpoint, gate };
         Ok(Self { conns: Arc::new(conns), stores: Arc::default() })
     }
 
