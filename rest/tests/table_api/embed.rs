@@ -1,7 +1,7 @@
 //! Resource embedding along foreign keys: one-to-many, many-to-one, aliases, `!inner`, hints, and filters,
 //! order and limits on the embedded resource. Expected rows are computed by plain SQL on the same database.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! steve ListOptions queries.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use litecar_watchcache::{Error, ListOptions, StoreConfig};

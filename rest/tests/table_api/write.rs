@@ -1,6 +1,6 @@
 //! POST/PATCH/PUT/DELETE: representations, bulk insert, upsert, PUT, constraints, limits.
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::{Fixture, ITEMS, get, send};

@@ -8,7 +8,7 @@ use litecar_replicate::CheckpointPolicy;
 use litecar_replicate::test_utils::{Shipper, Spool, wal_path};
 use rusqlite::Connection;
 
-mod common;
+use crate::common;
 use common::*;
 
 #[test]

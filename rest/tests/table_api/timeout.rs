@@ -1,7 +1,7 @@
 //! The request time limit interrupts a running statement (504), reads and writes alike, and leaves the
 //! connection usable.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

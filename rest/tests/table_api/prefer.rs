@@ -1,7 +1,7 @@
 //! `Prefer` on writes as PostgREST clients use it: counts in `Content-Range`, `missing=default`, `tx=rollback`,
 //! `handling=strict` and `max-affected`.
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::{Fixture, send};

@@ -1,7 +1,7 @@
 //! Hostile text in every place a request can carry it: names are refused with 400, values are literals, and
 //! the database never changes.
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::{Fixture, ITEMS, enc, get, send};

@@ -1,6 +1,6 @@
 //! GET/HEAD: operators, select, order, pagination, counts, single objects, schema changes, OpenAPI.
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::{Fixture, ITEMS, enc, get, send};

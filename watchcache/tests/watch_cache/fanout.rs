@@ -2,7 +2,7 @@
 //! whether it follows the live ring, starts behind it, or falls out of it within the lag limit.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

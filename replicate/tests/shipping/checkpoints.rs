@@ -6,7 +6,7 @@ use std::path::Path;
 use litecar_replicate::CheckpointPolicy;
 use litecar_replicate::test_utils::wal_path;
 
-mod common;
+use crate::common;
 use common::*;
 
 #[test]

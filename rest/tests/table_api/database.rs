@@ -1,6 +1,6 @@
 //! Database conditions: not created yet, locked by the application, views.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

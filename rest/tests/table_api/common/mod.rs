@@ -1,8 +1,6 @@
 //! Shared helpers of the integration tests: a database in a temporary directory, a router over it, and
 //! one-shot requests.
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 use std::path::PathBuf;
 use std::sync::Arc;
 

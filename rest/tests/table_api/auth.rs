@@ -1,7 +1,7 @@
 //! JWT authentication and role-based access: HS256, RS256 from PEM, ES256, JWKS with key ids, and every way a
 //! token can be wrong.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! client-go store_test.go / index_test.go facts, stated against the SQLite store.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

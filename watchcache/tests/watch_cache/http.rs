@@ -1,7 +1,7 @@
 //! The /k8s routes with tower oneshot and concurrent watchers.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

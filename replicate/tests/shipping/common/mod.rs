@@ -1,9 +1,6 @@
 //! Fixtures of the shipper tests: an application connection with its own checkpoints off, a shipper over a fresh
 //! database and spool, and a restore of what the spool holds.
 
-// Each test binary uses only some of these fixtures.
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Request metrics: labels come from bounded sets, whatever the URL.
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::{Fixture, ITEMS, send};

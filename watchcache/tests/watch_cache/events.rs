@@ -1,7 +1,7 @@
 //! Event log, compaction, state_at and watch sessions.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
