@@ -63,10 +63,11 @@ impl Maintenance {
     async fn snapshot(&self) {
         match self.shipper.snapshot().await {
             Ok(r) => {
-                let mut s = self.status.lock();
-                s.record_snapshots(&r);
-                s.record_lock_holds(&r);
-                drop(s);
+                {
+                    let mut s = self.status.lock();
+                    s.record_snapshots(&r);
+                    s.record_lock_holds(&r);
+                }
                 self.upload_wake.iter().for_each(|w| w.notify_one())
             }
             Err(e) => tracing::error!(error = %e, "snapshot failed"),
