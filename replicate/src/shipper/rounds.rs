@@ -16,8 +16,12 @@
 //! checkpoint syncs the WAL and the database itself, off the thread that ships commits, so a slow disk delays no
 //! commit's upload), and it ships only what a sync would have. After a round that left the WAL behind, the next one
 //! starts only once it is worth its fsyncs: the WAL grew by [`Shipper::round_step`] frames since, or the application
-//! has been quiet for as long as the last round's checkpoint took, so that the next one may end before its next
-//! commit and seal the WAL.
+//! has been quiet for as long as the last round's checkpoint took, and at least [`QUIET_BEFORE_ROUND`], so that the
+//! next one may end before its next commit and seal the WAL.
+//!
+//! A round is not free for the application either: its checkpoint holds SQLite's checkpoint lock, and an application's
+//! own checkpoint that finds that lock taken returns busy at once, without waiting out its busy timeout. Rounds that
+//! cannot seal the WAL are kept few for that reason too.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +36,11 @@ use crate::wal::WAL_HEADER_SIZE;
 const MAX_ROUNDS: u32 = 64;
 /// Rounds in a row, once the WAL has reached `max_page_count` frames, before the write lock is taken.
 const URGENT_ROUNDS: u32 = 8;
+/// The least pause of the application that starts a round before the WAL has grown by a step. Commits in a burst
+/// leave gaps of a millisecond or two, shorter than any round: a round started in one is overtaken by the next commit
+/// and leaves the WAL behind, having held the checkpoint lock for nothing (docs/benchmarks.md measures what that costs
+/// an application that runs its own checkpoints).
+const QUIET_BEFORE_ROUND: Duration = Duration::from_millis(5);
 
 /// Rounds run so far for the checkpoint that is due, and what the last one saw.
 #[derive(Debug, Clone, Copy)]
@@ -119,7 +128,7 @@ impl Shipper {
         let Some(r) = self.rounds.as_mut() else { return true };
         r.saw_end(end);
         let grown = end.saturating_sub(frames_at(r.pos, &self.position));
-        grown >= step || (grown > 0 && r.end_since.elapsed() >= r.took())
+        worth_a_round(grown, step, r.end_since.elapsed(), r.took())
     }
 
     /// Between syncs (every millisecond while the application writes): once the last round's background checkpoint
@@ -214,7 +223,44 @@ impl Shipper {
     }
 }
 
+/// Whether a round is worth starting when the WAL has grown by `grown` frames since the last one, which was a
+/// checkpoint that took `took`, and the application has been quiet for `quiet`.
+fn worth_a_round(grown: u64, step: u64, quiet: Duration, took: Duration) -> bool {
+    grown >= step || (grown > 0 && quiet >= took.max(QUIET_BEFORE_ROUND))
+}
+
 /// The frame a position in the current WAL ends at, 0 for another WAL.
 fn frames_at(pos: Pos, current: &Option<crate::state::Position>) -> u64 {
     current.as_ref().filter(|p| p.pos.index == pos.index).map_or(0, |p| frames(&p.header, pos.offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_wal_grown_by_a_step_is_worth_a_round_at_once() {
+        assert!(worth_a_round(125, 125, Duration::ZERO, 40 * MS));
+        assert!(!worth_a_round(124, 125, Duration::ZERO, 40 * MS));
+    }
+
+    #[test]
+    fn a_pause_between_commits_of_a_burst_is_not_worth_a_round_however_quick_the_last_one() {
+        assert!(!worth_a_round(3, 125, 2 * MS, MS / 2));
+        assert!(!worth_a_round(3, 125, QUIET_BEFORE_ROUND - MS / 10, MS));
+        assert!(worth_a_round(3, 125, QUIET_BEFORE_ROUND, MS));
+    }
+
+    #[test]
+    fn a_pause_shorter_than_the_last_round_took_is_not_worth_another() {
+        assert!(!worth_a_round(3, 125, 30 * MS, 40 * MS));
+        assert!(worth_a_round(3, 125, 40 * MS, 40 * MS));
+    }
+
+    #[test]
+    fn nothing_new_is_never_worth_a_round() {
+        assert!(!worth_a_round(0, 125, Duration::from_secs(60), MS));
+    }
 }
